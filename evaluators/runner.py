@@ -1,0 +1,95 @@
+"""Controller side of evaluation: one trusted evaluator process per candidate.
+
+``Evaluator.evaluate(code)`` never raises for a bad candidate and never hangs:
+the evaluator process has the problem's wall-clock budget plus a grace period,
+after which its whole process group is killed and the result is TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from evolve.evaluators.validate import clip, result_from_answer
+from evolve.problem import Limits, Problem
+from evolve.sandbox import SandboxLimits
+from evolve.sandbox.process import child_environment
+from evolve.sandbox.supervise import supervise
+from evolve.values import EvalResult, EvalStatus
+
+__all__ = ["Evaluator", "sandbox_limits"]
+
+_GRACE_S = 5.0
+_EVALUATOR_OUTPUT_BYTES = 256 << 10
+_EVALUATOR_RESULT_BYTES = 16 << 20
+
+
+def sandbox_limits(limits: Limits) -> SandboxLimits:
+    """The candidate's sandbox limits for a problem's evaluation limits."""
+    return SandboxLimits(
+        wall_s=limits.timeout_s,
+        cpu_s=int(limits.timeout_s) + 1,
+        memory_bytes=limits.memory_mb << 20,
+        output_bytes=limits.output_bytes,
+    )
+
+
+class Evaluator:
+    """Evaluates candidate programs of one problem, each in a fresh trusted process."""
+
+    def __init__(self, problem: Problem, *, problem_dir: Path, sandbox: str = "process", python: str | None = None) -> None:
+        self.problem = problem
+        self._dir = problem.write_to(problem_dir)
+        self._sandbox = sandbox
+        self._python = python or sys.executable
+
+    async def evaluate(self, code: str) -> EvalResult:
+        """Score one candidate. Bad candidates become non-OK results, never exceptions."""
+        started = time.monotonic()
+        try:
+            compile(code, "candidate.py", "exec")
+        except (SyntaxError, ValueError) as exc:
+            line = getattr(exc, "lineno", None)
+            return EvalResult(
+                status=EvalStatus.ERROR,
+                artifacts={"error": f"syntax error{f' on line {line}' if line else ''}: {getattr(exc, 'msg', exc)}"},
+            )
+        limits = self.problem.config.limits
+        request = {
+            "problem_dir": str(self._dir),
+            "code": code,
+            "sandbox": self._sandbox,
+            "limits": asdict(sandbox_limits(limits)),
+            "timeout_s": limits.timeout_s,
+        }
+        outcome = await supervise(
+            lambda fd: [self._python, "-I", "-B", "-m", "evolve.evaluators.worker", str(fd)],
+            stdin=json.dumps(request).encode(),
+            env=child_environment(str(self._dir)),
+            cwd=str(self._dir),
+            wall_s=limits.timeout_s + _GRACE_S,
+            output_bytes=_EVALUATOR_OUTPUT_BYTES,
+            result_bytes=_EVALUATOR_RESULT_BYTES,
+        )
+        duration = time.monotonic() - started
+        stderr = clip(outcome.stderr.decode("utf-8", errors="replace"))
+        if outcome.timed_out:
+            return EvalResult(
+                status=EvalStatus.TIMEOUT,
+                artifacts={"error": f"the evaluation ran past {limits.timeout_s:g} s and was killed"},
+                duration_s=duration,
+            )
+        if outcome.result is None:
+            return EvalResult(
+                status=EvalStatus.ERROR,
+                artifacts={"error": f"the evaluator process exited with code {outcome.exit_code} without an answer", "evaluator_stderr": stderr},
+                duration_s=duration,
+            )
+        try:
+            answer = json.loads(outcome.result)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            answer = None
+        return result_from_answer(answer, self.problem.config, code, duration)

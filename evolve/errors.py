@@ -1,0 +1,46 @@
+"""The one error hierarchy of evolve.
+
+Every error a user can meet is an ``EvolveError``; the CLI prints its message on
+one line and exits with code 2. Bad candidates are never errors: they are data
+(``EvalResult`` with a non-OK status).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DiffError",
+    "EvolveError",
+    "LLMError",
+    "ProblemError",
+    "SandboxError",
+    "StoreError",
+]
+
+
+class EvolveError(Exception):
+    """Base class of every error evolve raises on purpose."""
+
+
+class ConfigError(EvolveError):
+    """A configuration value (CLI option, settings, campaign config) is invalid."""
+
+
+class ProblemError(ConfigError):
+    """A problem folder or payload is missing, malformed or inconsistent."""
+
+
+class DiffError(EvolveError):
+    """A model's answer could not be turned into a valid child program."""
+
+
+class SandboxError(EvolveError):
+    """The sandbox itself failed (not the candidate inside it)."""
+
+
+class StoreError(EvolveError):
+    """The store could not be opened, migrated, read or written."""
+
+
+class LLMError(EvolveError):
+    """A language model call failed after its retries."""

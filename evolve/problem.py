@@ -1,0 +1,326 @@
+"""Problems: a folder (or payload) with a config, an initial program and a trusted evaluator.
+
+A problem folder holds::
+
+    problem.yaml          name, description, objective, feature axes, limits
+    initial_program.py    a working program with EVOLVE-BLOCK regions
+    evaluator.py          trusted ``evaluate(candidate) -> dict``
+
+Everything is validated here, at the edge; the rest of the engine trusts a
+``Problem``.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import enum
+import hashlib
+import importlib.resources
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from evolve.blocks import find_regions
+from evolve.errors import DiffError, ProblemError
+
+__all__ = [
+    "BUILTIN_FEATURES",
+    "Direction",
+    "FeatureAxis",
+    "KnownBest",
+    "Limits",
+    "Objective",
+    "Problem",
+    "ProblemConfig",
+    "builtin_problem_names",
+    "load_problem",
+    "resolve_problem",
+]
+
+CONFIG_FILE = "problem.yaml"
+PROGRAM_FILE = "initial_program.py"
+EVALUATOR_FILE = "evaluator.py"
+_MAX_EXTRA_BYTES = 8 * 1024 * 1024
+_SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", "tests"}
+
+#: Features computed from the program text itself; any other axis name must be
+#: returned by the evaluator (in ``features`` or ``metrics``).
+BUILTIN_FEATURES = frozenset({"code_length", "line_count"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Direction(str, enum.Enum):
+    MAXIMIZE = "maximize"
+    MINIMIZE = "minimize"
+
+
+class Objective(_Strict):
+    metric: str = Field(min_length=1, description="name of the metric the evaluator returns")
+    direction: Direction = Direction.MAXIMIZE
+
+    def fitness(self, value: float) -> float:
+        """Map an objective value to 'higher is better'."""
+        return value if self.direction is Direction.MAXIMIZE else -value
+
+
+class FeatureAxis(_Strict):
+    """A fixed MAP-Elites axis. Values outside ``[min, max]`` clamp to the edge bins."""
+
+    name: str = Field(min_length=1)
+    min: float
+    max: float
+    bins: int = Field(ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _range(self) -> FeatureAxis:
+        if not self.max > self.min:
+            raise ValueError(f"max ({self.max}) must be greater than min ({self.min})")
+        return self
+
+    def bin(self, value: float) -> int:
+        """Index of the bin holding ``value``; out-of-range values clamp to the edges."""
+        if not value > self.min:  # below range, and NaN (callers reject NaN earlier)
+            return 0
+        if value >= self.max:
+            return self.bins - 1
+        return min(self.bins - 1, int((value - self.min) / (self.max - self.min) * self.bins))
+
+
+class Limits(_Strict):
+    """Resource limits of one evaluation."""
+
+    timeout_s: float = Field(default=30.0, gt=0, le=3600, description="wall time of a whole evaluation")
+    memory_mb: int = Field(default=1024, ge=64, le=65536, description="address-space limit of the candidate")
+    output_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 28, description="cap on captured stdout+stderr")
+
+
+class KnownBest(_Strict):
+    value: float
+    source: str = ""
+
+
+class ProblemConfig(_Strict):
+    """Schema of ``problem.yaml``."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = Field(min_length=1, max_length=20000)
+    objective: Objective
+    features: list[FeatureAxis] = Field(default_factory=list, max_length=8)
+    limits: Limits = Field(default_factory=Limits)
+    known_best: KnownBest | None = None
+
+    @model_validator(mode="after")
+    def _unique_axes(self) -> ProblemConfig:
+        names = [axis.name for axis in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"feature axes must have distinct names; repeated: {', '.join(dupes)}")
+        return self
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A validated problem. ``extra_files`` maps relative paths to file bytes."""
+
+    config: ProblemConfig
+    config_text: str
+    initial_program: str
+    evaluator_source: str
+    extra_files: dict[str, bytes] = field(default_factory=dict)
+    source: str = ""  # where it was loaded from, for messages
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def fingerprint(self) -> str:
+        """Content hash: two problems with the same files have the same fingerprint."""
+        h = hashlib.sha256()
+        for part in (self.config_text, self.initial_program, self.evaluator_source):
+            h.update(part.encode())
+            h.update(b"\0")
+        for path in sorted(self.extra_files):
+            h.update(path.encode() + b"\0" + self.extra_files[path] + b"\0")
+        return h.hexdigest()[:16]
+
+    def write_to(self, folder: Path) -> Path:
+        """Materialize the problem's files in ``folder`` (for the evaluator process)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / CONFIG_FILE).write_text(self.config_text)
+        (folder / PROGRAM_FILE).write_text(self.initial_program)
+        (folder / EVALUATOR_FILE).write_text(self.evaluator_source)
+        for rel, data in self.extra_files.items():
+            target = folder / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        return folder
+
+    def extra_files_json(self) -> str:
+        return json.dumps({k: base64.b64encode(v).decode() for k, v in sorted(self.extra_files.items())})
+
+    @staticmethod
+    def extra_files_from_json(text: str) -> dict[str, bytes]:
+        return {k: base64.b64decode(v) for k, v in json.loads(text or "{}").items()}
+
+    @classmethod
+    def from_sources(
+        cls,
+        *,
+        config_text: str,
+        initial_program: str,
+        evaluator_source: str,
+        extra_files: dict[str, bytes] | None = None,
+        source: str = "<payload>",
+    ) -> Problem:
+        """Validate a problem given as texts (a folder, the store, or an API payload).
+
+        Raises:
+            ProblemError: naming the file and field at fault.
+        """
+        config = parse_config(config_text, source=f"{source}/{CONFIG_FILE}")
+        _check_program(initial_program, f"{source}/{PROGRAM_FILE}")
+        _check_evaluator(evaluator_source, f"{source}/{EVALUATOR_FILE}")
+        return cls(
+            config=config,
+            config_text=config_text,
+            initial_program=initial_program,
+            evaluator_source=evaluator_source,
+            extra_files=dict(extra_files or {}),
+            source=source,
+        )
+
+
+def _format_validation(exc: ValidationError, where: str) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (remove it or check its spelling)"
+        parts.append(f"{loc}: {msg}")
+    return f"{where}: " + "; ".join(parts)
+
+
+def parse_config(text: str, *, source: str) -> ProblemConfig:
+    """Parse and validate ``problem.yaml`` text.
+
+    Raises:
+        ProblemError: for YAML syntax errors and schema violations, naming the field.
+    """
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" line {mark.line + 1}" if mark is not None else ""
+        raise ProblemError(f"{source}:{at} is not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    return config_from_data(data, source=source)
+
+
+def config_from_data(data: Any, *, source: str) -> ProblemConfig:
+    """Validate an already-parsed problem config (a mapping).
+
+    Raises:
+        ProblemError: naming the field at fault.
+    """
+    if not isinstance(data, dict):
+        raise ProblemError(f"{source}: must be a mapping with keys name, description, objective, ...")
+    try:
+        return ProblemConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ProblemError(_format_validation(exc, source)) from exc
+
+
+def _check_program(code: str, where: str) -> None:
+    try:
+        compile(code, where, "exec")
+    except SyntaxError as exc:
+        raise ProblemError(f"{where}: line {exc.lineno}: syntax error: {exc.msg}") from exc
+    try:
+        find_regions(code)
+    except DiffError as exc:
+        raise ProblemError(f"{where}: {exc}") from exc
+
+
+def _check_evaluator(code: str, where: str) -> None:
+    try:
+        tree = ast.parse(code, where)
+    except SyntaxError as exc:
+        raise ProblemError(f"{where}: line {exc.lineno}: syntax error: {exc.msg}") from exc
+    if not any(isinstance(node, ast.FunctionDef) and node.name == "evaluate" for node in tree.body):
+        raise ProblemError(f"{where}: must define a top-level function 'evaluate(candidate) -> dict'")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ProblemError(f"{path}: missing; a problem folder needs {CONFIG_FILE}, {PROGRAM_FILE} and {EVALUATOR_FILE}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProblemError(f"{path}: cannot be read ({exc})") from exc
+
+
+def _extra_files(folder: Path) -> dict[str, bytes]:
+    extra: dict[str, bytes] = {}
+    total = 0
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if not path.is_file() or any(part in _SKIP_DIRS or part.startswith(".") for part in rel.parts):
+            continue
+        if rel.as_posix() in (CONFIG_FILE, PROGRAM_FILE, EVALUATOR_FILE):
+            continue
+        data = path.read_bytes()
+        total += len(data)
+        if total > _MAX_EXTRA_BYTES:
+            raise ProblemError(f"{folder}: extra files exceed {_MAX_EXTRA_BYTES // (1 << 20)} MiB; keep large data outside the problem folder")
+        extra[rel.as_posix()] = data
+    return extra
+
+
+def load_problem(folder: Path) -> Problem:
+    """Load and validate a problem folder.
+
+    Raises:
+        ProblemError: when a file is missing or invalid.
+    """
+    if not folder.is_dir():
+        raise ProblemError(f"{folder}: not a problem folder (run 'evolve problems' to list built-in problems)")
+    return Problem.from_sources(
+        config_text=_read_text(folder / CONFIG_FILE),
+        initial_program=_read_text(folder / PROGRAM_FILE),
+        evaluator_source=_read_text(folder / EVALUATOR_FILE),
+        extra_files=_extra_files(folder),
+        source=str(folder),
+    )
+
+
+def _builtin_root() -> Path:
+    return Path(str(importlib.resources.files("evolve") / "problems"))
+
+
+def builtin_problem_names() -> list[str]:
+    """Names of the problems shipped with evolve."""
+    root = _builtin_root()
+    return sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def resolve_problem(spec: str) -> Problem:
+    """A built-in problem name or a path to a problem folder.
+
+    Raises:
+        ProblemError: when neither exists or the problem is invalid.
+    """
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return load_problem(path)
+    if "/" not in spec and (_builtin_root() / spec / CONFIG_FILE).is_file():
+        return load_problem(_builtin_root() / spec)
+    known = ", ".join(builtin_problem_names())
+    raise ProblemError(f"unknown problem '{spec}': give a problem folder or one of: {known}")

@@ -1,0 +1,109 @@
+"""Value objects that flow through the engine: programs and evaluation results."""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "CampaignStatus",
+    "EvalResult",
+    "EvalStatus",
+    "Origin",
+    "Program",
+]
+
+
+class EvalStatus(str, enum.Enum):
+    """Outcome of turning a proposal into a scored program."""
+
+    OK = "ok"
+    INVALID = "invalid"  # ran, but its output broke the problem's rules
+    ERROR = "error"  # crashed, or the evaluator could not score it
+    TIMEOUT = "timeout"  # ran out of wall-clock or CPU time
+    DIFF_FAILED = "diff_failed"  # the model's answer did not yield a program
+    LLM_FAILED = "llm_failed"  # the model call itself failed
+
+    @property
+    def is_ok(self) -> bool:
+        return self is EvalStatus.OK
+
+
+class CampaignStatus(str, enum.Enum):
+    """Lifecycle of a campaign as recorded in the store."""
+
+    RUNNING = "running"
+    STOPPED = "stopped"  # stopped by the user; resumable
+    INTERRUPTED = "interrupted"  # found running with its owner gone; resumable
+    FINISHED = "finished"  # budget reached; resumable with a larger budget
+    FAILED = "failed"  # could not run (e.g. the initial program fails)
+
+
+class Origin(str, enum.Enum):
+    """How a program came to be."""
+
+    INITIAL = "initial"
+    DIFF = "diff"
+    REWRITE = "rewrite"
+
+
+@dataclass(frozen=True, slots=True)
+class EvalResult:
+    """What an evaluation of one candidate produced.
+
+    A bad candidate is data: ``status`` says what went wrong and ``artifacts``
+    carries the messages that go back into the next prompt.
+    """
+
+    status: EvalStatus
+    metrics: dict[str, float] = field(default_factory=dict)
+    features: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    def objective(self, name: str) -> float | None:
+        """The objective metric, or None when the result is not OK."""
+        if not self.status.is_ok:
+            return None
+        value = self.metrics.get(name)
+        if value is None or not math.isfinite(value):
+            return None
+        return value
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "metrics": self.metrics,
+            "features": self.features,
+            "artifacts": self.artifacts,
+            "duration_s": self.duration_s,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """An immutable candidate program as stored in the archive."""
+
+    id: str
+    campaign_id: str
+    code: str
+    parent_id: str | None
+    island: int
+    generation: int
+    iteration: int
+    origin: Origin
+    status: EvalStatus
+    score: float | None
+    fitness: float | None
+    metrics: dict[str, float]
+    features: dict[str, float]
+    artifacts: dict[str, str]
+    diff: str | None = None
+    model: str | None = None
+    template: str | None = None
+    cell: str | None = None
+    eval_seconds: float = 0.0
+    llm_seconds: float = 0.0
+    created_at: float = 0.0

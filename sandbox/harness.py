@@ -1,0 +1,105 @@
+"""Child-side harness: runs inside the sandbox, before and around the candidate.
+
+Self-contained on purpose (only the standard library and, when the candidate
+returns arrays, NumPy): it is passed to ``python -I -c`` and never imports
+evolve. Usage: ``python -I -c <this source> RESULT_FD LIMITS_JSON``; the
+request (``function``, ``args``, ``kwargs``) and the candidate's code arrive as
+JSON on stdin; the result goes to RESULT_FD as JSON, never to stdout.
+"""
+
+import base64
+import json
+import os
+import resource
+import sys
+import traceback
+import types
+
+_NUMERIC_KINDS = "biuf"
+_MAX_DEPTH = 32
+
+
+def _apply_limits(limits: dict) -> None:
+    pairs = [
+        (resource.RLIMIT_AS, limits["memory_bytes"]),
+        (resource.RLIMIT_CPU, limits["cpu_s"]),
+        (resource.RLIMIT_FSIZE, limits["file_bytes"]),
+        (resource.RLIMIT_NOFILE, limits["open_files"]),
+        (resource.RLIMIT_CORE, 0),
+    ]
+    for res, value in pairs:
+        soft, hard = resource.getrlimit(res)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(res, (value, value))
+    try:  # die with the parent (Linux): no orphan left if the evaluator is killed
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except Exception:
+        pass
+
+
+def _encode(value, depth=0):
+    if depth > _MAX_DEPTH:
+        raise TypeError("the returned value is nested too deeply")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_encode(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        out = {}
+        for key, v in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"dict keys must be str, got {type(key).__name__}")
+            out[key] = _encode(v, depth + 1)
+        return {"__dict__": out}
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        if isinstance(value, numpy.ndarray):
+            if value.dtype.kind not in _NUMERIC_KINDS:
+                raise TypeError(f"arrays must be numeric or bool, got dtype {value.dtype}")
+            arr = numpy.ascontiguousarray(value)
+            return {
+                "__ndarray__": {
+                    "dtype": arr.dtype.str,
+                    "shape": list(arr.shape),
+                    "data": base64.b64encode(arr.tobytes()).decode("ascii"),
+                }
+            }
+        if isinstance(value, numpy.generic):
+            return _encode(value.item(), depth + 1)
+    raise TypeError(f"cannot return a value of type {type(value).__name__}; return numbers, lists, dicts, str or NumPy arrays")
+
+
+def main() -> None:
+    result_fd = int(sys.argv[1])
+    _apply_limits(json.loads(sys.argv[2]))
+    request = json.loads(sys.stdin.buffer.read())
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    out = os.fdopen(result_fd, "w", encoding="utf-8")
+    try:
+        module = types.ModuleType("candidate")
+        module.__file__ = os.path.abspath("candidate.py")
+        sys.modules["candidate"] = module
+        exec(compile(request["code"], module.__file__, "exec"), module.__dict__)
+        func = getattr(module, request["function"], None)
+        if not callable(func):
+            raise AttributeError(f"the program defines no function '{request['function']}'")
+        value = func(*request.get("args", []), **request.get("kwargs", {}))
+        payload = {"ok": True, "value": _encode(value)}
+    except BaseException as exc:  # the candidate's failure is reported, never hidden
+        tb = traceback.format_exc(limit=-8)
+        payload = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": tb[-6000:]}
+    try:
+        out.write(json.dumps(payload, allow_nan=True))
+        out.flush()
+    except BaseException:
+        os._exit(3)
+    os._exit(0 if payload["ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()
