@@ -1,0 +1,5 @@
+"""``python -m evolve`` runs the CLI."""
+
+from evolve.cli import main
+
+main()

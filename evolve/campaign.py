@@ -1,0 +1,323 @@
+"""The campaign: ask → generate → evaluate → tell, with budgets, concurrency and resume.
+
+``ask`` samples a parent and builds a prompt; ``generate`` calls a model and
+turns its answer into a child program (or a recorded failure); ``evaluate``
+runs the trusted evaluator; ``tell`` commits the result. Proposals are matched
+by id, so model calls and evaluations may finish in any order. ``run`` is only
+a loop over those primitives.
+
+Every iteration is committed in one transaction, so ``kill -9`` at any moment
+loses at most the proposals in flight; ``Campaign.resume`` continues from the
+store alone (the initial program is never re-added, counters continue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evolve.archive import Archive, Sample
+from evolve.config import CampaignConfig, ModelSpec
+from evolve.diff import apply_diff, apply_rewrite, parse_diff
+from evolve.errors import DiffError, EvolveError, LLMError, ProblemError
+from evolve.evaluators.runner import Evaluator
+from evolve.evaluators.validate import clip
+from evolve.llm import Completion, Ensemble
+from evolve.problem import Problem
+from evolve.prompting import PromptBuilder
+from evolve.store import CampaignRow, LLMCallRecord, RecordOutcome, Store
+from evolve.values import CampaignStatus, EvalResult, EvalStatus, Origin, Program
+
+__all__ = ["Campaign", "Progress", "Proposal", "owner_alive", "this_owner"]
+
+_MAX_ANSWER_CHARS = 20_000
+
+
+def this_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str) -> bool:
+    """Whether the process that claimed a campaign still runs (unknown hosts count as alive)."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """One iteration's request: which parent, which model, which prompt."""
+
+    id: str
+    iteration: int
+    island: int
+    sample: Sample
+    model: ModelSpec
+    messages: list[dict[str, str]]
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Child:
+    """What ``generate`` produced: a child program, or the reason there is none."""
+
+    code: str | None
+    answer: str
+    completion: Completion | None
+    failure: EvalStatus | None = None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A snapshot for progress displays."""
+
+    iterations_done: int
+    iterations_target: int
+    valid_done: int
+    best_score: float | None
+    cells_filled: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    last_status: EvalStatus | None
+
+
+class Campaign:
+    """One campaign over one problem, driven through the store."""
+
+    def __init__(self, store: Store, row: CampaignRow, problem: Problem, *, workdir: Path) -> None:
+        self.store = store
+        self.id = row.id
+        self.problem = problem
+        self.config = CampaignConfig.model_validate(row.config)
+        self.archive = Archive(store, row.id, axes=list(problem.config.features), sampling=self.config.sampling)
+        self.prompts = PromptBuilder(problem.config)
+        self.ensemble = Ensemble(self.config.models)
+        self.evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=self.config.sandbox)
+        self._next_iteration = store.max_iteration(row.id) + 1
+        self._pending: dict[str, Proposal] = {}
+        self.target = row.iterations_target
+
+    # ------------------------------------------------------------ lifecycle
+    @classmethod
+    async def create(cls, store: Store, problem: Problem, config: CampaignConfig, *, workdir: Path) -> Campaign:
+        """Evaluate the initial program, then create the campaign in one transaction.
+
+        Raises:
+            ProblemError: when the initial program does not evaluate OK.
+        """
+        evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=config.sandbox)
+        result = await evaluator.evaluate(problem.initial_program)
+        score = result.objective(problem.config.objective.metric)
+        if score is None:
+            why = result.artifacts.get("error", "no message")
+            raise ProblemError(f"the initial program of '{problem.name}' does not evaluate: {result.status.value}: {why}")
+        problem_id = store.save_problem(problem)
+        campaign_id = uuid.uuid4().hex[:12]
+        cell = Archive(store, campaign_id, axes=list(problem.config.features), sampling=config.sampling).cell(result.features)
+        initial = Program(
+            id=_new_id(), campaign_id=campaign_id, code=problem.initial_program, parent_id=None, island=0,
+            generation=0, iteration=0, origin=Origin.INITIAL, status=EvalStatus.OK, score=score,
+            fitness=problem.config.objective.fitness(score), metrics=result.metrics, features=result.features,
+            artifacts=result.artifacts, cell=cell, eval_seconds=result.duration_s, created_at=time.time(),
+        )
+        store.create_campaign(
+            campaign_id=campaign_id, problem_id=problem_id, config=config.model_dump(mode="json"),
+            initial=initial, islands=config.islands,
+        )
+        row = store.claim_campaign(campaign_id, this_owner(), owner_alive=owner_alive, target=None)
+        return cls(store, row, problem, workdir=workdir)
+
+    @classmethod
+    def resume(cls, store: Store, campaign_id: str, *, workdir: Path, iterations: int | None = None) -> Campaign:
+        """Continue a campaign from the store alone; ``iterations`` sets a new total.
+
+        Raises:
+            StoreError: when the campaign is unknown or another live process runs it.
+        """
+        row = store.get_campaign(campaign_id)
+        problem = store.load_problem(row.problem_id)
+        row = store.claim_campaign(campaign_id, this_owner(), owner_alive=owner_alive, target=iterations)
+        return cls(store, row, problem, workdir=workdir)
+
+    # ------------------------------------------------------------- ask/tell
+    def ask(self) -> Proposal:
+        """Sample a parent for the next iteration and build its prompt."""
+        iteration = self._next_iteration
+        self._next_iteration += 1
+        rng = np.random.default_rng([self.config.seed, iteration])
+        island = iteration % self.config.islands
+        sample = self.archive.sample(island, rng)
+        spec, _ = self.ensemble.choose(rng)
+        proposal = Proposal(
+            id=_new_id(), iteration=iteration, island=island, sample=sample, model=spec,
+            messages=self.prompts.build(sample, mode=spec.mode), seed=int(rng.integers(2**62)),
+        )
+        self._pending[proposal.id] = proposal
+        return proposal
+
+    async def generate(self, proposal: Proposal) -> Child:
+        """Ask the proposal's model and turn its answer into a child program."""
+        model = self.ensemble.models[self.ensemble.specs.index(proposal.model)]
+        spec = proposal.model
+        try:
+            completion = await model.complete(
+                proposal.messages, temperature=spec.temperature, seed=proposal.seed, max_tokens=spec.max_tokens
+            )
+        except LLMError as exc:
+            return Child(code=None, answer="", completion=None, failure=EvalStatus.LLM_FAILED, error=str(exc))
+        parent = proposal.sample.parent.code
+        try:
+            if not completion.text.strip():
+                raise DiffError("the model's answer is empty")
+            if spec.mode == "diff":
+                code = apply_diff(parent, parse_diff(completion.text))
+            else:
+                code = apply_rewrite(parent, completion.text)
+            if code == parent:
+                raise DiffError("the edit leaves the program unchanged")
+        except DiffError as exc:
+            return Child(code=None, answer=completion.text, completion=completion, failure=EvalStatus.DIFF_FAILED, error=str(exc))
+        return Child(code=code, answer=completion.text, completion=completion)
+
+    def tell(self, proposal_id: str, child: Child, result: EvalResult | None) -> RecordOutcome:
+        """Commit one iteration (whatever its outcome) to the store.
+
+        Raises:
+            KeyError: for a proposal id this campaign did not issue.
+        """
+        proposal = self._pending.pop(proposal_id)
+        parent = proposal.sample.parent
+        objective = self.problem.config.objective
+        status = child.failure or (result.status if result else EvalStatus.ERROR)
+        score = result.objective(objective.metric) if result is not None else None
+        artifacts = dict(result.artifacts) if result is not None else {"error": clip(child.error)}
+        completion = child.completion
+        program = Program(
+            id=proposal.id, campaign_id=self.id, code=child.code or "", parent_id=parent.id, island=proposal.island,
+            generation=parent.generation + 1, iteration=proposal.iteration,
+            origin=Origin.DIFF if proposal.model.mode == "diff" else Origin.REWRITE,
+            status=status, score=score, fitness=objective.fitness(score) if score is not None else None,
+            metrics=result.metrics if result else {}, features=result.features if result else {},
+            artifacts=artifacts, diff=child.answer[:_MAX_ANSWER_CHARS] or None, model=proposal.model.name,
+            template=proposal.model.mode, cell=self.archive.cell(result.features) if score is not None and result else None,
+            eval_seconds=result.duration_s if result else 0.0,
+            llm_seconds=completion.latency_s if completion else 0.0, created_at=time.time(),
+        )
+        call = LLMCallRecord(
+            model=proposal.model.name, template=proposal.model.mode,
+            prompt_tokens=completion.prompt_tokens if completion else 0,
+            completion_tokens=completion.completion_tokens if completion else 0,
+            cost_usd=completion.cost_usd if completion else 0.0,
+            latency_s=completion.latency_s if completion else 0.0,
+            ok=completion is not None, error=None if completion else clip(child.error, 500),
+        )
+        outcome = self.store.record_program(program, llm_call=call)
+        self._maybe_migrate()
+        return outcome
+
+    def _maybe_migrate(self) -> None:
+        period = self.config.migration_interval * self.config.islands
+        done = self.store.get_campaign(self.id).iterations_done
+        upto = (done // period) * period
+        if upto > 0:
+            self.store.migrate_islands(self.id, upto_iteration=upto, islands=self.config.islands, size=self.config.migration_size)
+
+    def progress(self, last: EvalStatus | None = None) -> Progress:
+        row = self.store.get_campaign(self.id)
+        best = self.store.get_program(row.best_program_id).score if row.best_program_id else None
+        return Progress(
+            iterations_done=row.iterations_done, iterations_target=row.iterations_target, valid_done=row.valid_done,
+            best_score=best, cells_filled=self.store.filled_cells(self.id), prompt_tokens=row.prompt_tokens,
+            completion_tokens=row.completion_tokens, cost_usd=row.cost_usd, last_status=last,
+        )
+
+    # ------------------------------------------------------------------ run
+    async def _iterate(self, proposal: Proposal, eval_slots: asyncio.Semaphore, llm_slots: asyncio.Semaphore) -> EvalStatus:
+        async with llm_slots:
+            child = await self.generate(proposal)
+        result: EvalResult | None = None
+        if child.code is not None:
+            async with eval_slots:
+                result = await self.evaluator.evaluate(child.code)
+        await asyncio.to_thread(self.tell, proposal.id, child, result)
+        return child.failure or (result.status if result else EvalStatus.ERROR)
+
+    async def run(
+        self,
+        *,
+        stop: asyncio.Event | None = None,
+        on_progress: Callable[[Progress], Any] | None = None,
+    ) -> CampaignStatus:
+        """Run until the iteration target, the wall-clock budget or ``stop``.
+
+        In-flight proposals are cancelled on stop (their evaluations killed);
+        everything already told stays committed. Returns the final status.
+        """
+        stop = stop or asyncio.Event()
+        deadline = time.monotonic() + self.config.max_wall_s if self.config.max_wall_s else None
+        eval_slots = asyncio.Semaphore(self.config.eval_concurrency)
+        llm_slots = asyncio.Semaphore(self.config.llm_concurrency)
+        depth = self.config.eval_concurrency + self.config.llm_concurrency
+        in_flight: set[asyncio.Task[EvalStatus]] = set()
+        done_count = self.store.get_campaign(self.id).iterations_done
+        stopper = asyncio.ensure_future(stop.wait())
+        status = CampaignStatus.FINISHED
+        error: str | None = None
+        try:
+            while True:
+                out_of_time = deadline is not None and time.monotonic() >= deadline
+                if stop.is_set() or out_of_time:
+                    status = CampaignStatus.STOPPED
+                    break
+                while len(in_flight) < depth and done_count + len(in_flight) < self.target:
+                    proposal = await asyncio.to_thread(self.ask)
+                    in_flight.add(asyncio.ensure_future(self._iterate(proposal, eval_slots, llm_slots)))
+                if not in_flight:
+                    break
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                finished, _ = await asyncio.wait({*in_flight, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished - {stopper}:
+                    in_flight.discard(task)  # type: ignore[arg-type]
+                    last = task.result()  # a bug or a store failure propagates here
+                    done_count += 1
+                    if on_progress is not None:
+                        on_progress(await asyncio.to_thread(self.progress, last))
+        except EvolveError as exc:
+            status, error = CampaignStatus.FAILED, str(exc)
+            raise
+        except BaseException:
+            status = CampaignStatus.STOPPED
+            raise
+        finally:
+            stopper.cancel()
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            self._pending.clear()
+            with contextlib.suppress(EvolveError):
+                await asyncio.to_thread(self.store.set_status, self.id, status, error=error)
+        return status
+

@@ -1,0 +1,69 @@
+"""Render prompts from the Jinja templates under ``prompts/``.
+
+Templates get the problem description, the parent's code, metrics and
+evaluator feedback, the inspirations with their scores, and the errors of
+recent failed attempts. The problem's known best value is never given to a
+template, so it cannot leak into a prompt.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Any, Literal
+
+import jinja2
+
+from evolve.archive import Sample
+from evolve.problem import ProblemConfig
+
+__all__ = ["PromptBuilder", "default_template_dir"]
+
+Mode = Literal["diff", "rewrite"]
+_ARTIFACT_CHARS = 1500
+
+
+def default_template_dir() -> Path:
+    return Path(str(importlib.resources.files("evolve") / "prompts"))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.4e}"
+    return "n/a" if value is None else str(value)
+
+
+def _oneline(text: str, limit: int = 300) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class PromptBuilder:
+    """Turns a ``Sample`` into chat messages for a model."""
+
+    def __init__(self, problem: ProblemConfig, *, template_dir: Path | None = None) -> None:
+        self._problem = problem
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(template_dir or default_template_dir())),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,  # noqa: S701 - prompts are plain text, never HTML
+            keep_trailing_newline=True,
+        )
+        self._env.filters["fmt"] = _fmt
+        self._env.filters["oneline"] = _oneline
+
+    def build(self, sample: Sample, *, mode: Mode) -> list[dict[str, str]]:
+        """Messages for one proposal in ``mode`` ("diff" or "rewrite")."""
+        objective = self._problem.objective
+        context = {
+            "description": self._problem.description,
+            "metric": objective.metric,
+            "direction": objective.direction.value,
+            "parent": sample.parent,
+            "parent_artifacts": {k: v[-_ARTIFACT_CHARS:] for k, v in sample.parent.artifacts.items()},
+            "inspirations": sample.inspirations,
+            "failures": sample.failures,
+        }
+        system = self._env.get_template("system.j2").render(**context).strip()
+        user = self._env.get_template(f"{mode}.j2").render(**context).strip()
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]

@@ -1,0 +1,134 @@
+"""Tables of the store (SQLAlchemy Core). Alembic migrations mirror this file."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["campaigns", "elites", "events", "llm_calls", "metadata", "problems", "programs"]
+
+metadata = MetaData()
+
+problems = Table(
+    "problems",
+    metadata,
+    Column("id", String(32), primary_key=True),  # content fingerprint
+    Column("name", String(100), nullable=False),
+    Column("config_text", Text, nullable=False),
+    Column("initial_program", Text, nullable=False),
+    Column("evaluator_source", Text, nullable=False),
+    Column("extra_files", Text, nullable=False, default="{}"),
+    Column("source", Text, nullable=False, default=""),
+    Column("created_at", Float, nullable=False),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("problem_id", String(32), ForeignKey("problems.id"), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("iterations_target", Integer, nullable=False),
+    Column("iterations_done", Integer, nullable=False, default=0),
+    Column("valid_done", Integer, nullable=False, default=0),
+    Column("best_program_id", String(32), nullable=True),
+    Column("best_fitness", Float, nullable=True),
+    Column("last_migration", Integer, nullable=False, default=0),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("cost_usd", Float, nullable=False, default=0.0),
+    Column("owner", String(200), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+programs = Table(
+    "programs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("campaign_id", String(32), ForeignKey("campaigns.id"), nullable=False),
+    Column("parent_id", String(32), nullable=True),
+    Column("island", Integer, nullable=False),
+    Column("generation", Integer, nullable=False),
+    Column("iteration", Integer, nullable=False),
+    Column("origin", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("score", Float, nullable=True),
+    Column("fitness", Float, nullable=True),
+    Column("metrics", JSON, nullable=False),
+    Column("features", JSON, nullable=False),
+    Column("artifacts", JSON, nullable=False),
+    Column("cell", String(64), nullable=True),
+    Column("code", Text, nullable=False),
+    Column("code_hash", String(32), nullable=False),
+    Column("diff", Text, nullable=True),
+    Column("model", String(200), nullable=True),
+    Column("template", String(64), nullable=True),
+    Column("eval_seconds", Float, nullable=False, default=0.0),
+    Column("llm_seconds", Float, nullable=False, default=0.0),
+    Column("n_children", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    # one program per iteration: a resumed campaign can never duplicate one
+    UniqueConstraint("campaign_id", "iteration", name="uq_programs_campaign_iteration"),
+    Index("ix_programs_island_iteration", "campaign_id", "island", "iteration"),
+    Index("ix_programs_island_status_iteration", "campaign_id", "island", "status", "iteration"),
+    Index("ix_programs_fitness", "campaign_id", "fitness"),
+    Index("ix_programs_parent", "parent_id"),
+)
+
+elites = Table(
+    "elites",
+    metadata,
+    Column("campaign_id", String(32), ForeignKey("campaigns.id"), nullable=False),
+    Column("island", Integer, nullable=False),
+    Column("cell", String(64), nullable=False),
+    Column("program_id", String(32), ForeignKey("programs.id"), nullable=False),
+    Column("fitness", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    PrimaryKeyConstraint("campaign_id", "island", "cell", name="pk_elites"),
+    Index("ix_elites_fitness", "campaign_id", "island", "fitness"),
+)
+
+llm_calls = Table(
+    "llm_calls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign_id", String(32), ForeignKey("campaigns.id"), nullable=False),
+    Column("iteration", Integer, nullable=True),
+    Column("model", String(200), nullable=False),
+    Column("template", String(64), nullable=True),
+    Column("prompt_tokens", Integer, nullable=False, default=0),
+    Column("completion_tokens", Integer, nullable=False, default=0),
+    Column("cost_usd", Float, nullable=False, default=0.0),
+    Column("latency_s", Float, nullable=False, default=0.0),
+    Column("ok", Boolean, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_llm_calls_campaign", "campaign_id", "id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign_id", String(32), ForeignKey("campaigns.id"), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("data", JSON, nullable=False),
+    Index("ix_events_campaign", "campaign_id", "id"),
+)

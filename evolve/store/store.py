@@ -1,0 +1,470 @@
+"""The store: the single source of truth, behind one interface.
+
+SQLite (WAL, busy timeout, ``BEGIN IMMEDIATE`` for writes) by default; any
+SQLAlchemy URL otherwise. Every write is one short transaction; elite
+replacement is a single compare-and-swap statement
+(``INSERT .. ON CONFLICT DO UPDATE .. WHERE elites.fitness < excluded.fitness``).
+Hot reads (elites of an island, best program, a random program of an island)
+go through indexes and never scan a campaign's programs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, Row, create_engine, event, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+
+from evolve.errors import StoreError
+from evolve.problem import Problem
+from evolve.store.rows import CampaignRow, EliteRow, LLMCallRecord, RecordOutcome
+from evolve.store.schema import campaigns, elites, events, llm_calls, problems, programs
+from evolve.values import CampaignStatus, EvalStatus, Origin, Program
+
+__all__ = ["Store", "database_url"]
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def database_url(spec: str) -> str:
+    """A SQLAlchemy URL for a ``--db`` value: a URL as is, else a SQLite file path."""
+    if "://" in spec:
+        return spec
+    if spec == ":memory:":
+        return "sqlite://"
+    return f"sqlite:///{Path(spec).expanduser().resolve()}"
+
+
+def _program_from_row(row: Row[Any]) -> Program:
+    m = row._mapping
+    return Program(
+        id=m["id"], campaign_id=m["campaign_id"], code=m["code"], parent_id=m["parent_id"],
+        island=m["island"], generation=m["generation"], iteration=m["iteration"],
+        origin=Origin(m["origin"]), status=EvalStatus(m["status"]), score=m["score"], fitness=m["fitness"],
+        metrics=dict(m["metrics"]), features=dict(m["features"]), artifacts=dict(m["artifacts"]),
+        diff=m["diff"], model=m["model"], template=m["template"], cell=m["cell"],
+        eval_seconds=m["eval_seconds"], llm_seconds=m["llm_seconds"], created_at=m["created_at"],
+    )
+
+
+class Store:
+    """Campaigns, programs, elites, model calls and events in one SQL database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._write = engine.execution_options(evolve_begin="IMMEDIATE")
+        self.url = engine.url.render_as_string(hide_password=True)
+
+    # ---------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, spec: str) -> Store:
+        """Open (creating and migrating as needed) the store at a path or URL.
+
+        Raises:
+            StoreError: when the database cannot be opened or is not an evolve store.
+        """
+        url = database_url(spec)
+        if url.startswith("sqlite:///"):
+            path = Path(url.removeprefix("sqlite:///"))
+            if not path.parent.is_dir():
+                raise StoreError(f"cannot create database {path}: folder {path.parent} does not exist")
+            if path.is_dir():
+                raise StoreError(f"{path} is a folder; pass --db with a database file path")
+        try:
+            engine = _make_engine(url)
+            store = cls(engine)
+            store._migrate()
+        except StoreError:
+            raise
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreError(f"cannot open database {spec}: {_short(exc)} (pass --db with an evolve database)") from exc
+        return store
+
+    def _migrate(self) -> None:
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", str(_MIGRATIONS))
+        head = ScriptDirectory.from_config(cfg).get_current_head()
+        with self._write.begin() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+            if current == head:
+                return
+            known = {s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}
+            if current is not None and current not in known:
+                raise StoreError(f"database schema {current} is newer than this evolve; upgrade evolve to open it")
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[Connection]:
+        try:
+            with self._write.begin() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{what} failed: {_short(exc)}") from exc
+
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[Connection]:
+        try:
+            with self._engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{what} failed: {_short(exc)}") from exc
+
+    # --------------------------------------------------------------- problems
+    def save_problem(self, problem: Problem) -> str:
+        """Store a problem's files (idempotent: keyed by content); returns its id."""
+        pid = problem.fingerprint()
+        with self._writing("saving the problem") as conn:
+            if conn.execute(select(problems.c.id).where(problems.c.id == pid)).first() is None:
+                conn.execute(insert(problems).values(
+                    id=pid, name=problem.name, config_text=problem.config_text,
+                    initial_program=problem.initial_program, evaluator_source=problem.evaluator_source,
+                    extra_files=problem.extra_files_json(), source=problem.source, created_at=time.time(),
+                ))
+        return pid
+
+    def load_problem(self, problem_id: str) -> Problem:
+        """Rebuild a stored problem (validated again).
+
+        Raises:
+            StoreError: when no such problem is stored.
+        """
+        with self._reading("reading the problem") as conn:
+            row = conn.execute(select(problems).where(problems.c.id == problem_id)).first()
+        if row is None:
+            raise StoreError(f"problem {problem_id} is not in the store")
+        m = row._mapping
+        return Problem.from_sources(
+            config_text=m["config_text"], initial_program=m["initial_program"], evaluator_source=m["evaluator_source"],
+            extra_files=Problem.extra_files_from_json(m["extra_files"]), source=m["source"] or f"store:{problem_id}",
+        )
+
+    # -------------------------------------------------------------- campaigns
+    def create_campaign(
+        self, *, campaign_id: str, problem_id: str, config: dict[str, Any], initial: Program, islands: int
+    ) -> None:
+        """Create a campaign with its initial program, elite of every island, in one transaction."""
+        now = time.time()
+        with self._writing("creating the campaign") as conn:
+            conn.execute(insert(campaigns).values(
+                id=campaign_id, problem_id=problem_id, status=CampaignStatus.RUNNING.value, config=config,
+                iterations_target=int(config["iterations"]), iterations_done=0, valid_done=0,
+                best_program_id=initial.id, best_fitness=initial.fitness, last_migration=0,
+                prompt_tokens=0, completion_tokens=0, cost_usd=0.0, owner=None, error=None,
+                created_at=now, updated_at=now,
+            ))
+            conn.execute(insert(programs).values(**_program_values(initial)))
+            assert initial.cell is not None and initial.fitness is not None
+            for island in range(islands):
+                conn.execute(insert(elites).values(
+                    campaign_id=campaign_id, island=island, cell=initial.cell, program_id=initial.id,
+                    fitness=initial.fitness, updated_at=now,
+                ))
+            _event(conn, campaign_id, "created", {"initial_score": initial.score, "islands": islands})
+
+    def get_campaign(self, campaign_id: str) -> CampaignRow:
+        """Raises: StoreError when there is no such campaign."""
+        rows = self._campaign_rows(campaigns.c.id == campaign_id)
+        if not rows:
+            raise StoreError(f"no campaign '{campaign_id}' in {self.url} (run 'evolve status' to list them)")
+        return rows[0]
+
+    def list_campaigns(self) -> list[CampaignRow]:
+        return self._campaign_rows(None)
+
+    def _campaign_rows(self, where: Any) -> list[CampaignRow]:
+        query = select(campaigns, problems.c.name.label("problem_name")).join(problems, problems.c.id == campaigns.c.problem_id)
+        if where is not None:
+            query = query.where(where)
+        with self._reading("reading campaigns") as conn:
+            rows = conn.execute(query.order_by(campaigns.c.created_at)).all()
+        out = []
+        for row in rows:
+            m = dict(row._mapping)
+            m["status"] = CampaignStatus(m["status"])
+            out.append(CampaignRow(**m))
+        return out
+
+    def claim_campaign(self, campaign_id: str, owner: str, *, owner_alive: Callable[[str], bool], target: int | None) -> CampaignRow:
+        """Mark a campaign RUNNING under ``owner``.
+
+        Raises:
+            StoreError: when another live process is running it.
+        """
+        with self._writing("claiming the campaign") as conn:
+            row = conn.execute(select(campaigns.c.status, campaigns.c.owner).where(campaigns.c.id == campaign_id)).first()
+            if row is None:
+                raise StoreError(f"no campaign '{campaign_id}'")
+            if row.status == CampaignStatus.RUNNING.value and row.owner and row.owner != owner and owner_alive(row.owner):
+                raise StoreError(f"campaign {campaign_id} is being run by process {row.owner}; stop it first")
+            values: dict[str, Any] = {"status": CampaignStatus.RUNNING.value, "owner": owner, "error": None, "updated_at": time.time()}
+            if target is not None:
+                values["iterations_target"] = target
+            conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(**values))
+            _event(conn, campaign_id, "resumed" if row.owner else "started", {"owner": owner})
+        return self.get_campaign(campaign_id)
+
+    def set_status(self, campaign_id: str, status: CampaignStatus, *, error: str | None = None) -> None:
+        with self._writing("updating the campaign status") as conn:
+            conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(
+                status=status.value, error=error, updated_at=time.time()))
+            _event(conn, campaign_id, "status", {"status": status.value, "error": error})
+
+    def mark_interrupted(self, owner_alive: Callable[[str], bool]) -> list[str]:
+        """Campaigns left RUNNING by a process that is gone become INTERRUPTED."""
+        changed = []
+        with self._writing("reconciling campaign states") as conn:
+            rows = conn.execute(select(campaigns.c.id, campaigns.c.owner).where(campaigns.c.status == CampaignStatus.RUNNING.value)).all()
+            for row in rows:
+                if not row.owner or not owner_alive(row.owner):
+                    conn.execute(update(campaigns).where(campaigns.c.id == row.id).values(status=CampaignStatus.INTERRUPTED.value))
+                    _event(conn, row.id, "status", {"status": CampaignStatus.INTERRUPTED.value})
+                    changed.append(row.id)
+        return changed
+
+    # --------------------------------------------------------------- programs
+    def record_program(self, program: Program, *, llm_call: LLMCallRecord | None = None) -> RecordOutcome:
+        """Commit one iteration's program (any status), its model call, counters and elite CAS atomically."""
+        now = time.time()
+        cid = program.campaign_id
+        ok = program.status is EvalStatus.OK and program.fitness is not None
+        with self._writing("recording a program") as conn:
+            conn.execute(insert(programs).values(**_program_values(program)))
+            if program.parent_id is not None:
+                conn.execute(update(programs).where(programs.c.id == program.parent_id).values(n_children=programs.c.n_children + 1))
+            counters: dict[str, Any] = {
+                "iterations_done": campaigns.c.iterations_done + 1,
+                "valid_done": campaigns.c.valid_done + (1 if ok else 0),
+                "updated_at": now,
+            }
+            if llm_call is not None:
+                conn.execute(insert(llm_calls).values(
+                    campaign_id=cid, iteration=program.iteration, model=llm_call.model, template=llm_call.template,
+                    prompt_tokens=llm_call.prompt_tokens, completion_tokens=llm_call.completion_tokens,
+                    cost_usd=llm_call.cost_usd, latency_s=llm_call.latency_s, ok=llm_call.ok,
+                    error=llm_call.error, created_at=now,
+                ))
+                counters["prompt_tokens"] = campaigns.c.prompt_tokens + llm_call.prompt_tokens
+                counters["completion_tokens"] = campaigns.c.completion_tokens + llm_call.completion_tokens
+                counters["cost_usd"] = campaigns.c.cost_usd + llm_call.cost_usd
+            conn.execute(update(campaigns).where(campaigns.c.id == cid).values(**counters))
+            new_elite = new_best = False
+            if ok and program.cell is not None:
+                assert program.fitness is not None
+                new_elite = _cas_elite(conn, cid, program.island, program.cell, program.id, program.fitness, now)
+                res = conn.execute(update(campaigns).where(
+                    campaigns.c.id == cid, or_(campaigns.c.best_fitness.is_(None), campaigns.c.best_fitness < program.fitness)
+                ).values(best_program_id=program.id, best_fitness=program.fitness))
+                new_best = res.rowcount == 1
+            _event(conn, cid, "program", {
+                "id": program.id, "iteration": program.iteration, "island": program.island,
+                "status": program.status.value, "score": program.score, "new_elite": new_elite, "new_best": new_best,
+            })
+        return RecordOutcome(new_elite=new_elite, new_best=new_best)
+
+    def upsert_elite(self, campaign_id: str, island: int, cell: str, program_id: str, fitness: float) -> bool:
+        """Compare-and-swap one elite; True when ``program_id`` now holds the cell."""
+        with self._writing("updating an elite") as conn:
+            return _cas_elite(conn, campaign_id, island, cell, program_id, fitness, time.time())
+
+    def get_program(self, program_id: str) -> Program:
+        """Raises: StoreError when there is no such program."""
+        with self._reading("reading a program") as conn:
+            row = conn.execute(select(programs).where(programs.c.id == program_id)).first()
+        if row is None:
+            raise StoreError(f"no program '{program_id}'")
+        return _program_from_row(row)
+
+    def get_programs(self, ids: list[str]) -> dict[str, Program]:
+        if not ids:
+            return {}
+        with self._reading("reading programs") as conn:
+            rows = conn.execute(select(programs).where(programs.c.id.in_(ids))).all()
+        return {row.id: _program_from_row(row) for row in rows}
+
+    def list_programs(self, campaign_id: str) -> list[Program]:
+        """Every program of a campaign in iteration order (exports and tests, not hot paths)."""
+        with self._reading("reading programs") as conn:
+            rows = conn.execute(select(programs).where(programs.c.campaign_id == campaign_id).order_by(programs.c.iteration)).all()
+        return [_program_from_row(r) for r in rows]
+
+    def best_program(self, campaign_id: str) -> Program | None:
+        best_id = self.get_campaign(campaign_id).best_program_id
+        return self.get_program(best_id) if best_id else None
+
+    def elites(self, campaign_id: str, island: int | None = None) -> list[EliteRow]:
+        """Elites of one island (or all), best first. Bounded by the grid size."""
+        query = (
+            select(elites.c.island, elites.c.cell, elites.c.program_id, elites.c.fitness, programs.c.n_children)
+            .join(programs, programs.c.id == elites.c.program_id)
+            .where(elites.c.campaign_id == campaign_id)
+        )
+        if island is not None:
+            query = query.where(elites.c.island == island)
+        with self._reading("reading elites") as conn:
+            rows = conn.execute(query.order_by(elites.c.fitness.desc(), elites.c.cell)).all()
+        return [EliteRow(island=r.island, cell=r.cell, program_id=r.program_id, fitness=r.fitness, n_children=r.n_children) for r in rows]
+
+    def random_program_id(self, campaign_id: str, island: int, u: float) -> str | None:
+        """A valid program of an island, chosen by ``u`` in [0, 1) through the iteration index."""
+        base = select(programs.c.id).where(
+            programs.c.campaign_id == campaign_id, programs.c.island == island, programs.c.status == EvalStatus.OK.value
+        )
+        with self._reading("sampling a program") as conn:
+            top = conn.execute(select(func.max(programs.c.iteration)).where(
+                programs.c.campaign_id == campaign_id, programs.c.island == island)).scalar()
+            threshold = int(u * (top or 0))
+            row = conn.execute(base.where(programs.c.iteration >= threshold).order_by(programs.c.iteration).limit(1)).first()
+            if row is None:
+                row = conn.execute(base.order_by(programs.c.iteration.desc()).limit(1)).first()
+        return row.id if row else None
+
+    def recent_programs(self, campaign_id: str, island: int, limit: int) -> list[Program]:
+        with self._reading("reading recent programs") as conn:
+            rows = conn.execute(select(programs).where(programs.c.campaign_id == campaign_id, programs.c.island == island)
+                                .order_by(programs.c.iteration.desc()).limit(limit)).all()
+        return [_program_from_row(r) for r in rows]
+
+    def max_iteration(self, campaign_id: str) -> int:
+        with self._reading("reading the iteration counter") as conn:
+            value = conn.execute(select(func.max(programs.c.iteration)).where(programs.c.campaign_id == campaign_id)).scalar()
+        return int(value or 0)
+
+    def status_counts(self, campaign_id: str) -> dict[str, int]:
+        with self._reading("counting programs") as conn:
+            rows = conn.execute(select(programs.c.status, func.count()).where(programs.c.campaign_id == campaign_id)
+                                .group_by(programs.c.status)).all()
+        return {str(status): int(n) for status, n in rows}
+
+    def filled_cells(self, campaign_id: str) -> int:
+        with self._reading("counting cells") as conn:
+            return int(conn.execute(select(func.count()).select_from(elites).where(elites.c.campaign_id == campaign_id)).scalar() or 0)
+
+    # -------------------------------------------------------------- migration
+    def migrate_islands(self, campaign_id: str, *, upto_iteration: int, islands: int, size: int) -> int:
+        """Ring migration: each island's ``size`` best elites are offered to the next island.
+
+        Idempotent per ``upto_iteration``; returns the number of elites that moved in.
+        """
+        if islands < 2:
+            return 0
+        now = time.time()
+        moved = 0
+        with self._writing("migrating between islands") as conn:
+            last = conn.execute(select(campaigns.c.last_migration).where(campaigns.c.id == campaign_id)).scalar()
+            if last is not None and last >= upto_iteration:
+                return 0
+            snapshot = {
+                isl: conn.execute(select(elites.c.cell, elites.c.program_id, elites.c.fitness).where(
+                    elites.c.campaign_id == campaign_id, elites.c.island == isl,
+                ).order_by(elites.c.fitness.desc()).limit(size)).all()
+                for isl in range(islands)
+            }
+            for isl, rows in snapshot.items():
+                for row in rows:
+                    moved += _cas_elite(conn, campaign_id, (isl + 1) % islands, row.cell, row.program_id, row.fitness, now)
+            conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(last_migration=upto_iteration))
+            _event(conn, campaign_id, "migration", {"iteration": upto_iteration, "moved": moved})
+        return moved
+
+    # ----------------------------------------------------------------- events
+    def events(self, campaign_id: str, *, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        with self._reading("reading events") as conn:
+            rows = conn.execute(select(events).where(events.c.campaign_id == campaign_id, events.c.id > after_id)
+                                .order_by(events.c.id).limit(limit)).all()
+        return [{"id": r.id, "ts": r.ts, "kind": r.kind, "data": r.data} for r in rows]
+
+    def llm_calls(self, campaign_id: str) -> list[LLMCallRecord]:
+        with self._reading("reading model calls") as conn:
+            rows = conn.execute(select(llm_calls).where(llm_calls.c.campaign_id == campaign_id).order_by(llm_calls.c.id)).all()
+        return [LLMCallRecord(model=r.model, template=r.template, prompt_tokens=r.prompt_tokens,
+                              completion_tokens=r.completion_tokens, cost_usd=r.cost_usd, latency_s=r.latency_s,
+                              ok=r.ok, error=r.error) for r in rows]
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    return text[:300]
+
+
+def _program_values(p: Program) -> dict[str, Any]:
+    return {
+        "id": p.id, "campaign_id": p.campaign_id, "parent_id": p.parent_id, "island": p.island,
+        "generation": p.generation, "iteration": p.iteration, "origin": p.origin.value, "status": p.status.value,
+        "score": p.score, "fitness": p.fitness, "metrics": p.metrics, "features": p.features,
+        "artifacts": p.artifacts, "cell": p.cell, "code": p.code,
+        "code_hash": hashlib.sha256(p.code.encode()).hexdigest()[:32], "diff": p.diff, "model": p.model,
+        "template": p.template, "eval_seconds": p.eval_seconds, "llm_seconds": p.llm_seconds, "n_children": 0,
+        "created_at": p.created_at or time.time(),
+    }
+
+
+def _event(conn: Connection, campaign_id: str, kind: str, data: dict[str, Any]) -> None:
+    conn.execute(insert(events).values(campaign_id=campaign_id, ts=time.time(), kind=kind, data=data))
+
+
+def _cas_elite(conn: Connection, campaign_id: str, island: int, cell: str, program_id: str, fitness: float, now: float) -> bool:
+    """Insert the elite of a cell, or replace it only if ``fitness`` is strictly better."""
+    values = {"campaign_id": campaign_id, "island": island, "cell": cell, "program_id": program_id, "fitness": fitness, "updated_at": now}
+    name = conn.dialect.name
+    if name in ("sqlite", "postgresql"):
+        ins = (sqlite.insert if name == "sqlite" else postgresql.insert)(elites).values(**values)
+        stmt = ins.on_conflict_do_update(
+            index_elements=[elites.c.campaign_id, elites.c.island, elites.c.cell],
+            set_={"program_id": ins.excluded.program_id, "fitness": ins.excluded.fitness, "updated_at": ins.excluded.updated_at},
+            where=elites.c.fitness < ins.excluded.fitness,
+        )
+        return conn.execute(stmt).rowcount == 1
+    # Other dialects: the write transaction already holds the row; read, then write.
+    key = (elites.c.campaign_id == campaign_id) & (elites.c.island == island) & (elites.c.cell == cell)
+    current = conn.execute(select(elites.c.fitness).where(key).with_for_update()).scalar()
+    if current is None:
+        conn.execute(insert(elites).values(**values))
+        return True
+    if current < fitness:
+        conn.execute(update(elites).where(key).values(program_id=program_id, fitness=fitness, updated_at=now))
+        return True
+    return False
+
+
+def _make_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    memory = url in ("sqlite://", "sqlite:///:memory:")
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        poolclass=StaticPool if memory else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
+        cur = dbapi_conn.cursor()
+        if not memory:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("evolve_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
