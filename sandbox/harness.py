@@ -96,6 +96,8 @@ def main() -> None:
     try:
         out.write(json.dumps(payload, allow_nan=True))
         out.flush()
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
     except BaseException:
         os._exit(3)
     os._exit(0 if payload["ok"] else 1)

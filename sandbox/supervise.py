@@ -37,11 +37,27 @@ class _Capped:
     async def drain(self, stream: asyncio.StreamReader) -> None:
         while chunk := await stream.read(_READ_CHUNK):
             room = self._budget[0]
-            self.data += chunk[:room]
-            self._budget[0] = max(0, room - len(chunk))
+            if room:
+                self.data += chunk[:room]
+                self._budget[0] = max(0, room - len(chunk))
             if len(chunk) > room:
-                self._overflow.set()
-                return
+                self._overflow.set()  # the supervisor kills the run; keep reading to EOF
+
+
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Stream protocol that reports the child's exit as soon as it happens.
+
+    ``Process.wait()`` on Python 3.11 resolves only once every pipe is closed,
+    which a daemon holding stdout, or a paused reader, can delay forever.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=_READ_CHUNK, loop=loop)
+        self.exited = asyncio.Event()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        self.exited.set()
 
 
 def kill_group(pgid: int) -> None:
@@ -68,9 +84,11 @@ async def supervise(
     """
     read_fd, write_fd = os.pipe()
     started = time.monotonic()
+    loop = asyncio.get_running_loop()
     try:
         argv = list(argv_for(write_fd))
-        proc = await asyncio.create_subprocess_exec(
+        proc_transport, protocol = await loop.subprocess_exec(
+            lambda: _Protocol(loop),
             *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -86,8 +104,8 @@ async def supervise(
         raise SandboxError(f"cannot start {argv[0] if argv else 'the child'}: {exc}") from exc
     finally:
         os.close(write_fd)
+    proc = asyncio.subprocess.Process(proc_transport, protocol, loop)
 
-    loop = asyncio.get_running_loop()
     result_reader = asyncio.StreamReader(limit=_READ_CHUNK)
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(result_reader), os.fdopen(read_fd, "rb", buffering=0)
@@ -102,7 +120,7 @@ async def supervise(
         asyncio.ensure_future(err.drain(proc.stderr)),
         asyncio.ensure_future(result.drain(result_reader)),
     ]
-    waiter = asyncio.ensure_future(proc.wait())
+    waiter = asyncio.ensure_future(protocol.exited.wait())
     stop_events = [asyncio.ensure_future(overflow.wait()), asyncio.ensure_future(result_overflow.wait())]
     timed_out = False
     try:
@@ -120,14 +138,17 @@ async def supervise(
         if not waiter.done():
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+            await asyncio.wait({waiter}, timeout=_DRAIN_GRACE_S)
         await asyncio.wait(readers, timeout=_DRAIN_GRACE_S)
         pending = [*readers, *stop_events, waiter]
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
         transport.close()
+        # A survivor outside the group may still hold the pipes: close our ends.
+        proc_transport.close()
     return RunOutcome(
-        exit_code=proc.returncode,
+        exit_code=proc_transport.get_returncode(),
         result=bytes(result.data) if result.data and not result_overflow.is_set() else None,
         stdout=bytes(out.data),
         stderr=bytes(err.data),

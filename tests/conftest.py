@@ -1,0 +1,81 @@
+"""Shared fixtures: real stores on disk, small real problems."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evolve.problem import Problem, load_problem
+from evolve.store import Store
+
+QUADRATIC_YAML = """\
+name: quadratic
+description: Find x maximizing -(x - 3)^2. The program defines solve() returning x.
+objective:
+  metric: value
+  direction: maximize
+features:
+  - name: x
+    min: -10
+    max: 10
+    bins: 20
+limits:
+  timeout_s: 10
+  memory_mb: 512
+"""
+
+QUADRATIC_PROGRAM = """\
+# EVOLVE-BLOCK-START
+def solve():
+    return 0.5
+# EVOLVE-BLOCK-END
+"""
+
+QUADRATIC_EVALUATOR = """\
+import math
+from evolve.evaluators import Invalid
+
+
+def evaluate(candidate):
+    x = candidate.call("solve")
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise Invalid(f"solve() must return a number, got {type(x).__name__}")
+    return {"metrics": {"value": -(x - 3.0) ** 2}, "features": {"x": x}}
+"""
+
+
+def write_problem(folder: Path, *, yaml: str = QUADRATIC_YAML, program: str = QUADRATIC_PROGRAM,
+                  evaluator: str = QUADRATIC_EVALUATOR) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "problem.yaml").write_text(textwrap.dedent(yaml))
+    (folder / "initial_program.py").write_text(program)
+    (folder / "evaluator.py").write_text(evaluator)
+    return folder
+
+
+@pytest.fixture
+def quadratic_dir(tmp_path: Path) -> Path:
+    return write_problem(tmp_path / "quadratic")
+
+
+@pytest.fixture
+def quadratic(quadratic_dir: Path) -> Problem:
+    return load_problem(quadratic_dir)
+
+
+@pytest.fixture(params=["file", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The same tests run on a SQLite file and on in-memory SQLite."""
+    s = Store.open(str(tmp_path / "evolve.db") if request.param == "file" else ":memory:")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def file_store(tmp_path: Path) -> Iterator[Store]:
+    s = Store.open(str(tmp_path / "evolve.db"))
+    yield s
+    s.close()

@@ -1,0 +1,91 @@
+"""The CLI as a user runs it: real processes, a real database file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import QUADRATIC_YAML, write_problem
+
+
+def evolve(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "evolve", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_problems_lists_the_builtins(tmp_path: Path) -> None:
+    result = evolve("problems", "--json", cwd=tmp_path)
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["circle_packing"]["known_best"] == pytest.approx(2.635983)
+    assert rows["function_minimization"]["direction"] == "minimize"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["run", "no_such_problem"], "unknown problem 'no_such_problem'"),
+        (["run", "BADPROBLEM"], "problem.yaml: colour: unknown key"),
+        (["status", "--db", "junk.db"], "not a database"),
+        (["best", "--db", "missing.db"], "no database at missing.db"),
+        (["run", "circle_packing", "--islands", "0"], "islands"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_code_2(tmp_path: Path, args: list[str], fragment: str) -> None:
+    write_problem(tmp_path / "bad", yaml=QUADRATIC_YAML + "colour: blue\n")
+    (tmp_path / "junk.db").write_bytes(b"not a database at all" * 50)
+    result = evolve(*[str(tmp_path / "bad") if a == "BADPROBLEM" else a for a in args], cwd=tmp_path)
+    assert result.returncode == 2
+    assert fragment in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 3  # one message (terminal wrapping aside)
+
+
+def test_run_status_best_on_a_problem_folder(tmp_path: Path) -> None:
+    folder = write_problem(tmp_path / "quad")
+    run = evolve("run", str(folder), "--iterations", "12", "--seed", "3", "--islands", "2", "--db", "q.db", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    status = json.loads(evolve("status", "--db", "q.db", "--json", cwd=tmp_path).stdout)
+    assert status[0]["iterations_done"] == 12 and status[0]["programs"] == 13 and status[0]["status"] == "finished"
+    best = evolve("best", "--db", "q.db", "--json", "--out", "best.py", cwd=tmp_path)
+    data = json.loads(best.stdout)
+    assert data["score"] == status[0]["best_score"] and "def solve" in data["code"]
+    assert (tmp_path / "best.py").read_text() == data["code"]
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_resume_loses_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    proc = subprocess.Popen([sys.executable, "-m", "evolve", "run", "circle_packing", "--iterations", "80", "--seed", "2",
+                             "--db", str(db), "-q"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 90
+    done = 0
+    while time.monotonic() < deadline and done < 20:
+        time.sleep(0.2)
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as conn:
+                    done = conn.execute("SELECT COALESCE(MAX(iterations_done), 0) FROM campaigns").fetchone()[0]
+            except sqlite3.OperationalError:
+                continue
+    assert done >= 20, "the campaign did not get going"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    with sqlite3.connect(db) as conn:
+        before = {row[0] for row in conn.execute("SELECT id FROM programs")}
+    status = json.loads(evolve("status", "--db", str(db), "--json", cwd=tmp_path).stdout)
+    assert status[0]["status"] == "interrupted"
+    resumed = evolve("resume", "--db", str(db), "-q", cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT id, iteration, origin FROM programs").fetchall()
+        done = conn.execute("SELECT iterations_done, status FROM campaigns").fetchone()
+    assert before <= {r[0] for r in rows}
+    assert sum(r[2] == "initial" for r in rows) == 1
+    assert len({r[1] for r in rows}) == len(rows) == 81
+    assert done == (80, "finished")

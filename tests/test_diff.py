@@ -1,0 +1,124 @@
+"""Diff parsing and strict application, including property-based tests."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from evolve.blocks import find_regions
+from evolve.diff import SearchReplace, apply_diff, apply_rewrite, extract_code_block, parse_diff, render_diff
+from evolve.errors import DiffError
+
+PROGRAM = """\
+import math
+
+# EVOLVE-BLOCK-START
+def f(x):
+    y = x * 2
+    return y + 1
+# EVOLVE-BLOCK-END
+
+def frozen():
+    return 42
+"""
+
+# Lines of printable text that can never be mistaken for markers or fences.
+_line = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126, exclude_characters="<>=`"), max_size=30)
+_body = st.lists(_line, min_size=1, max_size=6).map("\n".join)
+
+
+def test_parse_reads_every_block_and_ignores_prose() -> None:
+    answer = "Idea: faster.\n<<<<<<< SEARCH\n    y = x * 2\n=======\n    y = x * 3\n>>>>>>> REPLACE\nthanks"
+    assert parse_diff(answer) == [SearchReplace("    y = x * 2", "    y = x * 3")]
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ("no blocks here", "no SEARCH/REPLACE block"),
+        ("<<<<<<< SEARCH\na\n", "not terminated"),
+        ("<<<<<<< SEARCH\na\n=======\nb\n", "not terminated"),
+        ("<<<<<<< SEARCH\n\n=======\nb\n>>>>>>> REPLACE", "empty"),
+    ],
+)
+def test_parse_rejects_malformed_answers(answer: str, message: str) -> None:
+    with pytest.raises(DiffError, match=message):
+        parse_diff(answer)
+
+
+def test_apply_replaces_inside_the_block() -> None:
+    child = apply_diff(PROGRAM, [SearchReplace("    y = x * 2", "    y = x * 3")])
+    assert "y = x * 3" in child and child.count("return 42") == 1
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        (SearchReplace("    y = x * 7", "z"), "matches nothing"),
+        (SearchReplace("y", "z"), "more than once"),
+        (SearchReplace("    return 42", "    return 43"), "outside the EVOLVE-BLOCK"),
+        (SearchReplace("import math", "import os"), "outside the EVOLVE-BLOCK"),
+        (SearchReplace("# EVOLVE-BLOCK-END\n", ""), "marker"),
+        (SearchReplace("    return y + 1", "    return y + 1\n# EVOLVE-BLOCK-END"), "marker"),
+    ],
+)
+def test_apply_is_strict(block: SearchReplace, message: str) -> None:
+    with pytest.raises(DiffError, match=message):
+        apply_diff(PROGRAM, [block])
+
+
+def test_search_spanning_a_marker_is_rejected() -> None:
+    with pytest.raises(DiffError):
+        apply_diff(PROGRAM, [SearchReplace("    return y + 1\n# EVOLVE-BLOCK-END\n\ndef frozen():", "x")])
+
+
+def test_blocks_apply_in_order_against_the_edited_program() -> None:
+    blocks = [SearchReplace("    y = x * 2", "    y = x * 5"), SearchReplace("    y = x * 5", "    y = x * 6")]
+    assert "y = x * 6" in apply_diff(PROGRAM, blocks)
+
+
+def test_rewrite_splices_blocks_and_keeps_frozen_code() -> None:
+    answer = "Here:\n```python\nimport os  # model changed the frozen header\n# EVOLVE-BLOCK-START\ndef f(x):\n    return x\n# EVOLVE-BLOCK-END\n```"
+    child = apply_rewrite(PROGRAM, answer)
+    assert "import math" in child and "import os" not in child and "    return x\n" in child
+    assert find_regions(child).frozen == find_regions(PROGRAM).frozen
+
+
+def test_rewrite_without_markers_or_code_block_fails() -> None:
+    with pytest.raises(DiffError, match="markers"):
+        apply_rewrite(PROGRAM, "```python\ndef f(x):\n    return x\n```")
+    with pytest.raises(DiffError, match="no fenced code block"):
+        extract_code_block("just words")
+
+
+@given(st.lists(st.tuples(_body, _body), min_size=1, max_size=4))
+def test_render_then_parse_round_trips(pairs: list[tuple[str, str]]) -> None:
+    blocks = [SearchReplace(s, r) for s, r in pairs if s.strip()]
+    assume(blocks)
+    assert parse_diff(render_diff(blocks)) == blocks
+
+
+@given(prefix=_body, body=_body, suffix=_body, data=st.data())
+@settings(max_examples=200)
+def test_apply_of_a_unique_substring_equals_str_replace(prefix: str, body: str, suffix: str, data: st.DataObject) -> None:
+    program = f"{prefix}\n# EVOLVE-BLOCK-START\n{body}\n# EVOLVE-BLOCK-END\n{suffix}\n"
+    start = data.draw(st.integers(0, len(body) - 1)) if body else 0
+    end = data.draw(st.integers(start + 1, len(body))) if body else 0
+    search = body[start:end]
+    assume(search.strip() and program.count(search) == 1)
+    replacement = data.draw(_line)
+    child = apply_diff(program, [SearchReplace(search, replacement)])
+    assert child == program.replace(search, replacement)
+
+
+@given(program_body=_body, answer=st.text(max_size=300))
+@settings(max_examples=300)
+def test_any_answer_either_fails_cleanly_or_keeps_frozen_parts(program_body: str, answer: str) -> None:
+    program = f"FROZEN_A = 1\n# EVOLVE-BLOCK-START\n{program_body}\n# EVOLVE-BLOCK-END\nFROZEN_B = 2\n"
+    for attempt in (lambda: apply_diff(program, parse_diff(answer)), lambda: apply_rewrite(program, answer)):
+        try:
+            child = attempt()
+        except DiffError:
+            continue
+        assert find_regions(child).frozen == find_regions(program).frozen

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from evolve.archive import Sample, SampleMode
+from evolve.problem import resolve_problem
+from evolve.prompting import PromptBuilder
+from evolve.values import EvalStatus
+from tests.store.helpers import make_program
+
+
+def test_prompt_carries_parent_inspirations_failures_but_never_the_known_best() -> None:
+    problem = resolve_problem("circle_packing")
+    parent = make_program("c", 3, fitness=1.25)
+    parent = type(parent)(**{**{f: getattr(parent, f) for f in parent.__slots__}, "code": problem.initial_program,
+                             "artifacts": {"stderr": "warning: slow"}})
+    inspiration = make_program("c", 2, fitness=1.5)
+    failure = make_program("c", 4, status=EvalStatus.INVALID, fitness=None)
+    sample = Sample(parent=parent, mode=SampleMode.EXPLOIT, inspirations=[inspiration], failures=[failure])
+    for mode in ("diff", "rewrite"):
+        system, user = PromptBuilder(problem.config).build(sample, mode=mode)  # type: ignore[arg-type]
+        text = system["content"] + user["content"]
+        assert problem.initial_program.strip() in text and "warning: slow" in text
+        assert "sum_radii = 1.5" in text and "failure 4" in text and "maximize" in text
+        assert "2.635" not in text and "known" not in text.lower()
+    assert "<<<<<<< SEARCH" in PromptBuilder(problem.config).build(sample, mode="diff")[1]["content"]
