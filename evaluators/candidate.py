@@ -32,7 +32,7 @@ class CandidateError(Exception):
         self.traceback = traceback
 
 
-class CandidateTimeout(CandidateError):
+class CandidateTimeout(CandidateError):  # noqa: N818 - reads as the outcome it reports
     """The candidate ran past its time limit and was killed."""
 
 

@@ -27,7 +27,7 @@ from evolve.values import Program
 __all__ = ["Archive", "Sample", "SampleMode", "cell_key", "exploit_weights"]
 
 
-class SampleMode(str, enum.Enum):
+class SampleMode(enum.StrEnum):
     EXPLOIT = "exploit"
     EXPLORE = "explore"
     RANDOM = "random"
@@ -51,8 +51,9 @@ def exploit_weights(elites: list[EliteRow]) -> np.ndarray:
     median = float(np.median(f))
     mad = float(np.median(np.abs(f - median))) * 1.4826
     z = (f - median) / mad if mad > 0 else np.zeros_like(f)
-    w = 1.0 / (1.0 + np.exp(-2.0 * np.clip(z, -30, 30))) / (1.0 + children)
-    return w / w.sum()
+    w: np.ndarray = 1.0 / (1.0 + np.exp(-2.0 * np.clip(z, -30, 30))) / (1.0 + children)
+    normalized: np.ndarray = w / w.sum()
+    return normalized
 
 
 @dataclass(frozen=True, slots=True)

@@ -298,9 +298,9 @@ class Campaign:
                 if not in_flight:
                     break
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                finished, _ = await asyncio.wait({*in_flight, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                for task in finished - {stopper}:
-                    in_flight.discard(task)  # type: ignore[arg-type]
+                await asyncio.wait({*in_flight, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                for task in [t for t in in_flight if t.done()]:
+                    in_flight.discard(task)
                     last = task.result()  # a bug or a store failure propagates here
                     done_count += 1
                     if on_progress is not None:

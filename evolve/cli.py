@@ -21,10 +21,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from evolve.campaign import Campaign
+from evolve.campaign import Campaign, owner_alive
 from evolve.campaign import Progress as CampaignProgress
-from evolve.campaign import owner_alive
-from evolve.config import ModelSpec, parse_campaign_config
+from evolve.config import parse_campaign_config
 from evolve.errors import EvolveError, StoreError
 from evolve.problem import builtin_problem_names, resolve_problem
 from evolve.store import CampaignRow, Store
@@ -163,7 +162,7 @@ def run(problem: str, model: str, api_base: str | None, mode: str, iterations: i
     """Start a campaign on PROBLEM (a built-in name or a problem folder)."""
     prob = resolve_problem(problem)
     settings: dict[str, Any] = {
-        "models": [ModelSpec(name=model, api_base=api_base, mode=mode).model_dump()],  # type: ignore[arg-type]
+        "models": [{"name": model, "api_base": api_base, "mode": mode}],
         "iterations": iterations, "seed": seed, "islands": islands, "max_wall_s": max_wall_s,
         "llm_concurrency": llm_concurrency,
     }
@@ -286,7 +285,7 @@ def best(db: str, campaign_id: str | None, as_json: bool, out_file: str | None) 
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def problems(as_json: bool) -> None:
     """List the built-in problems."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in builtin_problem_names():
         cfg = resolve_problem(name).config
         rows.append({

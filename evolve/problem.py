@@ -57,7 +57,7 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Direction(str, enum.Enum):
+class Direction(enum.StrEnum):
     MAXIMIZE = "maximize"
     MINIMIZE = "minimize"
 

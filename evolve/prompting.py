@@ -46,7 +46,7 @@ class PromptBuilder:
         self._env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(template_dir or default_template_dir())),
             undefined=jinja2.StrictUndefined,
-            autoescape=False,  # noqa: S701 - prompts are plain text, never HTML
+            autoescape=False,
             keep_trailing_newline=True,
         )
         self._env.filters["fmt"] = _fmt

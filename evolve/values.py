@@ -16,7 +16,7 @@ __all__ = [
 ]
 
 
-class EvalStatus(str, enum.Enum):
+class EvalStatus(enum.StrEnum):
     """Outcome of turning a proposal into a scored program."""
 
     OK = "ok"
@@ -31,7 +31,7 @@ class EvalStatus(str, enum.Enum):
         return self is EvalStatus.OK
 
 
-class CampaignStatus(str, enum.Enum):
+class CampaignStatus(enum.StrEnum):
     """Lifecycle of a campaign as recorded in the store."""
 
     RUNNING = "running"
@@ -41,7 +41,7 @@ class CampaignStatus(str, enum.Enum):
     FAILED = "failed"  # could not run (e.g. the initial program fails)
 
 
-class Origin(str, enum.Enum):
+class Origin(enum.StrEnum):
     """How a program came to be."""
 
     INITIAL = "initial"

@@ -28,7 +28,7 @@ def _apply_limits(limits: dict) -> None:
         (resource.RLIMIT_CORE, 0),
     ]
     for res, value in pairs:
-        soft, hard = resource.getrlimit(res)
+        _soft, hard = resource.getrlimit(res)
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)
         resource.setrlimit(res, (value, value))

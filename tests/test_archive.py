@@ -50,8 +50,8 @@ def test_exploitation_picks_high_scores_more_often_than_exploration(store: Store
     exploit = Archive(store, cid, axes=[], sampling=SamplingConfig(exploit=1.0, explore=0.0, random=0.0))
     explore = Archive(store, cid, axes=[], sampling=SamplingConfig(exploit=0.0, explore=1.0, random=0.0))
     rng = np.random.default_rng(3)
-    mean_exploit = np.mean([exploit.sample(0, rng).parent.fitness for _ in range(300)])
-    mean_explore = np.mean([explore.sample(0, rng).parent.fitness for _ in range(300)])
+    mean_exploit = float(np.mean([exploit.sample(0, rng).parent.fitness or 0.0 for _ in range(300)]))
+    mean_explore = float(np.mean([explore.sample(0, rng).parent.fitness or 0.0 for _ in range(300)]))
     assert mean_exploit > mean_explore + 1.0
     assert mean_explore == pytest.approx(np.mean([0, *range(1, 11)]), abs=0.8)  # uniform over the 11 cells
 

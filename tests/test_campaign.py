@@ -95,7 +95,7 @@ def test_stop_event_stops_cleanly_and_marks_the_campaign_stopped(file_store: Sto
 
 def test_a_failing_initial_program_creates_no_campaign(file_store: Store, tmp_path: Path) -> None:
     folder = write_problem(tmp_path / "bad", program="# EVOLVE-BLOCK-START\ndef solve():\n    return 1 / 0\n# EVOLVE-BLOCK-END\n")
-    with pytest.raises(ProblemError, match="initial program .* does not evaluate: error: .*ZeroDivisionError"):
+    with pytest.raises(ProblemError, match=r"initial program .* does not evaluate: error: .*ZeroDivisionError"):
         create(file_store, load_problem(folder), tmp_path, iterations=5)
     assert file_store.list_campaigns() == []
 

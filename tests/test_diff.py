@@ -116,7 +116,13 @@ def test_apply_of_a_unique_substring_equals_str_replace(prefix: str, body: str, 
 @settings(max_examples=300)
 def test_any_answer_either_fails_cleanly_or_keeps_frozen_parts(program_body: str, answer: str) -> None:
     program = f"FROZEN_A = 1\n# EVOLVE-BLOCK-START\n{program_body}\n# EVOLVE-BLOCK-END\nFROZEN_B = 2\n"
-    for attempt in (lambda: apply_diff(program, parse_diff(answer)), lambda: apply_rewrite(program, answer)):
+    def by_diff() -> str:
+        return apply_diff(program, parse_diff(answer))
+
+    def by_rewrite() -> str:
+        return apply_rewrite(program, answer)
+
+    for attempt in (by_diff, by_rewrite):
         try:
             child = attempt()
         except DiffError:

@@ -16,7 +16,7 @@ def test_prompt_carries_parent_inspirations_failures_but_never_the_known_best() 
     failure = make_program("c", 4, status=EvalStatus.INVALID, fitness=None)
     sample = Sample(parent=parent, mode=SampleMode.EXPLOIT, inspirations=[inspiration], failures=[failure])
     for mode in ("diff", "rewrite"):
-        system, user = PromptBuilder(problem.config).build(sample, mode=mode)  # type: ignore[arg-type]
+        system, user = PromptBuilder(problem.config).build(sample, mode="diff" if mode == "diff" else "rewrite")
         text = system["content"] + user["content"]
         assert problem.initial_program.strip() in text and "warning: slow" in text
         assert "sum_radii = 1.5" in text and "failure 4" in text and "maximize" in text
