@@ -31,8 +31,8 @@ from evolve.values import CampaignStatus
 
 __all__ = ["main"]
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 _DB_HELP = "SQLite file path or SQLAlchemy URL of the store"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -71,6 +71,7 @@ class _Display:
         self._quiet = quiet
         self._live = err.is_terminal and not quiet
         self._step = max(1, target // 10)
+        self._printed = done
         self._bar = Progress(
             TextColumn("[bold]evolving"), BarColumn(), MofNCompleteColumn(),
             TextColumn("best {task.fields[best]} · valid {task.fields[valid]} · cells {task.fields[cells]} · tokens {task.fields[tokens]}"),
@@ -93,7 +94,8 @@ class _Display:
         if self._live:
             self._bar.update(self._task, completed=p.iterations_done, total=p.iterations_target,
                              best=_fmt(p.best_score), valid=valid, cells=p.cells_filled, tokens=tokens)
-        elif not self._quiet and (p.iterations_done % self._step == 0 or p.iterations_done == p.iterations_target):
+        elif not self._quiet and p.iterations_done // self._step > self._printed // self._step:
+            self._printed = p.iterations_done
             err.print(f"iteration {p.iterations_done}/{p.iterations_target} · best {_fmt(p.best_score)} · valid {valid} "
                       f"· cells {p.cells_filled} · tokens {tokens}", highlight=False)
 
@@ -113,7 +115,7 @@ def _run_async(make: Callable[[asyncio.Event], Coroutine[Any, Any, CampaignStatu
     return asyncio.run(runner())
 
 
-def _drive(campaign: Campaign, stop: asyncio.Event, *, quiet: bool, initial_score: float | None) -> Coroutine[Any, Any, CampaignStatus]:
+def _drive(campaign: Campaign, stop: asyncio.Event, *, quiet: bool) -> Coroutine[Any, Any, CampaignStatus]:
     async def go() -> CampaignStatus:
         p = campaign.progress()
         with _Display(p.iterations_target, p.iterations_done, quiet=quiet) as display:
@@ -125,8 +127,6 @@ def _drive(campaign: Campaign, stop: asyncio.Event, *, quiet: bool, initial_scor
 def _report(store: Store, campaign: Campaign, status: CampaignStatus, db: str) -> None:
     row = store.get_campaign(campaign.id)
     best = store.best_program(campaign.id)
-    initial = store.list_programs(campaign.id)[0] if row.iterations_done == 0 else None
-    del initial
     counts = store.status_counts(campaign.id)
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     out.print(f"campaign [bold]{campaign.id}[/] ({campaign.problem.name}): {status.value}, "
@@ -176,7 +176,7 @@ def run(problem: str, model: str, api_base: str | None, mode: str, iterations: i
         initial = store.best_program(campaign.id)
         err.print(f"campaign {campaign.id}: {prob.name}, model {model}, {islands} islands, "
                   f"initial {prob.config.objective.metric} = {_fmt(initial.score if initial else None)}", highlight=False)
-        status = _run_async(lambda stop: _drive(campaign, stop, quiet=quiet, initial_score=None))
+        status = _run_async(lambda stop: _drive(campaign, stop, quiet=quiet))
         _report(store, campaign, status, db)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -201,7 +201,7 @@ def resume(db: str, campaign_id: str | None, iterations: int | None, quiet: bool
         campaign = Campaign.resume(store, row.id, workdir=workdir, iterations=iterations)
         err.print(f"resuming campaign {campaign.id} ({campaign.problem.name}) at {row.iterations_done}/{campaign.target}",
                   highlight=False)
-        status = _run_async(lambda stop: _drive(campaign, stop, quiet=quiet, initial_score=None))
+        status = _run_async(lambda stop: _drive(campaign, stop, quiet=quiet))
         _report(store, campaign, status, db)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
