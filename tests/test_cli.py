@@ -89,3 +89,24 @@ def test_kill_9_mid_run_then_resume_loses_nothing(tmp_path: Path) -> None:
     assert sum(r[2] == "initial" for r in rows) == 1
     assert len({r[1] for r in rows}) == len(rows) == 81
     assert done == (80, "finished")
+
+
+def test_ctrl_c_stops_cleanly_and_the_campaign_can_resume(tmp_path: Path) -> None:
+    folder = write_problem(tmp_path / "quad")
+    db = tmp_path / "c.db"
+    proc = subprocess.Popen([sys.executable, "-m", "evolve", "run", str(folder), "--iterations", "100000", "--db", str(db), "-q"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    done = 0
+    while time.monotonic() < deadline and done < 5:
+        time.sleep(0.2)
+        try:
+            with sqlite3.connect(db) as conn:
+                done = conn.execute("SELECT COALESCE(MAX(iterations_done), 0) FROM campaigns").fetchone()[0]
+        except sqlite3.OperationalError:
+            continue
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "evolve resume" in stdout
+    status = json.loads(evolve("status", "--db", str(db), "--json", cwd=tmp_path).stdout)[0]
+    assert status["status"] == "stopped" and status["programs"] == status["iterations_done"] + 1
