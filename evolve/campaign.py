@@ -235,12 +235,11 @@ class Campaign:
             ok=completion is not None, error=None if completion else clip(child.error, 500),
         )
         outcome = self.store.record_program(program, llm_call=call)
-        self._maybe_migrate()
+        self._maybe_migrate(outcome.iterations_done)
         return outcome
 
-    def _maybe_migrate(self) -> None:
+    def _maybe_migrate(self, done: int) -> None:
         period = self.config.migration_interval * self.config.islands
-        done = self.store.get_campaign(self.id).iterations_done
         upto = (done // period) * period
         if upto > 0:
             self.store.migrate_islands(self.id, upto_iteration=upto, islands=self.config.islands, size=self.config.migration_size)

@@ -75,7 +75,6 @@ async def supervise(
     wall_s: float,
     output_bytes: int,
     result_bytes: int,
-    preexec_fn: Callable[[], None] | None = None,
 ) -> RunOutcome:
     """Start ``argv_for(result_fd)`` and supervise it to the end.
 
@@ -97,7 +96,6 @@ async def supervise(
             env=env,
             pass_fds=(write_fd,),
             start_new_session=True,
-            preexec_fn=preexec_fn,
         )
     except OSError as exc:
         os.close(read_fd)

@@ -57,3 +57,4 @@ class LLMCallRecord:
 class RecordOutcome:
     new_elite: bool
     new_best: bool
+    iterations_done: int

@@ -262,6 +262,7 @@ class Store:
                 counters["completion_tokens"] = campaigns.c.completion_tokens + llm_call.completion_tokens
                 counters["cost_usd"] = campaigns.c.cost_usd + llm_call.cost_usd
             conn.execute(update(campaigns).where(campaigns.c.id == cid).values(**counters))
+            done = int(conn.execute(select(campaigns.c.iterations_done).where(campaigns.c.id == cid)).scalar_one())
             new_elite = new_best = False
             if ok and program.cell is not None:
                 assert program.fitness is not None
@@ -274,7 +275,7 @@ class Store:
                 "id": program.id, "iteration": program.iteration, "island": program.island,
                 "status": program.status.value, "score": program.score, "new_elite": new_elite, "new_best": new_best,
             })
-        return RecordOutcome(new_elite=new_elite, new_best=new_best)
+        return RecordOutcome(new_elite=new_elite, new_best=new_best, iterations_done=done)
 
     def upsert_elite(self, campaign_id: str, island: int, cell: str, program_id: str, fitness: float) -> bool:
         """Compare-and-swap one elite; True when ``program_id`` now holds the cell."""
