@@ -9,10 +9,13 @@ itself and computes the score.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import math
 import time
 from typing import Any
 
+from evolve.errors import SandboxError
 from evolve.sandbox import CandidateValueError, Sandbox, SandboxLimits, decode_result
 from evolve.sandbox.base import RunSpec
 
@@ -57,6 +60,7 @@ class Candidate:
         self._limits = limits
         self._deadline = deadline
         self.calls = 0
+        self.sandbox_failure: str | None = None
         self.last_stdout = ""
         self.last_stderr = ""
 
@@ -80,17 +84,13 @@ class Candidate:
         if left <= 0:
             raise CandidateTimeout("the evaluation's time budget is spent")
         wall = min(left, timeout) if timeout is not None else left
-        limits = SandboxLimits(
-            wall_s=wall,
-            cpu_s=max(1, int(wall) + 1),
-            memory_bytes=self._limits.memory_bytes,
-            output_bytes=self._limits.output_bytes,
-            result_bytes=self._limits.result_bytes,
-            file_bytes=self._limits.file_bytes,
-            open_files=self._limits.open_files,
-        )
+        limits = dataclasses.replace(self._limits, wall_s=wall, cpu_s=min(self._limits.cpu_s, max(1, math.ceil(wall))))
         request = json.dumps({"function": function, "args": list(args), "kwargs": kwargs}).encode()
-        outcome = asyncio.run(self._sandbox.run(RunSpec(code=self._code, request=request, limits=limits)))
+        try:
+            outcome = asyncio.run(self._sandbox.run(RunSpec(code=self._code, request=request, limits=limits)))
+        except SandboxError as exc:
+            self.sandbox_failure = str(exc)
+            raise
         self.calls += 1
         self.last_stdout, self.last_stderr = _tail(outcome.stdout), _tail(outcome.stderr)
         if outcome.timed_out:

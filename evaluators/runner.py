@@ -8,14 +8,16 @@ after which its whole process group is killed and the result is TIMEOUT.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+from evolve.errors import SandboxError
 from evolve.evaluators.validate import clip, result_from_answer
 from evolve.problem import Limits, Problem
-from evolve.sandbox import SandboxLimits
+from evolve.sandbox import SandboxLimits, resolve_backend
 from evolve.sandbox.process import child_environment
 from evolve.sandbox.supervise import supervise
 from evolve.values import EvalResult, EvalStatus
@@ -23,6 +25,7 @@ from evolve.values import EvalResult, EvalStatus
 __all__ = ["Evaluator", "sandbox_limits"]
 
 _GRACE_S = 5.0
+_DOCKER_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "EVOLVE_SANDBOX_IMAGE")
 _EVALUATOR_OUTPUT_BYTES = 256 << 10
 _EVALUATOR_RESULT_BYTES = 16 << 20
 
@@ -31,8 +34,9 @@ def sandbox_limits(limits: Limits) -> SandboxLimits:
     """The candidate's sandbox limits for a problem's evaluation limits."""
     return SandboxLimits(
         wall_s=limits.timeout_s,
-        cpu_s=int(limits.timeout_s) + 1,
+        cpu_s=limits.cpu_seconds(),
         memory_bytes=limits.memory_mb << 20,
+        processes=limits.processes,
         output_bytes=limits.output_bytes,
     )
 
@@ -40,14 +44,33 @@ def sandbox_limits(limits: Limits) -> SandboxLimits:
 class Evaluator:
     """Evaluates candidate programs of one problem, each in a fresh trusted process."""
 
-    def __init__(self, problem: Problem, *, problem_dir: Path, sandbox: str = "process", python: str | None = None) -> None:
+    def __init__(self, problem: Problem, *, problem_dir: Path, sandbox: str = "auto", python: str | None = None) -> None:
+        """Prepare the problem's folder and pick the sandbox backend.
+
+        Raises:
+            SandboxError: when the sandbox backend cannot work here (``auto``: when none can).
+        """
         self.problem = problem
         self._dir = problem.write_to(problem_dir)
-        self._sandbox = sandbox
+        self.backend = resolve_backend(sandbox)
         self._python = python or sys.executable
 
+    def _worker_env(self) -> dict[str, str]:
+        """The trusted evaluator's environment: minimal, plus how to reach a container engine.
+
+        No API key is passed on; the candidate's own environment is built by the sandbox from nothing.
+        """
+        env = child_environment(str(self._dir))
+        if self.backend == "docker":
+            env.update({key: os.environ[key] for key in _DOCKER_ENV if key in os.environ})
+        return env
+
     async def evaluate(self, code: str) -> EvalResult:
-        """Score one candidate. Bad candidates become non-OK results, never exceptions."""
+        """Score one candidate. Bad candidates become non-OK results, never exceptions.
+
+        Raises:
+            SandboxError: when the sandbox itself broke (not the candidate's fault).
+        """
         started = time.monotonic()
         try:
             compile(code, "candidate.py", "exec")
@@ -61,14 +84,14 @@ class Evaluator:
         request = {
             "problem_dir": str(self._dir),
             "code": code,
-            "sandbox": self._sandbox,
+            "sandbox": self.backend,
             "limits": asdict(sandbox_limits(limits)),
             "timeout_s": limits.timeout_s,
         }
         outcome = await supervise(
             lambda fd: [self._python, "-I", "-B", "-m", "evolve.evaluators.worker", str(fd)],
             stdin=json.dumps(request).encode(),
-            env=child_environment(str(self._dir)),
+            env=self._worker_env(),
             cwd=str(self._dir),
             wall_s=limits.timeout_s + _GRACE_S,
             output_bytes=_EVALUATOR_OUTPUT_BYTES,
@@ -92,4 +115,6 @@ class Evaluator:
             answer = json.loads(outcome.result)
         except (UnicodeDecodeError, json.JSONDecodeError):
             answer = None
+        if isinstance(answer, dict) and answer.get("outcome") == "sandbox_error":
+            raise SandboxError(f"the {self.backend} sandbox failed: {answer.get('message')}")
         return result_from_answer(answer, self.problem.config, code, duration)

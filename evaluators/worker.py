@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from evolve.errors import EvolveError
 from evolve.evaluators.candidate import Candidate, CandidateError, CandidateTimeout, Invalid
 from evolve.sandbox import SandboxLimits, get_sandbox
 
@@ -45,9 +46,20 @@ def _load_evaluate(problem_dir: Path) -> Any:
 def _run(request: dict[str, Any]) -> dict[str, Any]:
     deadline = time.monotonic() + float(request["timeout_s"])
     limits = SandboxLimits(**request["limits"])
-    candidate = Candidate(request["code"], sandbox=get_sandbox(request["sandbox"]), limits=limits, deadline=deadline)
     try:
-        evaluate = _load_evaluate(Path(request["problem_dir"]))
+        sandbox = get_sandbox(request["sandbox"])
+    except EvolveError as exc:
+        return {"outcome": "sandbox_error", "message": str(exc)}
+    candidate = Candidate(request["code"], sandbox=sandbox, limits=limits, deadline=deadline)
+    answer = _evaluate(candidate, Path(request["problem_dir"]))
+    if candidate.sandbox_failure is not None:  # however the evaluator handled it, the sandbox broke, not the candidate
+        return {"outcome": "sandbox_error", "message": candidate.sandbox_failure}
+    return answer
+
+
+def _evaluate(candidate: Candidate, problem_dir: Path) -> dict[str, Any]:
+    try:
+        evaluate = _load_evaluate(problem_dir)
     except BaseException as exc:
         return {"outcome": "evaluator_error", "message": f"cannot load evaluator.py: {exc}", "traceback": traceback.format_exc()}
     try:

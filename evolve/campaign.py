@@ -129,6 +129,7 @@ class Campaign:
             ProblemError: when the initial program does not evaluate OK.
         """
         evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=config.sandbox)
+        config = config.model_copy(update={"sandbox": evaluator.backend})  # 'auto' is decided once, for good
         result = await evaluator.evaluate(problem.initial_program)
         score = result.objective(problem.config.objective.metric)
         if score is None:

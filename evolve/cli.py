@@ -25,7 +25,8 @@ from evolve.campaign import Campaign, owner_alive
 from evolve.campaign import Progress as CampaignProgress
 from evolve.config import parse_campaign_config
 from evolve.errors import EvolveError, StoreError
-from evolve.problem import builtin_problem_names, resolve_problem
+from evolve.problem import Limits, builtin_problem_names, resolve_problem
+from evolve.sandbox import BACKENDS, DESCRIPTIONS
 from evolve.store import CampaignRow, Store
 from evolve.values import CampaignStatus
 
@@ -156,15 +157,17 @@ def cli() -> None:
 @click.option("--max-wall-s", type=float, default=None, help="stop after this many seconds")
 @click.option("--eval-concurrency", type=int, default=None, help="parallel evaluations (default: CPU count)")
 @click.option("--llm-concurrency", type=int, default=4, show_default=True, help="model calls in flight")
+@click.option("--sandbox", type=click.Choice(BACKENDS), default="auto", show_default=True,
+              help="where candidates run: auto = bwrap where it works, else docker; never process unless asked")
 @click.option("--quiet", "-q", is_flag=True, help="no progress display")
 def run(problem: str, model: str, api_base: str | None, mode: str, iterations: int, db: str, seed: int, islands: int,
-        max_wall_s: float | None, eval_concurrency: int | None, llm_concurrency: int, quiet: bool) -> None:
+        max_wall_s: float | None, eval_concurrency: int | None, llm_concurrency: int, sandbox: str, quiet: bool) -> None:
     """Start a campaign on PROBLEM (a built-in name or a problem folder)."""
     prob = resolve_problem(problem)
     settings: dict[str, Any] = {
         "models": [{"name": model, "api_base": api_base, "mode": mode}],
         "iterations": iterations, "seed": seed, "islands": islands, "max_wall_s": max_wall_s,
-        "llm_concurrency": llm_concurrency,
+        "llm_concurrency": llm_concurrency, "sandbox": sandbox,
     }
     if eval_concurrency is not None:
         settings["eval_concurrency"] = eval_concurrency
@@ -176,6 +179,8 @@ def run(problem: str, model: str, api_base: str | None, mode: str, iterations: i
         initial = store.best_program(campaign.id)
         err.print(f"campaign {campaign.id}: {prob.name}, model {model}, {islands} islands, "
                   f"initial {prob.config.objective.metric} = {_fmt(initial.score if initial else None)}", highlight=False)
+        backend = campaign.config.sandbox
+        err.print(f"sandbox: {backend} ({DESCRIPTIONS[backend]}); limits: {_limits_text(prob.config.limits)}", highlight=False)
         status = _run_async(lambda stop: _drive(campaign, stop, quiet=quiet))
         _report(store, campaign, status, db)
     finally:
@@ -209,9 +214,15 @@ def resume(db: str, campaign_id: str | None, iterations: int | None, quiet: bool
         sys.exit(EXIT_INTERRUPTED)
 
 
+def _limits_text(limits: Limits) -> str:
+    return (f"{limits.timeout_s:g} s wall, {limits.cpu_seconds()} s CPU, {limits.memory_mb} MB, "
+            f"{limits.processes} processes, {limits.output_bytes} output bytes")
+
+
 def _campaign_json(store: Store, row: CampaignRow) -> dict[str, Any]:
     best = store.get_program(row.best_program_id) if row.best_program_id else None
     counts = store.status_counts(row.id)
+    limits = store.load_problem(row.problem_id).config.limits
     return {
         "id": row.id, "problem": row.problem_name, "status": row.status.value,
         "iterations_done": row.iterations_done, "iterations_target": row.iterations_target,
@@ -220,6 +231,7 @@ def _campaign_json(store: Store, row: CampaignRow) -> dict[str, Any]:
         "cells_filled": store.filled_cells(row.id), "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens, "cost_usd": row.cost_usd,
         "created_at": row.created_at, "updated_at": row.updated_at, "error": row.error,
+        "sandbox": row.config.get("sandbox"), "limits": {**limits.model_dump(mode="json"), "cpu_s": limits.cpu_seconds()},
     }
 
 
@@ -238,13 +250,15 @@ def status(db: str, as_json: bool) -> None:
         out.print(f"no campaigns in {db}")
         return
     table = Table(title=f"campaigns in {db}")
-    for col in ("id", "problem", "status", "iterations", "programs", "valid", "best score", "cells", "tokens", "cost $"):
+    for col in ("id", "problem", "status", "iterations", "programs", "valid", "best score", "cells", "tokens", "cost $", "sandbox"):
         table.add_column(col)
     for r in rows:
         table.add_row(r["id"], r["problem"], r["status"], f"{r['iterations_done']}/{r['iterations_target']}",
                       str(r["programs"]), str(r["valid_programs"]), _fmt(r["best_score"]), str(r["cells_filled"]),
-                      str(r["prompt_tokens"] + r["completion_tokens"]), f"{r['cost_usd']:.4f}")
+                      str(r["prompt_tokens"] + r["completion_tokens"]), f"{r['cost_usd']:.4f}", str(r["sandbox"]))
     out.print(table)
+    for r in rows:
+        out.print(f"{r['id']} limits: {_limits_text(Limits.model_validate(r['limits']))}", highlight=False)
 
 
 @cli.command()

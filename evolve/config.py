@@ -59,7 +59,9 @@ class CampaignConfig(_Strict):
     eval_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
     llm_concurrency: int = Field(default=4, ge=1, le=1024, description="model calls in flight")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
-    sandbox: str = Field(default="process")
+    sandbox: Literal["auto", "bwrap", "docker", "process"] = Field(
+        default="auto", description="auto: bwrap where it works, else docker; process only when asked for"
+    )
 
 
 def parse_campaign_config(data: dict[str, Any], *, source: str = "campaign config") -> CampaignConfig:

@@ -18,6 +18,7 @@ import enum
 import hashlib
 import importlib.resources
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,14 @@ class Limits(_Strict):
     """Resource limits of one evaluation."""
 
     timeout_s: float = Field(default=30.0, gt=0, le=3600, description="wall time of a whole evaluation")
-    memory_mb: int = Field(default=1024, ge=64, le=65536, description="address-space limit of the candidate")
+    cpu_s: int | None = Field(default=None, ge=1, le=3600, description="CPU seconds of one candidate call (default: timeout_s)")
+    memory_mb: int = Field(default=1024, ge=64, le=65536, description="memory of the candidate (address space and cgroup)")
+    processes: int = Field(default=32, ge=1, le=1024, description="processes and threads the candidate may run at once")
     output_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 28, description="cap on captured stdout+stderr")
+
+    def cpu_seconds(self) -> int:
+        """The CPU-time limit of one candidate call."""
+        return self.cpu_s if self.cpu_s is not None else max(1, math.ceil(self.timeout_s))
 
 
 class KnownBest(_Strict):

@@ -20,10 +20,11 @@ class SandboxLimits:
 
     wall_s: float = 30.0
     cpu_s: int = 31
-    memory_bytes: int = 1 << 30
+    memory_bytes: int = 1 << 30  # address space (rlimit) and, where cgroups allow, resident memory
+    processes: int = 32  # processes and threads of the run
     output_bytes: int = 1 << 20  # stdout + stderr kept; the run is killed past it
     result_bytes: int = 64 << 20  # the returned value, serialized
-    file_bytes: int = 64 << 20  # largest file the candidate may write
+    file_bytes: int = 64 << 20  # largest file, and the size of the scratch directory where it is a tmpfs
     open_files: int = 64
 
 

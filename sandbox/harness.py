@@ -2,9 +2,14 @@
 
 Self-contained on purpose (only the standard library and, when the candidate
 returns arrays, NumPy): it is passed to ``python -I -c`` and never imports
-evolve. Usage: ``python -I -c <this source> RESULT_FD LIMITS_JSON``; the
-request (``function``, ``args``, ``kwargs``) and the candidate's code arrive as
-JSON on stdin; the result goes to RESULT_FD as JSON, never to stdout.
+evolve. Usage: ``python -I -c <this source> SETTINGS_JSON`` where the settings
+say where the result goes (``result``: an inherited fd number, or ``"stdout"``
+for container backends, which then sends the candidate's own prints to
+stderr), the ``limits``, the ``paths`` to put first on ``sys.path`` (mounted
+packages) and where the ``request`` comes from (a file path, or stdin when
+absent). The request (``function``, ``args``, ``kwargs``) and the candidate's
+code arrive as JSON; the result leaves as JSON, never mixed with the
+candidate's output.
 """
 
 import base64
@@ -27,6 +32,8 @@ def _apply_limits(limits: dict) -> None:
         (resource.RLIMIT_NOFILE, limits["open_files"]),
         (resource.RLIMIT_CORE, 0),
     ]
+    if os.getuid() != 0:  # the kernel ignores RLIMIT_NPROC for root
+        pairs.append((resource.RLIMIT_NPROC, limits["processes"]))
     for res, value in pairs:
         _soft, hard = resource.getrlimit(res)
         if hard != resource.RLIM_INFINITY:
@@ -72,10 +79,25 @@ def _encode(value, depth=0):
     raise TypeError(f"cannot return a value of type {type(value).__name__}; return numbers, lists, dicts, str or NumPy arrays")
 
 
+def _result_fd(target) -> int:
+    if target != "stdout":
+        return int(target)
+    sys.stdout.flush()
+    fd = os.dup(1)
+    os.dup2(2, 1)  # the candidate's prints join stderr; stdout carries only the result
+    return fd
+
+
 def main() -> None:
-    result_fd = int(sys.argv[1])
-    _apply_limits(json.loads(sys.argv[2]))
-    request = json.loads(sys.stdin.buffer.read())
+    settings = json.loads(sys.argv[1])
+    result_fd = _result_fd(settings["result"])
+    sys.path[:0] = settings.get("paths", [])
+    _apply_limits(settings["limits"])
+    if settings.get("request"):
+        with open(settings["request"], "rb") as source:
+            request = json.loads(source.read())
+    else:
+        request = json.loads(sys.stdin.buffer.read())
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)

@@ -1,32 +1,39 @@
-"""The ``process`` backend: a fresh process group with rlimits, nothing more.
+"""The ``process`` backend: rlimits, a cgroup where possible and an unprivileged uid, nothing more.
 
-It isolates little (no file-system or network isolation, no uid switch), so it
-must be chosen explicitly. What it does guarantee, like every backend: an
-explicit minimal environment (no secrets), a fresh temporary working
-directory, rlimits on memory/CPU/file size/open files (set by the harness
-before any candidate code runs), a byte cap on captured output, results
-through a dedicated pipe, and a wall-clock timeout that kills the whole
-process group.
+It has no file-system or network isolation: a candidate can read what any
+user can read and open sockets. So it is never chosen by ``auto``; it must be
+asked for by name. What it does guarantee, like every backend: an explicit
+minimal environment (no secrets), a fresh temporary working directory, rlimits
+on memory/CPU/file size/open files/processes, a byte cap on captured output,
+results through a dedicated pipe, and a wall-clock timeout that kills the
+whole process group.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
 from evolve.sandbox.base import RunOutcome, RunSpec
+from evolve.sandbox.confine import Confinement
+from evolve.sandbox.runtime import sandbox_runtime
 from evolve.sandbox.supervise import supervise
 
-__all__ = ["ProcessSandbox", "child_environment", "harness_source"]
+__all__ = ["ProcessSandbox", "child_environment", "harness_settings", "harness_source"]
 
 
 def harness_source() -> str:
     """Source of the child harness, passed to ``python -c``."""
     return Path(__file__).with_name("harness.py").read_text()
+
+
+def harness_settings(spec: RunSpec, *, result: int | str, paths: list[str], request: str | None = None) -> str:
+    """The harness's one argument: where the result goes, the limits, import paths, the request's source."""
+    return json.dumps({"result": result, "limits": asdict(spec.limits), "paths": paths, "request": request})
 
 
 def child_environment(workdir: str) -> dict[str, str]:
@@ -44,29 +51,40 @@ def child_environment(workdir: str) -> dict[str, str]:
     }
 
 
+def request_with_code(spec: RunSpec) -> bytes:
+    """The request JSON with the candidate's code folded in."""
+    request = json.loads(spec.request)
+    request["code"] = spec.code
+    return json.dumps(request).encode()
+
+
 class ProcessSandbox:
-    """Runs the harness with ``sys.executable`` in its own session and process group."""
+    """Runs the harness in its own session, process group, cgroup and uid."""
 
     name = "process"
 
-    def __init__(self, *, python: str | None = None) -> None:
-        self._python = python or sys.executable
+    def __init__(self) -> None:
         self._harness = harness_source()
+        runtime = sandbox_runtime()
+        self._python = runtime.python
+        self._paths = sorted({str(Path(host).parent) for host, _inside in runtime.packages})
 
     async def run(self, spec: RunSpec) -> RunOutcome:
-        request = json.loads(spec.request)
-        request["code"] = spec.code
-        limits_json = json.dumps(asdict(spec.limits))
         workdir = tempfile.mkdtemp(prefix="evolve-run-")
+        confinement = Confinement.prepare(spec.limits)
         try:
+            if confinement.uid is not None:
+                os.chown(workdir, confinement.uid, confinement.uid)
             return await supervise(
-                lambda fd: [self._python, "-I", "-B", "-c", self._harness, str(fd), limits_json],
-                stdin=json.dumps(request).encode(),
+                lambda fd: [self._python, "-I", "-B", "-c", self._harness, harness_settings(spec, result=fd, paths=self._paths)],
+                stdin=request_with_code(spec),
                 env=child_environment(workdir),
                 cwd=workdir,
                 wall_s=spec.limits.wall_s,
                 output_bytes=spec.limits.output_bytes,
                 result_bytes=spec.limits.result_bytes,
+                preexec_fn=confinement.preexec(),
             )
         finally:
+            confinement.release()
             shutil.rmtree(workdir, ignore_errors=True)

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 
@@ -75,8 +76,13 @@ async def supervise(
     wall_s: float,
     output_bytes: int,
     result_bytes: int,
+    extra_fds: Sequence[int] = (),
+    preexec_fn: Callable[[], None] | None = None,
 ) -> RunOutcome:
     """Start ``argv_for(result_fd)`` and supervise it to the end.
+
+    ``extra_fds`` are inherited by the child as well (e.g. a seccomp program);
+    ``preexec_fn`` runs in the child between fork and exec (cgroup, rlimits, uid).
 
     Raises:
         SandboxError: when the child cannot be started at all.
@@ -94,10 +100,11 @@ async def supervise(
             stderr=asyncio.subprocess.PIPE,
             cwd=cwd,
             env=env,
-            pass_fds=(write_fd,),
+            pass_fds=(write_fd, *extra_fds),
             start_new_session=True,
+            preexec_fn=preexec_fn,
         )
-    except OSError as exc:
+    except (OSError, subprocess.SubprocessError) as exc:
         os.close(read_fd)
         raise SandboxError(f"cannot start {argv[0] if argv else 'the child'}: {exc}") from exc
     finally:

@@ -1,0 +1,131 @@
+"""The ``bwrap`` backend: bubblewrap namespaces, seccomp, a cgroup, rlimits and an unprivileged uid.
+
+The candidate sees a new root holding a read-only ``/usr`` (the interpreter),
+the packages it may import mounted read-only, its own ``/proc`` and a minimal
+``/dev``, and a size-capped tmpfs as its working directory. It has no network
+(an empty network namespace), no view of other processes (its own pid
+namespace, which dies with bubblewrap), no capabilities, an empty
+environment, and a seccomp filter against tracing, namespaces and mounts.
+Before bubblewrap runs, the host side puts the run in its own cgroup (memory
+and process caps), lowers the rlimits and switches to a uid of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from functools import cache
+
+from evolve.errors import SandboxError
+from evolve.sandbox.base import RunOutcome, RunSpec, SandboxLimits
+from evolve.sandbox.confine import Confinement
+from evolve.sandbox.process import harness_settings, harness_source, request_with_code
+from evolve.sandbox.runtime import SITE_DIR, SandboxRuntime, sandbox_runtime
+from evolve.sandbox.seccomp import bpf_fd, bpf_program
+from evolve.sandbox.supervise import supervise
+
+__all__ = ["BwrapSandbox", "bwrap_problem"]
+
+_WORKDIR = "/tmp"
+_ENV = {
+    "PATH": "/usr/bin",
+    "HOME": _WORKDIR,
+    "TMPDIR": _WORKDIR,
+    "LANG": "C.UTF-8",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONHASHSEED": "0",
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+
+def _bwrap_argv(bwrap: str, runtime: SandboxRuntime, *, tmpfs_bytes: int, seccomp_fd: int) -> list[str]:
+    argv = [
+        bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+        "--uid", "65534", "--gid", "65534", "--hostname", "sandbox",
+        "--ro-bind", "/usr", "/usr",
+        "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin",
+        "--proc", "/proc", "--dev", "/dev",
+        "--size", str(tmpfs_bytes), "--tmpfs", _WORKDIR,
+    ]
+    if runtime.prefix is not None:
+        argv += ["--ro-bind", runtime.prefix, runtime.prefix]
+    for host, inside in runtime.packages:
+        argv += ["--ro-bind", host, inside]
+    argv += ["--chdir", _WORKDIR, "--clearenv"]
+    for key, value in _ENV.items():
+        argv += ["--setenv", key, value]
+    argv += ["--seccomp", str(seccomp_fd), "--"]
+    return argv
+
+
+@cache
+def bwrap_problem() -> str | None:
+    """Why bubblewrap cannot run here, or None when it can (checked once per process)."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return "bubblewrap is not installed (apt-get install bubblewrap)"
+    try:
+        runtime = sandbox_runtime()
+        bpf_program()
+    except SandboxError as exc:
+        return str(exc)
+    fd = bpf_fd()
+    try:
+        confinement = Confinement.prepare(SandboxLimits(wall_s=30, cpu_s=10, processes=16))
+        try:
+            done = subprocess.run(
+                [*_bwrap_argv(bwrap, runtime, tmpfs_bytes=1 << 20, seccomp_fd=fd), runtime.python, "-I", "-c", "pass"],
+                pass_fds=(fd,), preexec_fn=confinement.preexec(), capture_output=True, timeout=30, env={}, check=False,
+            )
+        finally:
+            confinement.release()
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"bubblewrap failed to start: {exc}"
+    finally:
+        os.close(fd)
+    if done.returncode != 0:
+        detail = done.stderr.decode(errors="replace").strip()[-300:]
+        return (f"bubblewrap cannot create its namespaces here ({detail}); "
+                "unprivileged user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone=1)")
+    return None
+
+
+class BwrapSandbox:
+    """Runs each candidate in a fresh bubblewrap sandbox."""
+
+    name = "bwrap"
+
+    def __init__(self) -> None:
+        problem = bwrap_problem()
+        if problem is not None:
+            raise SandboxError(f"the bwrap sandbox is not available: {problem}")
+        bwrap = shutil.which("bwrap")
+        assert bwrap is not None
+        self._bwrap = bwrap
+        self._runtime = sandbox_runtime()
+        self._harness = harness_source()
+        self._paths = [SITE_DIR]
+
+    async def run(self, spec: RunSpec) -> RunOutcome:
+        confinement = Confinement.prepare(spec.limits)
+        seccomp_fd = bpf_fd()
+        argv = _bwrap_argv(self._bwrap, self._runtime, tmpfs_bytes=spec.limits.file_bytes, seccomp_fd=seccomp_fd)
+        try:
+            return await supervise(
+                lambda fd: [*argv, self._runtime.python, "-I", "-B", "-c", self._harness,
+                            harness_settings(spec, result=fd, paths=self._paths)],
+                stdin=request_with_code(spec),
+                env={},
+                cwd="/",
+                wall_s=spec.limits.wall_s,
+                output_bytes=spec.limits.output_bytes,
+                result_bytes=spec.limits.result_bytes,
+                extra_fds=(seccomp_fd,),
+                preexec_fn=confinement.preexec(),
+            )
+        finally:
+            os.close(seccomp_fd)
+            confinement.release()

@@ -1,0 +1,235 @@
+"""The ``docker`` backend: one throw-away container per run, through the docker SDK.
+
+Each run gets a container with no network, a read-only root, a size-capped
+tmpfs working directory, memory/swap/process/CPU limits, every capability
+dropped, ``no-new-privileges``, an unprivileged user, an empty environment, a
+capped log, and gVisor (``runsc``) as the runtime when the engine offers it.
+The container is always removed, whatever happens.
+
+By default the container runs this host's interpreter: a tiny root file
+system (created once and cached in the engine as ``evolve-sandbox-root``)
+gets ``/usr`` and the allowed packages bind-mounted read-only, exactly like
+the bwrap backend. With ``image=...`` (``EVOLVE_SANDBOX_IMAGE``) it runs that
+image's ``python3`` instead, with nothing of the host mounted.
+
+The request arrives as a read-only mounted file; the result leaves on the
+container's stdout, which the harness reserves for it (the candidate's own
+prints are sent to stderr), read with a byte cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from evolve.errors import SandboxError
+from evolve.sandbox.base import RunOutcome, RunSpec
+from evolve.sandbox.process import harness_settings, harness_source, request_with_code
+from evolve.sandbox.runtime import SITE_DIR, sandbox_runtime
+
+__all__ = ["ROOTFS_REPOSITORY", "DockerSandbox", "rootfs_tar"]
+
+ROOTFS_REPOSITORY = "evolve-sandbox-root"
+_IO_DIR = "/io"
+_WORKDIR = "/tmp"
+_REMOVE_TIMEOUT_S = 30.0
+
+
+def rootfs_tar() -> bytes:
+    """A minimal root file system: mount points, /tmp (1777), and users for the unprivileged uid."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, mode in [("tmp", 0o1777), ("usr", 0o755), ("opt", 0o755), (SITE_DIR.lstrip("/"), 0o755),
+                           ("io", 0o755), ("etc", 0o755), ("proc", 0o755), ("dev", 0o755), ("sys", 0o755)]:
+            info = tarfile.TarInfo(name)
+            info.type, info.mode = tarfile.DIRTYPE, mode
+            tar.addfile(info)
+        for name, target in [("bin", "usr/bin"), ("lib", "usr/lib"), ("lib64", "usr/lib64")]:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+        for name, text in [("etc/passwd", "root:x:0:0::/:/bin/false\nnobody:x:65534:65534::/tmp:/bin/false\n"),
+                           ("etc/group", "root:x:0:\nnogroup:x:65534:\n")]:
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _has_gvisor(info: dict[str, Any], url: str) -> bool:
+    """Whether the engine offers gVisor. podman lists runsc whenever it is configured, so a
+    local engine must also have the binary."""
+    if "runsc" not in (info.get("Runtimes") or {}):
+        return False
+    return not url.startswith("unix://") or shutil.which("runsc") is not None
+
+
+class DockerSandbox:
+    """Runs each candidate in a fresh container through the Docker Engine API (or podman's)."""
+
+    name = "docker"
+
+    def __init__(self, *, base_url: str | None = None, image: str | None = None) -> None:
+        try:
+            import docker
+        except ImportError as exc:
+            raise SandboxError("the docker backend needs the 'docker' package (pip install docker)") from exc
+        self._docker = docker
+        url = base_url or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+        try:
+            self._client = docker.DockerClient(base_url=url, timeout=120)
+            info = self._client.info()
+        except Exception as exc:  # the SDK raises DockerException and requests' errors alike
+            raise SandboxError(
+                f"no Docker engine answers at {url}: {exc}. Start one, or point DOCKER_HOST at podman's "
+                "Docker-compatible API (podman system service --time=0 unix:///tmp/podman.sock)"
+            ) from exc
+        self.runtime = "runsc" if _has_gvisor(info, url) else None
+        self._harness = harness_source()
+        image = image or os.environ.get("EVOLVE_SANDBOX_IMAGE")
+        if image:
+            self._image, self._python, self._mounts, self._paths = image, "python3", {}, []
+        else:
+            runtime = sandbox_runtime()
+            self._image = self._ensure_rootfs()
+            self._python = runtime.python
+            self._mounts = {"/usr": {"bind": "/usr", "mode": "ro"}}
+            if runtime.prefix is not None:
+                self._mounts[runtime.prefix] = {"bind": runtime.prefix, "mode": "ro"}
+            for host, inside in runtime.packages:
+                self._mounts[host] = {"bind": inside, "mode": "ro"}
+            self._paths = [SITE_DIR]
+
+    def _ensure_rootfs(self) -> str:
+        data = rootfs_tar()
+        tag = hashlib.sha256(data).hexdigest()[:12]
+        name = f"{ROOTFS_REPOSITORY}:{tag}"
+        with contextlib.suppress(self._docker.errors.ImageNotFound):
+            return str(self._client.images.get(name).id)
+        try:
+            answer = self._client.api.import_image_from_data(data)
+            image_id = json.loads(answer.strip().splitlines()[-1])["status"]
+            self._client.images.get(image_id).tag(ROOTFS_REPOSITORY, tag)
+        except Exception as exc:
+            raise SandboxError(f"cannot create the sandbox root image in the Docker engine: {exc}") from exc
+        return str(image_id)
+
+    async def run(self, spec: RunSpec) -> RunOutcome:
+        return await asyncio.to_thread(self._run, spec)
+
+    def _run(self, spec: RunSpec) -> RunOutcome:
+        limits = spec.limits
+        iodir = tempfile.mkdtemp(prefix="evolve-io-")
+        started = time.monotonic()
+        container = None
+        try:
+            Path(iodir).chmod(0o755)  # the unprivileged user inside reads the request
+            request_file = Path(iodir) / "request.json"
+            request_file.write_bytes(request_with_code(spec))
+            request_file.chmod(0o644)
+            ulimit = self._docker.types.Ulimit
+            settings = harness_settings(spec, result="stdout", paths=self._paths, request=f"{_IO_DIR}/request.json")
+            try:
+                container = self._client.containers.create(
+                    self._image,
+                    [self._python, "-I", "-B", "-c", self._harness, settings],
+                    user="65534:65534",
+                    network_mode="none",
+                    read_only=True,
+                    tmpfs={_WORKDIR: f"rw,nosuid,nodev,size={limits.file_bytes},mode=1777"},
+                    working_dir=_WORKDIR,
+                    mem_limit=limits.memory_bytes,
+                    memswap_limit=limits.memory_bytes,
+                    pids_limit=limits.processes,
+                    nano_cpus=1_000_000_000,
+                    cap_drop=["ALL"],
+                    security_opt=["no-new-privileges"],
+                    environment={"HOME": _WORKDIR, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+                    init=True,
+                    log_config={"type": "none"},  # output is streamed and capped here; nothing lands on disk
+                    volumes={**self._mounts, iodir: {"bind": _IO_DIR, "mode": "ro"}},
+                    ulimits=[
+                        ulimit(name="cpu", soft=limits.cpu_s, hard=limits.cpu_s),
+                        ulimit(name="nofile", soft=limits.open_files, hard=limits.open_files),
+                        ulimit(name="nproc", soft=limits.processes, hard=limits.processes),
+                        ulimit(name="fsize", soft=limits.file_bytes, hard=limits.file_bytes),
+                        ulimit(name="core", soft=0, hard=0),
+                    ],
+                    runtime=self.runtime,
+                )
+                stream = container.attach(stdout=True, stderr=True, stream=True, demux=True, logs=False)
+                container.start()
+            except Exception as exc:
+                raise SandboxError(f"the Docker engine could not start a sandbox container: {exc}") from exc
+            return self._collect(container, stream, spec, started)
+        finally:
+            if container is not None:
+                with contextlib.suppress(Exception):
+                    container.remove(force=True)
+            shutil.rmtree(iodir, ignore_errors=True)
+
+    def _collect(self, container: Any, stream: Any, spec: RunSpec, started: float) -> RunOutcome:
+        limits = spec.limits
+        result, output = bytearray(), bytearray()
+        state = {"timed_out": False}
+        overflow = result_overflow = False
+
+        def _kill() -> None:
+            state["timed_out"] = True
+            with contextlib.suppress(Exception):
+                container.kill()
+
+        timer = threading.Timer(limits.wall_s, _kill)
+        timer.daemon = True
+        timer.start()
+        try:
+            for out_chunk, err_chunk in stream:
+                if out_chunk:
+                    result += out_chunk
+                    if len(result) > limits.result_bytes:
+                        result_overflow = True
+                if err_chunk:
+                    output += err_chunk
+                    if len(output) > limits.output_bytes:
+                        overflow = True
+                if overflow or result_overflow:
+                    break
+        except Exception:  # a stream cut by the kill, or an engine hiccup: the exit status tells the rest
+            pass
+        if overflow or result_overflow:
+            # Stop reading first: an engine blocked on a full attach socket cannot process the kill.
+            with contextlib.suppress(Exception):
+                stream.close()
+            with contextlib.suppress(Exception):
+                container.kill()
+        try:  # the streams can close before the process ends: the timer still guards the wall clock
+            status = container.wait(timeout=max(0.0, started + limits.wall_s - time.monotonic()) + _REMOVE_TIMEOUT_S)
+            exit_code: int | None = int(status.get("StatusCode", -1))
+        except Exception:
+            exit_code = None
+        finally:
+            timer.cancel()
+        if exit_code is not None and exit_code >= 128 and (state["timed_out"] or overflow or result_overflow):
+            exit_code = -(exit_code - 128)  # report a kill the way subprocess does
+        return RunOutcome(
+            exit_code=exit_code,
+            result=bytes(result) if result and not result_overflow else None,
+            stdout=b"",
+            stderr=bytes(output[: limits.output_bytes]),
+            timed_out=state["timed_out"],
+            output_exceeded=overflow,
+            result_exceeded=result_overflow,
+            wall_s=time.monotonic() - started,
+        )

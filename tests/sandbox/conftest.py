@@ -1,0 +1,90 @@
+"""Sandbox backends as fixtures: every backend this machine offers, for real.
+
+``docker`` is served by podman's Docker-compatible API, started here on a
+private socket. A backend that cannot run is skipped with the reason, unless
+``EVOLVE_REQUIRE_BACKENDS`` names it (scripts/test.sh sets it, so CI fails
+instead of skipping when an install step is missing).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from evolve.errors import SandboxError
+from evolve.sandbox import Sandbox, get_sandbox
+from evolve.sandbox.bwrap import bwrap_problem
+
+REPO = Path(__file__).resolve().parents[2]
+BACKEND_NAMES = ("process", "bwrap", "docker")
+
+
+def _unavailable(name: str, reason: str) -> None:
+    required = {b.strip() for b in os.environ.get("EVOLVE_REQUIRE_BACKENDS", "").split(",") if b.strip()}
+    if name in required:
+        pytest.fail(f"the {name} sandbox is required here (EVOLVE_REQUIRE_BACKENDS) but cannot run: {reason}")
+    pytest.skip(f"the {name} sandbox cannot run on this machine: {reason}")
+
+
+@pytest.fixture(scope="session")
+def podman_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A podman service speaking the Docker Engine API on a private unix socket."""
+    podman = shutil.which("podman")
+    if podman is None:
+        _unavailable("docker", "podman is not installed (scripts/install.sh --dev installs it)")
+    assert podman is not None
+    sock = tmp_path_factory.mktemp("podman") / "docker.sock"
+    log = sock.with_suffix(".log").open("wb")
+    env = {**os.environ, "CONTAINERS_CONF": str(REPO / "sandbox" / "podman" / "containers.conf")}
+    service = subprocess.Popen([podman, "system", "service", "--time=0", f"unix://{sock}"], env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists() and service.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not sock.exists():
+            service.kill()
+            _unavailable("docker", f"podman system service did not start: {sock.with_suffix('.log').read_text()[-500:]}")
+        yield f"unix://{sock}"
+    finally:
+        service.terminate()
+        try:
+            service.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            service.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session", params=BACKEND_NAMES)
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The name of a working backend; for docker, DOCKER_HOST points at the podman service meanwhile."""
+    name: str = request.param
+    if name == "bwrap" and (why := bwrap_problem()) is not None:
+        _unavailable(name, why)
+    if name != "docker":
+        yield name
+        return
+    url = request.getfixturevalue("podman_url")
+    before = os.environ.get("DOCKER_HOST")
+    os.environ["DOCKER_HOST"] = url
+    try:
+        try:
+            get_sandbox("docker")
+        except SandboxError as exc:
+            _unavailable(name, str(exc))
+        yield name
+    finally:
+        if before is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = before
+
+
+@pytest.fixture(scope="session")
+def sandbox(backend: str) -> Sandbox:
+    return get_sandbox(backend)
