@@ -33,7 +33,7 @@ BACKENDS = ("auto", "bwrap", "docker", "process")
 
 #: One line per concrete backend, for the CLI and the API to say what protects a run.
 DESCRIPTIONS = {
-    "bwrap": "bubblewrap: no network, read-only /usr only, private tmpfs, seccomp, cgroup limits, unprivileged uid",
+    "bwrap": "bubblewrap: no network, read-only /usr only, private tmpfs, seccomp, rlimits and cgroups, unprivileged uid",
     "docker": "a fresh container per run: no network, read-only root, all capabilities dropped, unprivileged user",
     "process": "rlimits, cgroup and uid only: NO file-system or network isolation (trusted code only)",
 }

@@ -22,6 +22,7 @@ import types
 
 _NUMERIC_KINDS = "biuf"
 _MAX_DEPTH = 32
+_EXIT_NO_SECCOMP = 86
 
 
 def _apply_limits(limits: dict) -> None:
@@ -45,6 +46,25 @@ def _apply_limits(limits: dict) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
     except Exception:
         pass
+
+
+def _apply_seccomp(program_b64) -> None:
+    """Install the seccomp deny-list (compiled on the host) before any candidate code runs.
+
+    Fails closed: a harness that cannot install it exits without running the candidate.
+    """
+    import ctypes
+
+    class _Fprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    program = base64.b64decode(program_b64)
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _Fprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(38, 1, 0, 0, 0) != 0 or libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # NO_NEW_PRIVS, SECCOMP
+        os.write(2, f"sandbox harness: cannot install the seccomp filter (errno {ctypes.get_errno()})\n".encode())
+        os._exit(_EXIT_NO_SECCOMP)
 
 
 def _encode(value, depth=0):
@@ -93,6 +113,8 @@ def main() -> None:
     result_fd = _result_fd(settings["result"])
     sys.path[:0] = settings.get("paths", [])
     _apply_limits(settings["limits"])
+    if settings.get("seccomp"):
+        _apply_seccomp(settings["seccomp"])
     if settings.get("request"):
         with open(settings["request"], "rb") as source:
             request = json.loads(source.read())

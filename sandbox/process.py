@@ -1,16 +1,17 @@
-"""The ``process`` backend: rlimits, a cgroup where possible and an unprivileged uid, nothing more.
+"""The ``process`` backend: rlimits, seccomp, a cgroup where possible and an unprivileged uid, nothing more.
 
 It has no file-system or network isolation: a candidate can read what any
 user can read and open sockets. So it is never chosen by ``auto``; it must be
 asked for by name. What it does guarantee, like every backend: an explicit
 minimal environment (no secrets), a fresh temporary working directory, rlimits
-on memory/CPU/file size/open files/processes, a byte cap on captured output,
+on memory/CPU/file size/open files/processes, the seccomp deny-list, a byte cap on captured output,
 results through a dedicated pipe, and a wall-clock timeout that kills the
 whole process group.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 from evolve.sandbox.base import RunOutcome, RunSpec
 from evolve.sandbox.confine import Confinement
 from evolve.sandbox.runtime import sandbox_runtime
+from evolve.sandbox.seccomp import bpf_program
 from evolve.sandbox.supervise import supervise
 
 __all__ = ["ProcessSandbox", "child_environment", "harness_settings", "harness_source"]
@@ -31,9 +33,15 @@ def harness_source() -> str:
     return Path(__file__).with_name("harness.py").read_text()
 
 
-def harness_settings(spec: RunSpec, *, result: int | str, paths: list[str], request: str | None = None) -> str:
-    """The harness's one argument: where the result goes, the limits, import paths, the request's source."""
-    return json.dumps({"result": result, "limits": asdict(spec.limits), "paths": paths, "request": request})
+def harness_settings(spec: RunSpec, *, result: int | str, paths: list[str], request: str | None = None, seccomp: bool = True) -> str:
+    """The harness's one argument: where the result goes, limits, import paths, the request's source, the seccomp filter.
+
+    ``seccomp=False`` exists only for the benchmark's unconfined baseline.
+    """
+    return json.dumps({
+        "result": result, "limits": asdict(spec.limits), "paths": paths, "request": request,
+        "seccomp": base64.b64encode(bpf_program()).decode("ascii") if seccomp else None,
+    })
 
 
 def child_environment(workdir: str) -> dict[str, str]:

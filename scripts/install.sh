@@ -1,27 +1,40 @@
 #!/usr/bin/env bash
-# Install evolve into ./.venv (system packages via apt-get where missing).
+# Install evolve into ./.venv, with the system packages it needs via apt-get where missing:
+# bubblewrap (the default sandbox) always; podman and runc with --dev (they serve the
+# docker backend's tests through podman's Docker-compatible API).
 # Usage: scripts/install.sh [--dev]   (--dev: editable install with test tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+dev=0; [ "${1:-}" = "--dev" ] && dev=1
 need_apt=()
-PY="${PYTHON:-python3}"
+have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
+
+# Prefer the system Python: sandboxed candidates run on an interpreter every user can read,
+# and a venv built on it keeps the two the same version.
+if [ -n "${PYTHON:-}" ]; then PY="$PYTHON"
+elif /usr/bin/python3 -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then PY=/usr/bin/python3
+else PY=python3; fi
 if ! command -v "$PY" >/dev/null 2>&1 || ! "$PY" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
   need_apt+=(python3 python3-venv python3-dev)
   PY=/usr/bin/python3
 elif ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
   need_apt+=(python3-venv)
 fi
+for pkg in bubblewrap libseccomp2; do have "$pkg" || need_apt+=("$pkg"); done
+if [ "$dev" = 1 ]; then
+  for pkg in podman runc catatonit; do have "$pkg" || need_apt+=("$pkg"); done
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-if [ "${1:-}" = "--dev" ]; then
+if [ "$dev" = 1 ]; then
   .venv/bin/python -m pip install -q -e ".[test]"
 else
   .venv/bin/python -m pip install -q .

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from evolve.sandbox.bwrap import bwrap_problem
 from tests.conftest import QUADRATIC_YAML, write_problem
 
 
@@ -35,6 +36,7 @@ def test_problems_lists_the_builtins(tmp_path: Path) -> None:
         (["status", "--db", "junk.db"], "not a database"),
         (["best", "--db", "missing.db"], "no database at missing.db"),
         (["run", "circle_packing", "--islands", "0"], "islands"),
+        (["run", "circle_packing", "--sandbox", "chroot"], "'chroot' is not one of 'auto', 'bwrap', 'docker', 'process'"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_code_2(tmp_path: Path, args: list[str], fragment: str) -> None:
@@ -43,15 +45,22 @@ def test_bad_input_gives_one_line_and_exit_code_2(tmp_path: Path, args: list[str
     result = evolve(*[str(tmp_path / "bad") if a == "BADPROBLEM" else a for a in args], cwd=tmp_path)
     assert result.returncode == 2
     assert fragment in result.stderr and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) <= 3  # one message (terminal wrapping aside)
+    message = [line for line in result.stderr.strip().splitlines() if line and not line.startswith(("Usage:", "Try '"))]
+    assert len(message) <= 3  # one message (terminal wrapping aside), after click's usage hint for bad options
 
 
 def test_run_status_best_on_a_problem_folder(tmp_path: Path) -> None:
     folder = write_problem(tmp_path / "quad")
     run = evolve("run", str(folder), "--iterations", "12", "--seed", "3", "--islands", "2", "--db", "q.db", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
+    if bwrap_problem() is None:  # the default sandbox where bubblewrap works, and the CLI says so
+        assert "sandbox: bwrap (bubblewrap: no network" in run.stderr
     status = json.loads(evolve("status", "--db", "q.db", "--json", cwd=tmp_path).stdout)
     assert status[0]["iterations_done"] == 12 and status[0]["programs"] == 13 and status[0]["status"] == "finished"
+    assert status[0]["sandbox"] in {"bwrap", "docker"}
+    assert status[0]["limits"] == {"timeout_s": 10.0, "cpu_s": 10, "memory_mb": 512, "processes": 32, "output_bytes": 1 << 20}
+    table = evolve("status", "--db", "q.db", cwd=tmp_path).stdout
+    assert "limits: 10 s wall, 10 s CPU, 512 MB, 32 processes" in table
     best = evolve("best", "--db", "q.db", "--json", "--out", "best.py", cwd=tmp_path)
     data = json.loads(best.stdout)
     assert data["score"] == status[0]["best_score"] and "def solve" in data["code"]

@@ -9,23 +9,21 @@ instead of skipping when an install step is missing).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 from evolve.errors import SandboxError
 from evolve.sandbox import Sandbox, get_sandbox
 from evolve.sandbox.bwrap import bwrap_problem
+from evolve.sandbox.podman import start_podman_service
 
-REPO = Path(__file__).resolve().parents[2]
 BACKEND_NAMES = ("process", "bwrap", "docker")
 
 
-def _unavailable(name: str, reason: str) -> None:
+def _unavailable(name: str, reason: str) -> NoReturn:
     required = {b.strip() for b in os.environ.get("EVOLVE_REQUIRE_BACKENDS", "").split(",") if b.strip()}
     if name in required:
         pytest.fail(f"the {name} sandbox is required here (EVOLVE_REQUIRE_BACKENDS) but cannot run: {reason}")
@@ -35,21 +33,12 @@ def _unavailable(name: str, reason: str) -> None:
 @pytest.fixture(scope="session")
 def podman_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A podman service speaking the Docker Engine API on a private unix socket."""
-    podman = shutil.which("podman")
-    if podman is None:
-        _unavailable("docker", "podman is not installed (scripts/install.sh --dev installs it)")
-    assert podman is not None
     sock = tmp_path_factory.mktemp("podman") / "docker.sock"
-    log = sock.with_suffix(".log").open("wb")
-    env = {**os.environ, "CONTAINERS_CONF": str(REPO / "sandbox" / "podman" / "containers.conf")}
-    service = subprocess.Popen([podman, "system", "service", "--time=0", f"unix://{sock}"], env=env, stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 30
-        while not sock.exists() and service.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not sock.exists():
-            service.kill()
-            _unavailable("docker", f"podman system service did not start: {sock.with_suffix('.log').read_text()[-500:]}")
+        service = start_podman_service(sock)
+    except SandboxError as exc:
+        _unavailable("docker", str(exc))
+    try:
         yield f"unix://{sock}"
     finally:
         service.terminate()
@@ -57,7 +46,6 @@ def podman_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             service.wait(timeout=10)
         except subprocess.TimeoutExpired:
             service.kill()
-        log.close()
 
 
 @pytest.fixture(scope="session", params=BACKEND_NAMES)

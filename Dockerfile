@@ -1,0 +1,45 @@
+# evolve: campaigns, the REST server and the sandbox in one image.
+#
+#   docker build -t evolve .
+#   docker run --rm -v evolve-data:/data \
+#       --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+#       --security-opt systempaths=unconfined \
+#       evolve run circle_packing --iterations 50
+#   (podman: --security-opt unmask=ALL instead of systempaths=unconfined)
+#
+# Which sandbox applies inside the container:
+# - bwrap (the default, chosen by --sandbox auto): bubblewrap creates user, pid,
+#   network and mount namespaces and mounts a fresh /proc. The engine's default
+#   seccomp and AppArmor profiles forbid the namespaces, and its masked /proc
+#   paths forbid the new /proc, hence the three --security-opt flags (no
+#   capability is added). Without them `evolve run` stops and says bwrap cannot
+#   start; it never falls back to the unisolated process backend. Cgroup limits
+#   apply only where /sys/fs/cgroup is writable in the container; elsewhere
+#   memory and processes are bounded by rlimits and the candidate's own uid.
+#   Every candidate still gets the harness's seccomp deny-list.
+# - docker: mount the host's engine socket (-v /var/run/docker.sock:/var/run/docker.sock)
+#   and set EVOLVE_SANDBOX_IMAGE=evolve (this image: it has Python and NumPy), then
+#   run with --sandbox docker; each candidate gets a sibling container.
+# - process: no isolation; only for trusted code.
+FROM debian:12-slim
+
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv bubblewrap libseccomp2 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+COPY . /src
+# /opt/evolve is readable by every user: the sandbox imports NumPy from it as an unprivileged uid.
+RUN python3 -m venv /opt/evolve \
+ && /opt/evolve/bin/pip install --no-cache-dir /src \
+ && rm -rf /src
+
+ENV PATH=/opt/evolve/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    LITELLM_LOCAL_MODEL_COST_MAP=True
+WORKDIR /data
+VOLUME ["/data"]
+# The store defaults to ./evolve.db, so campaigns land in the /data volume.
+ENTRYPOINT ["evolve"]
+CMD ["--help"]
