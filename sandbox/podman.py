@@ -33,6 +33,7 @@ def start_podman_service(sock: Path, *, timeout_s: float = 30.0) -> subprocess.P
         service = subprocess.Popen(
             [podman, "system", "service", "--time=0", f"unix://{sock}"],
             env={**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}, stdout=log, stderr=log,
+            cwd=sock.parent,  # conmon drops an "oom" marker in its working directory when a container is OOM-killed
         )
     deadline = time.monotonic() + timeout_s
     while not sock.exists() and service.poll() is None and time.monotonic() < deadline:
