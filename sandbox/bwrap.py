@@ -20,7 +20,7 @@ from functools import cache
 from evolve.errors import SandboxError
 from evolve.sandbox.base import RunOutcome, RunSpec, SandboxLimits
 from evolve.sandbox.confine import Confinement
-from evolve.sandbox.process import harness_settings, harness_source, request_with_code
+from evolve.sandbox.process import child_environment, harness_settings, harness_source, request_with_code
 from evolve.sandbox.runtime import SITE_DIR, SandboxRuntime, sandbox_runtime
 from evolve.sandbox.seccomp import bpf_fd, bpf_program
 from evolve.sandbox.supervise import supervise
@@ -28,17 +28,7 @@ from evolve.sandbox.supervise import supervise
 __all__ = ["BwrapSandbox", "bwrap_problem"]
 
 _WORKDIR = "/tmp"
-_ENV = {
-    "PATH": "/usr/bin",
-    "HOME": _WORKDIR,
-    "TMPDIR": _WORKDIR,
-    "LANG": "C.UTF-8",
-    "PYTHONDONTWRITEBYTECODE": "1",
-    "PYTHONHASHSEED": "0",
-    "OPENBLAS_NUM_THREADS": "1",
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-}
+_ENV = {**child_environment(_WORKDIR), "PATH": "/usr/bin"}
 
 
 def _bwrap_argv(bwrap: str, runtime: SandboxRuntime, *, tmpfs_bytes: int, seccomp_fd: int) -> list[str]:
