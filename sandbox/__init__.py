@@ -10,8 +10,6 @@ cheaper per run), else a reachable Docker engine; it never falls back to
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from evolve.errors import ConfigError, SandboxError
 from evolve.sandbox.base import RunOutcome, RunSpec, Sandbox, SandboxLimits
 from evolve.sandbox.codec import CandidateValueError, decode_result
@@ -39,21 +37,29 @@ DESCRIPTIONS = {
 }
 
 
-def _docker_problem() -> str | None:
-    try:
+def _construct(name: str) -> Sandbox:
+    """Build backend ``name`` (concrete) without the start-up probe; its own checks still raise."""
+    if name == "bwrap":
+        from evolve.sandbox.bwrap import BwrapSandbox
+
+        return BwrapSandbox()
+    if name == "docker":
         from evolve.sandbox.container import DockerSandbox
 
-        DockerSandbox()
-    except SandboxError as exc:
-        return str(exc)
-    return None
+        return DockerSandbox()
+    from evolve.sandbox.process import ProcessSandbox
+
+    return ProcessSandbox()
 
 
-def _process_problem() -> str | None:
-    from evolve.sandbox.runtime import sandbox_runtime
+def _why_not(name: str) -> str | None:
+    """Why backend ``name`` cannot work here, or None."""
+    from evolve.sandbox.bwrap import bwrap_problem
 
+    if name == "bwrap":
+        return bwrap_problem()  # a real bwrap run, cached per process
     try:
-        sandbox_runtime()
+        _construct(name)
     except SandboxError as exc:
         return str(exc)
     return None
@@ -67,22 +73,17 @@ def resolve_backend(name: str) -> str:
         SandboxError: when the backend cannot work here, or ``auto`` finds no isolating one;
             the message says how to get one.
     """
-    from evolve.sandbox.bwrap import bwrap_problem
-
     if name not in BACKENDS:
         raise ConfigError(f"unknown sandbox backend '{name}': choose one of {', '.join(BACKENDS)}")
     if name != "auto":
-        checks: dict[str, Callable[[], str | None]] = {"bwrap": bwrap_problem, "docker": _docker_problem, "process": _process_problem}
-        check = checks[name]
-        if (why := check()) is not None:
+        if (why := _why_not(name)) is not None:
             raise SandboxError(f"the {name} sandbox cannot run here: {why}")
         return name
-    problems = {"bwrap": bwrap_problem()}
-    if problems["bwrap"] is None:
-        return "bwrap"
-    problems["docker"] = _docker_problem()
-    if problems["docker"] is None:
-        return "docker"
+    problems: dict[str, str] = {}
+    for backend in ("bwrap", "docker"):
+        if (why := _why_not(backend)) is None:
+            return backend
+        problems[backend] = why
     reasons = "; ".join(f"{backend}: {why}" for backend, why in problems.items())
     raise SandboxError(
         f"no isolating sandbox is available ({reasons}). Install bubblewrap (apt-get install bubblewrap), "
@@ -92,21 +93,16 @@ def resolve_backend(name: str) -> str:
 
 
 def get_sandbox(name: str) -> Sandbox:
-    """The sandbox backend called ``name`` (``auto`` resolves first).
+    """The sandbox backend called ``name``.
+
+    ``auto`` is resolved (and checked) first. A concrete name is built without
+    the start-up probe: the evaluator worker, started once per evaluation, gets
+    a name the controller already resolved and checked.
 
     Raises:
         ConfigError: for an unknown backend name.
         SandboxError: when that backend cannot work on this machine.
     """
-    name = resolve_backend(name)
-    if name == "bwrap":
-        from evolve.sandbox.bwrap import BwrapSandbox
-
-        return BwrapSandbox()
-    if name == "docker":
-        from evolve.sandbox.container import DockerSandbox
-
-        return DockerSandbox()
-    from evolve.sandbox.process import ProcessSandbox
-
-    return ProcessSandbox()
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown sandbox backend '{name}': choose one of {', '.join(BACKENDS)}")
+    return _construct(resolve_backend(name) if name == "auto" else name)

@@ -89,11 +89,9 @@ class BwrapSandbox:
     name = "bwrap"
 
     def __init__(self) -> None:
-        problem = bwrap_problem()
-        if problem is not None:
-            raise SandboxError(f"the bwrap sandbox is not available: {problem}")
         bwrap = shutil.which("bwrap")
-        assert bwrap is not None
+        if bwrap is None:
+            raise SandboxError("the bwrap sandbox is not available: bubblewrap is not installed (apt-get install bubblewrap)")
         self._bwrap = bwrap
         self._runtime = sandbox_runtime()
         self._harness = harness_source()
