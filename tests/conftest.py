@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from evolve.problem import Problem, load_problem
 from evolve.store import Store
+
+# The suite that gates a landing draws the same examples every run, so a rare random draw can
+# never block a merge; `HYPOTHESIS_PROFILE=explore pytest` searches afresh with more examples.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", max_examples=1000, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 QUADRATIC_YAML = """\
 name: quadratic

@@ -24,7 +24,9 @@ def frozen():
 """
 
 # Lines of printable text that can never be mistaken for markers or fences.
-_line = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126, exclude_characters="<>=`"), max_size=30)
+_line = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126, exclude_characters="<>=`"), max_size=30).filter(
+    lambda line: "EVOLVE-BLOCK" not in line
+)
 _body = st.lists(_line, min_size=1, max_size=6).map("\n".join)
 
 
@@ -106,7 +108,8 @@ def test_apply_of_a_unique_substring_equals_str_replace(prefix: str, body: str, 
     start = data.draw(st.integers(0, len(body) - 1)) if body else 0
     end = data.draw(st.integers(start + 1, len(body))) if body else 0
     search = body[start:end]
-    assume(search.strip() and program.count(search) == 1)
+    # Unique counting overlaps too: "000" occurs twice in "0000", and apply_diff rightly calls that ambiguous.
+    assume(search.strip() and program.find(search, program.find(search) + 1) < 0)
     replacement = data.draw(_line)
     child = apply_diff(program, [SearchReplace(search, replacement)])
     assert child == program.replace(search, replacement)
