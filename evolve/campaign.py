@@ -19,7 +19,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +27,12 @@ from typing import Any
 import numpy as np
 
 from evolve.archive import Archive, Sample
-from evolve.config import CampaignConfig, ModelSpec
+from evolve.config import CampaignConfig, ModelSpec, parse_campaign_config
 from evolve.diff import apply_diff, apply_rewrite, parse_diff
 from evolve.errors import DiffError, EvolveError, LLMError, ProblemError
 from evolve.evaluators.runner import Evaluator
 from evolve.evaluators.validate import clip
-from evolve.llm import Completion, Ensemble
+from evolve.llm import CallAttempt, CallFailedError, CallOutcome, Completion, Ensemble
 from evolve.problem import Problem
 from evolve.prompting import PromptBuilder
 from evolve.store import CampaignRow, LLMCallRecord, RecordOutcome, Store
@@ -87,6 +87,8 @@ class Child:
     completion: Completion | None
     failure: EvalStatus | None = None
     error: str = ""
+    attempts: tuple[CallAttempt, ...] = ()
+    fatal: bool = False  # the model cannot be used as configured: stop the campaign after recording this
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,10 @@ class Progress:
     completion_tokens: int
     cost_usd: float
     last_status: EvalStatus | None
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
 
 class Campaign:
@@ -119,6 +125,7 @@ class Campaign:
         self._next_iteration = store.max_iteration(row.id) + 1
         self._pending: dict[str, Proposal] = {}
         self.target = row.iterations_target
+        self.stop_reason: str | None = None
 
     # ------------------------------------------------------------ lifecycle
     @classmethod
@@ -152,15 +159,26 @@ class Campaign:
         return cls(store, row, problem, workdir=workdir)
 
     @classmethod
-    def resume(cls, store: Store, campaign_id: str, *, workdir: Path, iterations: int | None = None) -> Campaign:
-        """Continue a campaign from the store alone; ``iterations`` sets a new total.
+    def resume(
+        cls, store: Store, campaign_id: str, *, workdir: Path, iterations: int | None = None,
+        budgets: Mapping[str, float | int | None] | None = None,
+    ) -> Campaign:
+        """Continue a campaign from the store alone.
+
+        ``iterations`` sets a new total; ``budgets`` (``max_cost_usd``,
+        ``max_tokens``; None removes one) replace the stored budgets. What was
+        already spent counts against them.
 
         Raises:
             StoreError: when the campaign is unknown or another live process runs it.
+            ConfigError: when a budget value is invalid.
         """
         row = store.get_campaign(campaign_id)
         problem = store.load_problem(row.problem_id)
-        row = store.claim_campaign(campaign_id, this_owner(), owner_alive=owner_alive, target=iterations)
+        config = None
+        if budgets:
+            config = parse_campaign_config({**row.config, **budgets}, source="budgets").model_dump(mode="json")
+        row = store.claim_campaign(campaign_id, this_owner(), owner_alive=owner_alive, target=iterations, config=config)
         return cls(store, row, problem, workdir=workdir)
 
     # ------------------------------------------------------------- ask/tell
@@ -180,15 +198,15 @@ class Campaign:
         return proposal
 
     async def generate(self, proposal: Proposal) -> Child:
-        """Ask the proposal's model and turn its answer into a child program."""
-        model = self.ensemble.models[self.ensemble.specs.index(proposal.model)]
+        """Ask the proposal's model and turn its answer into a child program (or a recorded failure)."""
         spec = proposal.model
         try:
-            completion = await model.complete(
+            completion = await self.ensemble.model_for(spec).complete(
                 proposal.messages, temperature=spec.temperature, seed=proposal.seed, max_tokens=spec.max_tokens
             )
-        except LLMError as exc:
-            return Child(code=None, answer="", completion=None, failure=EvalStatus.LLM_FAILED, error=str(exc))
+        except CallFailedError as exc:
+            return Child(code=None, answer="", completion=None, failure=EvalStatus.LLM_FAILED, error=str(exc),
+                         attempts=exc.attempts, fatal=exc.fatal)
         parent = proposal.sample.parent.code
         try:
             if not completion.text.strip():
@@ -200,8 +218,9 @@ class Campaign:
             if code == parent:
                 raise DiffError("the edit leaves the program unchanged")
         except DiffError as exc:
-            return Child(code=None, answer=completion.text, completion=completion, failure=EvalStatus.DIFF_FAILED, error=str(exc))
-        return Child(code=code, answer=completion.text, completion=completion)
+            return Child(code=None, answer=completion.text, completion=completion, failure=EvalStatus.DIFF_FAILED,
+                         error=str(exc), attempts=completion.attempts)
+        return Child(code=code, answer=completion.text, completion=completion, attempts=completion.attempts)
 
     def tell(self, proposal_id: str, child: Child, result: EvalResult | None) -> RecordOutcome:
         """Commit one iteration (whatever its outcome) to the store.
@@ -227,15 +246,15 @@ class Campaign:
             eval_seconds=result.duration_s if result else 0.0,
             llm_seconds=completion.latency_s if completion else 0.0, created_at=time.time(),
         )
-        call = LLMCallRecord(
-            model=proposal.model.name, template=proposal.model.mode,
-            prompt_tokens=completion.prompt_tokens if completion else 0,
-            completion_tokens=completion.completion_tokens if completion else 0,
-            cost_usd=completion.cost_usd if completion else 0.0,
-            latency_s=completion.latency_s if completion else 0.0,
-            ok=completion is not None, error=None if completion else clip(child.error, 500),
-        )
-        outcome = self.store.record_program(program, llm_call=call)
+        calls = [
+            LLMCallRecord(
+                model=a.model, template=proposal.model.mode, prompt_tokens=a.prompt_tokens,
+                completion_tokens=a.completion_tokens, cost_usd=a.cost_usd, latency_s=a.latency_s,
+                ok=a.outcome is CallOutcome.OK, error=a.error, outcome=a.outcome.value, attempt=n,
+            )
+            for n, a in enumerate(child.attempts, start=1)
+        ]
+        outcome = self.store.record_program(program, llm_calls=calls)
         self._maybe_migrate(outcome.iterations_done)
         return outcome
 
@@ -255,7 +274,22 @@ class Campaign:
         )
 
     # ------------------------------------------------------------------ run
-    async def _iterate(self, proposal: Proposal, eval_slots: asyncio.Semaphore, llm_slots: asyncio.Semaphore) -> EvalStatus:
+    def budget_reached(self) -> str | None:
+        """Why the cost or token budget allows no new proposal, or None."""
+        row = self.store.get_campaign(self.id)
+        return self._over_budget(row.cost_usd, row.prompt_tokens + row.completion_tokens)
+
+    def _over_budget(self, cost: float, tokens: int) -> str | None:
+        c = self.config
+        if c.max_cost_usd is not None and cost >= c.max_cost_usd:
+            return f"cost budget reached: ${cost:.4f} spent of ${c.max_cost_usd:g}"
+        if c.max_tokens is not None and tokens >= c.max_tokens:
+            return f"token budget reached: {tokens} tokens used of {c.max_tokens}"
+        return None
+
+    async def _iterate(
+        self, proposal: Proposal, eval_slots: asyncio.Semaphore, llm_slots: asyncio.Semaphore
+    ) -> tuple[Child, EvalStatus]:
         async with llm_slots:
             child = await self.generate(proposal)
         result: EvalResult | None = None
@@ -263,7 +297,9 @@ class Campaign:
             async with eval_slots:
                 result = await self.evaluator.evaluate(child.code)
         await asyncio.to_thread(self.tell, proposal.id, child, result)
-        return child.failure or (result.status if result else EvalStatus.ERROR)
+        if child.fatal:
+            raise LLMError(f"{child.error}; then continue with 'evolve resume --campaign {self.id}'")
+        return child, child.failure or (result.status if result else EvalStatus.ERROR)
 
     async def run(
         self,
@@ -271,18 +307,25 @@ class Campaign:
         stop: asyncio.Event | None = None,
         on_progress: Callable[[Progress], Any] | None = None,
     ) -> CampaignStatus:
-        """Run until the iteration target, the wall-clock budget or ``stop``.
+        """Run until the iteration target, a budget, the wall-clock limit or ``stop``.
 
-        In-flight proposals are cancelled on stop (their evaluations killed);
-        everything already told stays committed. Returns the final status.
+        The cost and token budgets stop new proposals as soon as what was spent
+        reaches them; proposals already in flight finish and are recorded, so a
+        budget is overshot by at most one batch of in-flight calls. In-flight
+        proposals are cancelled on stop (their evaluations killed); everything
+        already told stays committed. Returns the final status; ``stop_reason``
+        says why a budget ended it.
         """
         stop = stop or asyncio.Event()
         deadline = time.monotonic() + self.config.max_wall_s if self.config.max_wall_s else None
         eval_slots = asyncio.Semaphore(self.config.eval_concurrency)
         llm_slots = asyncio.Semaphore(self.config.llm_concurrency)
         depth = self.config.eval_concurrency + self.config.llm_concurrency
-        in_flight: set[asyncio.Task[EvalStatus]] = set()
-        done_count = self.store.get_campaign(self.id).iterations_done
+        in_flight: set[asyncio.Task[tuple[Child, EvalStatus]]] = set()
+        row = self.store.get_campaign(self.id)
+        done_count = row.iterations_done
+        spent_cost, spent_tokens = row.cost_usd, row.prompt_tokens + row.completion_tokens
+        self.stop_reason = self._over_budget(spent_cost, spent_tokens)
         stopper = asyncio.ensure_future(stop.wait())
         status = CampaignStatus.FINISHED
         error: str | None = None
@@ -292,7 +335,7 @@ class Campaign:
                 if stop.is_set() or out_of_time:
                     status = CampaignStatus.STOPPED
                     break
-                while len(in_flight) < depth and done_count + len(in_flight) < self.target:
+                while self.stop_reason is None and len(in_flight) < depth and done_count + len(in_flight) < self.target:
                     proposal = await asyncio.to_thread(self.ask)
                     in_flight.add(asyncio.ensure_future(self._iterate(proposal, eval_slots, llm_slots)))
                 if not in_flight:
@@ -301,10 +344,16 @@ class Campaign:
                 await asyncio.wait({*in_flight, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 for task in [t for t in in_flight if t.done()]:
                     in_flight.discard(task)
-                    last = task.result()  # a bug or a store failure propagates here
+                    child, last = task.result()  # a bug, a store failure or a fatal model error propagates here
                     done_count += 1
+                    spent_cost += sum(a.cost_usd for a in child.attempts)
+                    spent_tokens += sum(a.prompt_tokens + a.completion_tokens for a in child.attempts)
+                    self.stop_reason = self.stop_reason or self._over_budget(spent_cost, spent_tokens)
                     if on_progress is not None:
                         on_progress(await asyncio.to_thread(self.progress, last))
+            if status is CampaignStatus.FINISHED and self.stop_reason is not None and done_count < self.target:
+                status = CampaignStatus.BUDGET_SPENT
+                await asyncio.to_thread(self.store.add_event, self.id, "budget_reached", {"reason": self.stop_reason})
         except EvolveError as exc:
             status, error = CampaignStatus.FAILED, str(exc)
             raise
@@ -320,4 +369,3 @@ class Campaign:
             with contextlib.suppress(EvolveError):
                 await asyncio.to_thread(self.store.set_status, self.id, status, error=error)
         return status
-

@@ -7,7 +7,9 @@ a one-line error that says what to do and exit code 2, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
 import shutil
 import signal
 import sys
@@ -17,16 +19,20 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from evolve.campaign import Campaign, owner_alive
 from evolve.campaign import Progress as CampaignProgress
-from evolve.config import parse_campaign_config
+from evolve.config import BUILTIN_MODELS, EMBEDDED_MODEL, parse_campaign_config
 from evolve.errors import EvolveError, StoreError
+from evolve.llm.embedded import is_embedded
 from evolve.problem import Limits, builtin_problem_names, resolve_problem
 from evolve.sandbox import BACKENDS, DESCRIPTIONS
+from evolve.secrets import install_log_redaction, redact
 from evolve.store import CampaignRow, Store
 from evolve.values import CampaignStatus
 
@@ -40,7 +46,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _fail(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(redact(message))}", highlight=False, soft_wrap=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -75,10 +81,11 @@ class _Display:
         self._printed = done
         self._bar = Progress(
             TextColumn("[bold]evolving"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("best {task.fields[best]} · valid {task.fields[valid]} · cells {task.fields[cells]} · tokens {task.fields[tokens]}"),
+            TextColumn("best {task.fields[best]} · valid {task.fields[valid]} · cells {task.fields[cells]} · tokens {task.fields[tokens]}"
+                       " · {task.fields[cost]}"),
             TimeElapsedColumn(), console=err, transient=False,
         )
-        self._task = self._bar.add_task("run", total=target, completed=done, best="—", valid="—", cells=0, tokens=0)
+        self._task = self._bar.add_task("run", total=target, completed=done, best="—", valid="—", cells=0, tokens=0, cost="$0")
 
     def __enter__(self) -> _Display:
         if self._live:
@@ -91,14 +98,14 @@ class _Display:
 
     def update(self, p: CampaignProgress) -> None:
         valid = f"{100 * p.valid_done / p.iterations_done:.0f}%" if p.iterations_done else "—"
-        tokens = p.prompt_tokens + p.completion_tokens
+        tokens, cost = p.tokens, f"${p.cost_usd:.4f}"
         if self._live:
             self._bar.update(self._task, completed=p.iterations_done, total=p.iterations_target,
-                             best=_fmt(p.best_score), valid=valid, cells=p.cells_filled, tokens=tokens)
+                             best=_fmt(p.best_score), valid=valid, cells=p.cells_filled, tokens=tokens, cost=cost)
         elif not self._quiet and p.iterations_done // self._step > self._printed // self._step:
             self._printed = p.iterations_done
             err.print(f"iteration {p.iterations_done}/{p.iterations_target} · best {_fmt(p.best_score)} · valid {valid} "
-                      f"· cells {p.cells_filled} · tokens {tokens}", highlight=False)
+                      f"· cells {p.cells_filled} · tokens {tokens} · {cost}", highlight=False)
 
 
 def _run_async(make: Callable[[asyncio.Event], Coroutine[Any, Any, CampaignStatus]]) -> CampaignStatus:
@@ -137,6 +144,9 @@ def _report(store: Store, campaign: Campaign, status: CampaignStatus, db: str) -
                   f"(program {best.id}, iteration {best.iteration}); see it with: evolve best --db {db}", highlight=False)
     if status is CampaignStatus.STOPPED:
         out.print(f"continue with: evolve resume --db {db} --campaign {campaign.id}", highlight=False)
+    if status is CampaignStatus.BUDGET_SPENT:
+        out.print(f"{campaign.stop_reason}; continue with a larger budget: evolve resume --db {db} --campaign {campaign.id} "
+                  "--max-cost-usd N or --max-tokens N", highlight=False)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -145,47 +155,93 @@ def cli() -> None:
     """LLM-driven evolutionary algorithm discovery."""
 
 
+def _load_config_file(path: str | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        _fail(f"cannot read the campaign config {path}: {exc}")
+    if not isinstance(data, dict):
+        _fail(f"the campaign config {path} must be a mapping of settings (models, iterations, ...), not {type(data).__name__}")
+    return data
+
+
+def _model_settings(models: tuple[str, ...], api_base: str | None, api_key_env: str | None, mode: str | None,
+                    from_file: list[Any] | None) -> list[Any]:
+    """The ensemble: --model flags (equal weights) override the config file, which overrides EVOLVE_MODEL, then the embedded model."""
+    names = list(models)
+    if not names and from_file is None and os.environ.get("EVOLVE_MODEL"):
+        names = [os.environ["EVOLVE_MODEL"]]
+    if not names:
+        if from_file is not None:
+            return from_file
+        names = [EMBEDDED_MODEL]
+    base = api_base or (os.environ.get("EVOLVE_API_BASE") if not models else None)
+    extra = {k: v for k, v in {"api_base": base, "api_key_env": api_key_env, "mode": mode}.items() if v is not None}
+    return [{"name": name, **extra} for name in names]
+
+
+def _model_notice(campaign: Campaign) -> None:
+    err.print("models: " + ", ".join(campaign.ensemble.describe()), highlight=False)
+    if any(is_embedded(s.name) for s in campaign.config.models):
+        err.print(f"model {EMBEDDED_MODEL} is the embedded {BUILTIN_MODELS[EMBEDDED_MODEL]}; for better programs choose a stronger "
+                  "one: --model openai/gpt-4o-mini (with OPENAI_API_KEY set), or --api-base http://127.0.0.1:8000/v1 "
+                  "--model hosted_vllm/NAME for a local server", highlight=False)
+
+
 @cli.command()
 @click.argument("problem")
-@click.option("--model", "model", default="mutator", show_default=True, help="'mutator' or a litellm model string, e.g. openai/gpt-4o-mini")
-@click.option("--api-base", default=None, help="base URL of an OpenAI-compatible endpoint")
-@click.option("--mode", type=click.Choice(["diff", "rewrite"]), default="diff", show_default=True)
-@click.option("--iterations", "-n", type=int, default=100, show_default=True, help="total iterations (proposals)")
+@click.option("--model", "models", multiple=True,
+              help=f"repeat for an ensemble: '{EMBEDDED_MODEL}' (embedded, the default), 'mutator', 'gguf:/path/model.gguf', "
+                   "or a litellm model string such as openai/gpt-4o-mini  [env: EVOLVE_MODEL]")
+@click.option("--api-base", default=None, help="base URL of an OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp)  [env: EVOLVE_API_BASE]")
+@click.option("--api-key-env", default=None, help="name of the environment variable holding the key for --api-base")
+@click.option("--mode", type=click.Choice(["diff", "rewrite"]), default=None,
+              help="SEARCH/REPLACE edits or whole rewrites (default: rewrite for the embedded model, diff otherwise)")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML or JSON campaign settings (models with weights, budgets, ...); flags given here win")
+@click.option("--iterations", "-n", type=int, default=None, help="total iterations (proposals)  [default: 100]")
 @click.option("--db", default="evolve.db", show_default=True, help=_DB_HELP)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--islands", type=int, default=4, show_default=True)
+@click.option("--seed", type=int, default=None, help="[default: 0]")
+@click.option("--islands", type=int, default=None, help="[default: 4]")
 @click.option("--max-wall-s", type=float, default=None, help="stop after this many seconds")
+@click.option("--max-cost-usd", type=float, default=None, help="stop once model calls have cost this much")
+@click.option("--max-tokens", type=int, default=None, help="stop once model calls have used this many tokens")
 @click.option("--eval-concurrency", type=int, default=None, help="parallel evaluations (default: CPU count)")
-@click.option("--llm-concurrency", type=int, default=4, show_default=True, help="model calls in flight")
-@click.option("--sandbox", type=click.Choice(BACKENDS), default="auto", show_default=True,
-              help="where candidates run: auto = bwrap where it works, else docker; never process unless asked")
+@click.option("--llm-concurrency", type=int, default=None, help="model calls in flight  [default: 4]")
+@click.option("--sandbox", type=click.Choice(BACKENDS), default=None,
+              help="where candidates run: auto = bwrap where it works, else docker; never process unless asked  [default: auto]")
 @click.option("--quiet", "-q", is_flag=True, help="no progress display")
-def run(problem: str, model: str, api_base: str | None, mode: str, iterations: int, db: str, seed: int, islands: int,
-        max_wall_s: float | None, eval_concurrency: int | None, llm_concurrency: int, sandbox: str, quiet: bool) -> None:
+def run(problem: str, models: tuple[str, ...], api_base: str | None, api_key_env: str | None, mode: str | None,
+        config_file: str | None, iterations: int | None, db: str, seed: int | None, islands: int | None,
+        max_wall_s: float | None, max_cost_usd: float | None, max_tokens: int | None, eval_concurrency: int | None,
+        llm_concurrency: int | None, sandbox: str | None, quiet: bool) -> None:
     """Start a campaign on PROBLEM (a built-in name or a problem folder)."""
     prob = resolve_problem(problem)
-    settings: dict[str, Any] = {
-        "models": [{"name": model, "api_base": api_base, "mode": mode}],
-        "iterations": iterations, "seed": seed, "islands": islands, "max_wall_s": max_wall_s,
-        "llm_concurrency": llm_concurrency, "sandbox": sandbox,
+    settings = _load_config_file(config_file)
+    flags = {
+        "iterations": iterations, "seed": seed, "islands": islands, "max_wall_s": max_wall_s, "max_cost_usd": max_cost_usd,
+        "max_tokens": max_tokens, "eval_concurrency": eval_concurrency, "llm_concurrency": llm_concurrency, "sandbox": sandbox,
     }
-    if eval_concurrency is not None:
-        settings["eval_concurrency"] = eval_concurrency
-    config = parse_campaign_config(settings, source="options")
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    settings["models"] = _model_settings(models, api_base, api_key_env, mode, settings.get("models"))
+    config = parse_campaign_config(settings, source=config_file or "options")
     store = Store.open(db)
     workdir = Path(tempfile.mkdtemp(prefix="evolve-"))
     try:
         campaign = asyncio.run(Campaign.create(store, prob, config, workdir=workdir))
         initial = store.best_program(campaign.id)
-        err.print(f"campaign {campaign.id}: {prob.name}, model {model}, {islands} islands, "
+        err.print(f"campaign {campaign.id}: {prob.name}, {config.islands} islands, "
                   f"initial {prob.config.objective.metric} = {_fmt(initial.score if initial else None)}", highlight=False)
+        _model_notice(campaign)
         backend = campaign.config.sandbox
         err.print(f"sandbox: {backend} ({DESCRIPTIONS[backend]}); limits: {_limits_text(prob.config.limits)}", highlight=False)
         status = _run_async(lambda stop: _drive(campaign, stop, quiet=quiet))
         _report(store, campaign, status, db)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    if status is CampaignStatus.STOPPED and max_wall_s is None:
+    if status is CampaignStatus.STOPPED and config.max_wall_s is None:
         sys.exit(EXIT_INTERRUPTED)
 
 
@@ -193,19 +249,24 @@ def run(problem: str, model: str, api_base: str | None, mode: str, iterations: i
 @click.option("--db", default="evolve.db", show_default=True, help=_DB_HELP)
 @click.option("--campaign", "campaign_id", default=None, help="campaign id (default: the most recent)")
 @click.option("--iterations", "-n", type=int, default=None, help="new total iterations (default: the original target)")
+@click.option("--max-cost-usd", type=float, default=None, help="new cost budget (what was spent counts against it)")
+@click.option("--max-tokens", type=int, default=None, help="new token budget (what was used counts against it)")
 @click.option("--quiet", "-q", is_flag=True)
-def resume(db: str, campaign_id: str | None, iterations: int | None, quiet: bool) -> None:
-    """Continue a stopped, interrupted or finished campaign from the store."""
+def resume(db: str, campaign_id: str | None, iterations: int | None, max_cost_usd: float | None, max_tokens: int | None,
+           quiet: bool) -> None:
+    """Continue a stopped, interrupted, finished or out-of-budget campaign from the store."""
     store = _open_store(db, must_exist=True)
     store.mark_interrupted(owner_alive)
     row = _pick_campaign(store, campaign_id, resumable=True)
     if iterations is not None and iterations < row.iterations_done:
         _fail(f"--iterations {iterations} is below the {row.iterations_done} iterations already done")
+    budgets = {k: v for k, v in {"max_cost_usd": max_cost_usd, "max_tokens": max_tokens}.items() if v is not None}
     workdir = Path(tempfile.mkdtemp(prefix="evolve-"))
     try:
-        campaign = Campaign.resume(store, row.id, workdir=workdir, iterations=iterations)
-        err.print(f"resuming campaign {campaign.id} ({campaign.problem.name}) at {row.iterations_done}/{campaign.target}",
-                  highlight=False)
+        campaign = Campaign.resume(store, row.id, workdir=workdir, iterations=iterations, budgets=budgets)
+        err.print(f"resuming campaign {campaign.id} ({campaign.problem.name}) at {row.iterations_done}/{campaign.target}, "
+                  f"{row.prompt_tokens + row.completion_tokens} tokens and ${row.cost_usd:.4f} spent", highlight=False)
+        _model_notice(campaign)
         status = _run_async(lambda stop: _drive(campaign, stop, quiet=quiet))
         _report(store, campaign, status, db)
     finally:
@@ -232,6 +293,8 @@ def _campaign_json(store: Store, row: CampaignRow) -> dict[str, Any]:
         "completion_tokens": row.completion_tokens, "cost_usd": row.cost_usd,
         "created_at": row.created_at, "updated_at": row.updated_at, "error": row.error,
         "sandbox": row.config.get("sandbox"), "limits": {**limits.model_dump(mode="json"), "cpu_s": limits.cpu_seconds()},
+        "budgets": {"max_cost_usd": row.config.get("max_cost_usd"), "max_tokens": row.config.get("max_tokens")},
+        "models": [{**dataclasses.asdict(m), "success_rate": m.success_rate} for m in store.model_stats(row.id)],
     }
 
 
@@ -259,6 +322,15 @@ def status(db: str, as_json: bool) -> None:
     out.print(table)
     for r in rows:
         out.print(f"{r['id']} limits: {_limits_text(Limits.model_validate(r['limits']))}", highlight=False)
+        budgets = ", ".join(f"{k} {v:g}" for k, v in r["budgets"].items() if v is not None)
+        if budgets:
+            out.print(f"{r['id']} budgets: {budgets}", highlight=False)
+        for m in r["models"]:
+            gain = "—" if m["mean_improvement"] is None else f"{m['mean_improvement']:+.4g}"
+            out.print(f"{r['id']} model {m['model']} ({m['template']}): {m['proposals']} proposals, "
+                      f"{100 * m['success_rate']:.0f}% valid, {m['improved']} improved on their parent (mean gain {gain}), "
+                      f"{m['requests']} requests ({m['failed_requests']} failed), "
+                      f"{m['prompt_tokens'] + m['completion_tokens']} tokens, ${m['cost_usd']:.4f}", highlight=False)
 
 
 @cli.command()
@@ -320,6 +392,7 @@ def problems(as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: user errors become one line and exit code 2."""
+    install_log_redaction()
     try:
         cli.main(args=argv, prog_name="evolve", standalone_mode=True)
     except StoreError as exc:

@@ -9,23 +9,64 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from evolve.errors import ConfigError
 
-__all__ = ["CampaignConfig", "ModelSpec", "SamplingConfig", "parse_campaign_config"]
+__all__ = ["BUILTIN_MODELS", "EMBEDDED_MODEL", "CampaignConfig", "ModelSpec", "SamplingConfig", "parse_campaign_config"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ModelSpec(_Strict):
-    """One model of the ensemble."""
+EMBEDDED_MODEL = "smollm2"
+BUILTIN_MODELS = {
+    EMBEDDED_MODEL: "SmolLM2-135M-Instruct, embedded: runs on the CPU, offline, no key; weak",
+    "mutator": "random numeric and operator mutations, no language model; the baseline",
+}
+_ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
-    name: str = Field(default="mutator", min_length=1, max_length=200, description="'mutator' or a litellm model string")
-    api_base: str | None = Field(default=None, max_length=500)
-    weight: float = Field(default=1.0, gt=0)
+
+class ModelSpec(_Strict):
+    """One model of the ensemble, and how to call it."""
+
+    name: str = Field(
+        default=EMBEDDED_MODEL, min_length=1, max_length=200,
+        description="'smollm2' (embedded), 'mutator', or a litellm model string such as openai/gpt-4o-mini",
+    )
+    api_base: str | None = Field(default=None, max_length=500, pattern=r"^https?://", description="an OpenAI-compatible endpoint")
+    api_key_env: str | None = Field(
+        default=None, max_length=100, pattern=_ENV_NAME,
+        description="the environment variable holding the key (never the key itself); needed to send one to an api_base",
+    )
+    weight: float = Field(default=1.0, gt=0, description="relative share of proposals in an ensemble")
     temperature: float = Field(default=0.8, ge=0, le=2)
     max_tokens: int = Field(default=4096, ge=16, le=200_000)
-    mode: Literal["diff", "rewrite"] = "diff"
-    timeout_s: float = Field(default=120.0, gt=0, le=3600)
+    mode: Literal["diff", "rewrite"] = Field(
+        default="diff", description="SEARCH/REPLACE edits or whole-block rewrites (the embedded model defaults to rewrite)"
+    )
+    timeout_s: float = Field(default=120.0, gt=0, le=3600, description="per request")
+    max_in_flight: int = Field(default=8, ge=1, le=1024, description="requests to this model at once")
+    max_retries: int = Field(default=8, ge=0, le=100, description="retries of a transient failure (429, 5xx, timeout, reset)")
+    retry_base_s: float = Field(default=1.0, ge=0, le=600, description="first backoff; doubles per retry, with jitter")
+    retry_max_s: float = Field(default=60.0, ge=0, le=3600, description="longest backoff (a Retry-After may ask for more)")
+    input_usd_per_mtok: float | None = Field(default=None, ge=0, description="price override; default: litellm's price data")
+    output_usd_per_mtok: float | None = Field(default=None, ge=0, description="price override; default: litellm's price data")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _embedded_rewrites(cls, data: Any) -> Any:
+        # a 135M model cannot copy SEARCH lines exactly; whole-block rewrites parse far more often
+        if isinstance(data, dict) and data.get("name", EMBEDDED_MODEL) == EMBEDDED_MODEL and data.get("mode") is None:
+            return {**data, "mode": "rewrite"}
+        return data
+
+    @model_validator(mode="after")
+    def _known_builtin(self) -> ModelSpec:
+        if "/" not in self.name and self.name not in BUILTIN_MODELS and self.api_base is None:
+            known = ", ".join(sorted(BUILTIN_MODELS))
+            raise ValueError(
+                f"unknown model '{self.name}': use {known}, or a litellm model string with its provider "
+                "(openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest, ollama/llama3, hosted_vllm/NAME with api_base)"
+            )
+        return self
 
 
 class SamplingConfig(_Strict):
@@ -62,6 +103,8 @@ class CampaignConfig(_Strict):
     sandbox: Literal["auto", "bwrap", "docker", "process"] = Field(
         default="auto", description="auto: bwrap where it works, else docker; process only when asked for"
     )
+    max_cost_usd: float | None = Field(default=None, gt=0, description="stop once model calls have cost this much")
+    max_tokens: int | None = Field(default=None, gt=0, description="stop once model calls have used this many tokens")
 
 
 def parse_campaign_config(data: dict[str, Any], *, source: str = "campaign config") -> CampaignConfig:

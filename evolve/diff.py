@@ -6,13 +6,19 @@ Two modes:
   SEARCH text must occur exactly once in the program (after the earlier blocks
   were applied) and lie inside one EVOLVE-BLOCK body.
 * **rewrite**: a fenced code block holding the whole program; its block bodies
-  are spliced into the parent's frame, so frozen parts stay identical.
+  are spliced into the parent's frame, so frozen parts stay identical. Small
+  models often drop the markers or run out of tokens mid-program; for a
+  program with one block, a markerless answer is taken as that block's body
+  (minus any echo of the frozen header and footer), and a cut-off answer keeps
+  its longest prefix of whole top-level statements that parses. Neither can
+  touch frozen code: only block bodies are ever spliced.
 
 Every failure is a ``DiffError`` whose message is fed back to the model.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
 
@@ -24,6 +30,7 @@ __all__ = [
     "apply_diff",
     "apply_rewrite",
     "extract_code_block",
+    "longest_parsable_prefix",
     "parse_diff",
     "render_diff",
 ]
@@ -132,12 +139,8 @@ def apply_diff(parent: str, blocks: list[SearchReplace]) -> str:
     return code
 
 
-def extract_code_block(answer: str) -> str:
-    """The program from a fenced code block: the first one tagged python, else the first.
-
-    Raises:
-        DiffError: when the answer has no complete fenced block.
-    """
+def _code_blocks(answer: str) -> tuple[list[tuple[str, str]], str | None]:
+    """Complete fenced blocks as (tag, body), and the body of a final unterminated python block."""
     lines = _normalize(answer).split("\n")
     blocks: list[tuple[str, str]] = []
     i = 0
@@ -151,15 +154,74 @@ def extract_code_block(answer: str) -> str:
         while j < len(lines) and lines[j].strip() != "```":
             j += 1
         if j == len(lines):
-            break
+            tail = "\n".join(lines[i + 1 :]) + "\n" if tag in _PYTHON_TAGS | {""} else None
+            return blocks, tail
         blocks.append((tag, "\n".join(lines[i + 1 : j]) + "\n"))
         i = j + 1
+    return blocks, None
+
+
+_PYTHON_TAGS = frozenset({"python", "py", "python3"})
+
+
+def extract_code_block(answer: str) -> str:
+    """The program from a fenced code block: the first one tagged python, else the first.
+
+    Raises:
+        DiffError: when the answer has no complete fenced block.
+    """
+    blocks, _ = _code_blocks(answer)
     if not blocks:
         raise DiffError("the answer contains no fenced code block (```python ... ```) with the rewritten program")
     for tag, body in blocks:
-        if tag in ("python", "py", "python3"):
+        if tag in _PYTHON_TAGS:
             return body
     return blocks[0][1]
+
+
+def longest_parsable_prefix(code: str) -> str:
+    """``code`` cut after its last whole top-level statement such that the rest parses ("" if none)."""
+    lines = code.split("\n")
+    cuts = [i for i, line in enumerate(lines) if line[:1] not in ("", " ", "\t", ")", "]", "}", "#")] + [len(lines)]
+    for cut in sorted(set(cuts), reverse=True):
+        prefix = "\n".join(lines[:cut]).rstrip() + "\n"
+        try:
+            ast.parse(prefix)
+        except (SyntaxError, ValueError):
+            continue
+        if prefix.strip():
+            return prefix
+    return ""
+
+
+def _without_echo(code: str, head: str, tail: str) -> str:
+    """A markerless rewrite minus the frozen header and footer it may have copied."""
+    head_lines = {line.rstrip() for line in head.split("\n") if line.strip() and START_MARKER not in line}
+    lines = code.split("\n")
+    while lines and (not lines[0].strip() or lines[0].rstrip() in head_lines):
+        lines.pop(0)
+    body = "\n".join(lines).rstrip() + "\n"
+    footer = "\n".join(line for line in tail.split("\n") if END_MARKER not in line).strip()
+    if footer and body.rstrip().endswith(footer):
+        body = body.rstrip()[: -len(footer)].rstrip() + "\n"
+    return body
+
+
+def _single_block_body(parent: str, code: str, *, cut_off: bool) -> str:
+    regions = find_regions(parent)
+    lines = code.split("\n")
+    starts = [i for i, line in enumerate(lines) if START_MARKER in line]
+    if starts:  # the markers are there but unbalanced (an answer cut off before the END marker)
+        lines = lines[starts[0] + 1 :]
+        ends = [i for i, line in enumerate(lines) if END_MARKER in line]
+        body = "\n".join(lines[: ends[0]] if ends else lines).rstrip() + "\n"
+    else:
+        body = _without_echo(code, regions.frozen[0], regions.frozen[-1])
+    if cut_off:
+        body = longest_parsable_prefix(body)
+    if not body.strip():
+        raise DiffError("the rewritten program is empty once cut to whole statements: answer with the complete code")
+    return body
 
 
 def apply_rewrite(parent: str, answer: str) -> str:
@@ -167,11 +229,22 @@ def apply_rewrite(parent: str, answer: str) -> str:
 
     Raises:
         DiffError: when there is no code block, or its EVOLVE-BLOCK markers are
-            missing or do not match the parent's.
+            missing or do not match the parent's (for a program of several blocks).
     """
-    code = extract_code_block(answer)
+    parent = _normalize(parent)
+    blocks, tail = _code_blocks(answer)
+    python = [body for tag, body in blocks if tag in _PYTHON_TAGS] or [body for _, body in blocks]
+    cut_off = not python and tail is not None
+    if not python and tail is None:
+        raise DiffError("the answer contains no fenced code block (```python ... ```) with the rewritten program")
+    code = python[0] if python else str(tail)
     try:
         regions = find_regions(code)
     except DiffError as exc:
-        raise DiffError(f"the rewritten program must keep its EVOLVE-BLOCK markers: {exc}") from exc
-    return splice_blocks(_normalize(parent), regions.bodies(code))
+        if len(find_regions(parent).spans) != 1:
+            raise DiffError(f"the rewritten program must keep its EVOLVE-BLOCK markers: {exc}") from exc
+        return splice_blocks(parent, [_single_block_body(parent, code, cut_off=cut_off)])
+    bodies = regions.bodies(code)
+    if cut_off and len(bodies) == 1:
+        bodies = [longest_parsable_prefix(bodies[0]) or bodies[0]]
+    return splice_blocks(parent, bodies)

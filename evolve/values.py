@@ -37,7 +37,8 @@ class CampaignStatus(enum.StrEnum):
     RUNNING = "running"
     STOPPED = "stopped"  # stopped by the user; resumable
     INTERRUPTED = "interrupted"  # found running with its owner gone; resumable
-    FINISHED = "finished"  # budget reached; resumable with a larger budget
+    FINISHED = "finished"  # iteration target reached; resumable with a larger target
+    BUDGET_SPENT = "budget_spent"  # the cost or token budget is used up; resumable with a larger budget
     FAILED = "failed"  # could not run (e.g. the initial program fails)
 
 

@@ -18,11 +18,11 @@ from evolve.problem import Problem, load_problem, resolve_problem
 from evolve.store import Store
 from evolve.values import CampaignStatus, EvalStatus, Origin
 from tests.conftest import write_problem
-from tests.llm.openai_stub import serve
+from tests.llm.openai_server import serve
 
 
 def create(store: Store, problem: Problem, tmp_path: Path, **config: object) -> Campaign:
-    cfg = CampaignConfig.model_validate({"eval_concurrency": 2, **config})
+    cfg = CampaignConfig.model_validate({"eval_concurrency": 2, "models": [{"name": "mutator"}], **config})
     return asyncio.run(Campaign.create(store, problem, cfg, workdir=tmp_path / "work"))
 
 
@@ -106,12 +106,12 @@ def test_a_campaign_through_litellm_and_a_loopback_openai_server(file_store: Sto
         code = re.findall(r"```python\\n(.*?)```", prompt, re.DOTALL)[-1].encode().decode("unicode_escape")
         return "Try another constant.\n" + render_diff(propose_edits(code, np.random.default_rng(len(prompt))))
 
-    with serve(model_answer) as (base, received):
+    with serve(model_answer) as (base, server):
         campaign = create(file_store, quadratic, tmp_path, iterations=10, islands=2,
                           models=[ModelSpec(name="openai/stub-model", api_base=base, timeout_s=20).model_dump()])
         assert asyncio.run(campaign.run()) is CampaignStatus.FINISHED
     programs = file_store.list_programs(campaign.id)[1:]
-    assert len(received) == 10 and len(programs) == 10
+    assert len(server.log) == 10 and len(programs) == 10
     assert all(p.model == "openai/stub-model" for p in programs)
     assert sum(p.status is EvalStatus.OK for p in programs) >= 5
     calls = file_store.llm_calls(campaign.id)

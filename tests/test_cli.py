@@ -37,11 +37,22 @@ def test_problems_lists_the_builtins(tmp_path: Path) -> None:
         (["best", "--db", "missing.db"], "no database at missing.db"),
         (["run", "circle_packing", "--islands", "0"], "islands"),
         (["run", "circle_packing", "--sandbox", "chroot"], "'chroot' is not one of 'auto', 'bwrap', 'docker', 'process'"),
+        (["run", "circle_packing", "--model", "gpt4"], "unknown model 'gpt4'"),
+        (["run", "circle_packing", "--max-cost-usd", "-1"], "max_cost_usd"),
+        (["run", "circle_packing", "--model", "openai/x", "--api-base", "ftp://h"], "api_base"),
+        (["run", "circle_packing", "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1", "--api-key-env", "NO_SUCH_VAR"],
+         "NO_SUCH_VAR, which is not set"),
+        (["run", "circle_packing", "--model", "gguf:/nowhere/m.gguf"], "no GGUF file at /nowhere/m.gguf"),
+        (["run", "circle_packing", "--config", "missing.yaml"], "cannot read the campaign config missing.yaml"),
+        (["run", "circle_packing", "--config", "list.yaml"], "must be a mapping"),
+        (["run", "circle_packing", "--config", "typo.yaml"], "itrations: Extra inputs are not permitted"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_code_2(tmp_path: Path, args: list[str], fragment: str) -> None:
     write_problem(tmp_path / "bad", yaml=QUADRATIC_YAML + "colour: blue\n")
     (tmp_path / "junk.db").write_bytes(b"not a database at all" * 50)
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "typo.yaml").write_text("itrations: 5\n")
     result = evolve(*[str(tmp_path / "bad") if a == "BADPROBLEM" else a for a in args], cwd=tmp_path)
     assert result.returncode == 2
     assert fragment in result.stderr and "Traceback" not in result.stderr
@@ -51,7 +62,8 @@ def test_bad_input_gives_one_line_and_exit_code_2(tmp_path: Path, args: list[str
 
 def test_run_status_best_on_a_problem_folder(tmp_path: Path) -> None:
     folder = write_problem(tmp_path / "quad")
-    run = evolve("run", str(folder), "--iterations", "12", "--seed", "3", "--islands", "2", "--db", "q.db", cwd=tmp_path)
+    run = evolve("run", str(folder), "--model", "mutator", "--iterations", "12", "--seed", "3", "--islands", "2", "--db", "q.db",
+                 cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     if bwrap_problem() is None:  # the default sandbox where bubblewrap works, and the CLI says so
         assert "sandbox: bwrap (bubblewrap: no network" in run.stderr
@@ -70,7 +82,7 @@ def test_run_status_best_on_a_problem_folder(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_kill_9_mid_run_then_resume_loses_nothing(tmp_path: Path) -> None:
     db = tmp_path / "k.db"
-    proc = subprocess.Popen([sys.executable, "-m", "evolve", "run", "circle_packing", "--iterations", "80", "--seed", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "evolve", "run", "circle_packing", "--model", "mutator", "--iterations", "80", "--seed", "2",
                              "--db", str(db), "-q"], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 90
     done = 0
@@ -103,7 +115,8 @@ def test_kill_9_mid_run_then_resume_loses_nothing(tmp_path: Path) -> None:
 def test_ctrl_c_stops_cleanly_and_the_campaign_can_resume(tmp_path: Path) -> None:
     folder = write_problem(tmp_path / "quad")
     db = tmp_path / "c.db"
-    proc = subprocess.Popen([sys.executable, "-m", "evolve", "run", str(folder), "--iterations", "100000", "--db", str(db), "-q"],
+    proc = subprocess.Popen([sys.executable, "-m", "evolve", "run", str(folder), "--model", "mutator", "--iterations", "100000",
+                             "--db", str(db), "-q"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     done = 0

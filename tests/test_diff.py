@@ -7,7 +7,15 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from evolve.blocks import find_regions
-from evolve.diff import SearchReplace, apply_diff, apply_rewrite, extract_code_block, parse_diff, render_diff
+from evolve.diff import (
+    SearchReplace,
+    apply_diff,
+    apply_rewrite,
+    extract_code_block,
+    longest_parsable_prefix,
+    parse_diff,
+    render_diff,
+)
 from evolve.errors import DiffError
 
 PROGRAM = """\
@@ -87,11 +95,47 @@ def test_rewrite_splices_blocks_and_keeps_frozen_code() -> None:
     assert find_regions(child).frozen == find_regions(PROGRAM).frozen
 
 
-def test_rewrite_without_markers_or_code_block_fails() -> None:
+def test_rewrite_without_markers_fails_for_a_program_of_several_blocks() -> None:
+    two_blocks = PROGRAM + "# EVOLVE-BLOCK-START\nK = 1\n# EVOLVE-BLOCK-END\n"
     with pytest.raises(DiffError, match="markers"):
-        apply_rewrite(PROGRAM, "```python\ndef f(x):\n    return x\n```")
+        apply_rewrite(two_blocks, "```python\ndef f(x):\n    return x\n```")
     with pytest.raises(DiffError, match="no fenced code block"):
         extract_code_block("just words")
+
+
+def test_a_markerless_rewrite_of_a_one_block_program_becomes_the_block_and_drops_the_echoed_frame() -> None:
+    answer = "Sure:\n```python\nimport math\n\ndef f(x):\n    return x - 1\n\ndef frozen():\n    return 42\n```"
+    child = apply_rewrite(PROGRAM, answer)
+    assert child == PROGRAM.replace("    y = x * 2\n    return y + 1\n", "    return x - 1\n")
+    assert find_regions(child).frozen == find_regions(PROGRAM).frozen
+
+
+def test_an_answer_cut_off_mid_statement_keeps_its_whole_statements() -> None:
+    answer = "```python\ndef f(x):\n    return x + 2\n\nEXTRA = 3\n\ndef g(y):\n    return (y +"
+    child = apply_rewrite(PROGRAM, answer)
+    assert "    return x + 2\n\nEXTRA = 3\n# EVOLVE-BLOCK-END" in child and "def g" not in child
+    assert find_regions(child).frozen == find_regions(PROGRAM).frozen
+
+
+def test_an_answer_cut_off_before_the_end_marker_keeps_the_block_start() -> None:
+    answer = "```python\nimport math\n\n# EVOLVE-BLOCK-START\ndef f(x):\n    return 7\n\ndef h(:"
+    child = apply_rewrite(PROGRAM, answer)
+    assert "def f(x):\n    return 7\n# EVOLVE-BLOCK-END" in child and child.count("import math") == 1
+
+
+def test_a_cut_off_answer_with_no_whole_statement_fails() -> None:
+    with pytest.raises(DiffError, match="empty"):
+        apply_rewrite(PROGRAM, "```python\ndef f(x:\n")
+
+
+@given(st.text(alphabet=st.sampled_from("abc():=\n +1"), max_size=80))
+def test_longest_parsable_prefix_parses_and_is_a_prefix(code: str) -> None:
+    import ast
+
+    prefix = longest_parsable_prefix(code)
+    if prefix:
+        ast.parse(prefix)
+        assert code.startswith(prefix.rstrip())
 
 
 @given(st.lists(st.tuples(_body, _body), min_size=1, max_size=4))

@@ -1,22 +1,63 @@
-"""Language models behind one async interface, and the ensemble that picks among them."""
+"""Language models behind one async interface, and the ensemble that picks among them.
+
+Every model is a one-shot ``Transport`` (the built-in mutator, the embedded
+llama.cpp model, or litellm) wrapped in a ``ResilientModel`` that adds the
+timeout, retries, in-flight bound and per-attempt accounting, so every model
+is accounted for the same way.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from evolve.config import ModelSpec
-from evolve.llm.base import LLM, Completion, Message
-from evolve.llm.litellm_model import LiteLLMModel
-from evolve.llm.mutator import MutatorModel
+from evolve.llm.base import LLM, CallAttempt, CallFailedError, CallOutcome, Completion, Message, ProviderError, RawAnswer, Transport
+from evolve.llm.embedded import EmbeddedTransport, is_embedded
+from evolve.llm.litellm_model import LiteLLMTransport
+from evolve.llm.mutator import MutatorTransport
+from evolve.llm.resilient import ResilientModel, RetryPolicy
 
-__all__ = ["LLM", "Completion", "Ensemble", "LiteLLMModel", "Message", "MutatorModel", "make_model"]
+__all__ = [
+    "LLM",
+    "CallAttempt",
+    "CallFailedError",
+    "CallOutcome",
+    "Completion",
+    "Ensemble",
+    "Message",
+    "ProviderError",
+    "RawAnswer",
+    "ResilientModel",
+    "RetryPolicy",
+    "Transport",
+    "make_model",
+    "make_transport",
+]
 
 
-def make_model(spec: ModelSpec) -> LLM:
-    """The model a spec names: ``mutator`` or any litellm model string."""
+def make_transport(spec: ModelSpec) -> Transport:
+    """The one-shot transport a spec names.
+
+    Raises:
+        ConfigError: when the model cannot be set up (missing package, key variable or file).
+    """
     if spec.name == "mutator":
-        return MutatorModel()
-    return LiteLLMModel(spec)
+        return MutatorTransport()
+    if is_embedded(spec.name) and spec.api_base is None:
+        return EmbeddedTransport(spec.name)
+    return LiteLLMTransport(spec)
+
+
+def make_model(spec: ModelSpec, transport: Transport | None = None) -> ResilientModel:
+    """A spec's model with its timeout, retry policy, in-flight bound and price."""
+    transport = transport or make_transport(spec)
+    # one in-process model computes one answer at a time; queueing happens outside the timeout
+    in_flight = 1 if isinstance(transport, EmbeddedTransport) else spec.max_in_flight
+    return ResilientModel(
+        transport, timeout_s=spec.timeout_s, max_in_flight=in_flight,
+        policy=RetryPolicy(max_retries=spec.max_retries, base_s=spec.retry_base_s, max_backoff_s=spec.retry_max_s),
+        input_usd_per_mtok=spec.input_usd_per_mtok, output_usd_per_mtok=spec.output_usd_per_mtok,
+    )
 
 
 class Ensemble:
@@ -31,3 +72,10 @@ class Ensemble:
     def choose(self, rng: np.random.Generator) -> tuple[ModelSpec, LLM]:
         i = int(rng.choice(len(self.specs), p=self._p)) if len(self.specs) > 1 else 0
         return self.specs[i], self.models[i]
+
+    def model_for(self, spec: ModelSpec) -> LLM:
+        return self.models[self.specs.index(spec)]
+
+    def describe(self) -> list[str]:
+        """One line per model: name, share, mode."""
+        return [f"{s.name} ({100 * p:.0f}%, {s.mode})" for s, p in zip(self.specs, self._p, strict=True)]

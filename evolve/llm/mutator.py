@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import re
-import time
 import tokenize
 from dataclasses import dataclass
 
@@ -20,9 +19,9 @@ import numpy as np
 from evolve.blocks import START_MARKER, find_regions
 from evolve.diff import SearchReplace, render_diff
 from evolve.errors import DiffError
-from evolve.llm.base import Completion, Message
+from evolve.llm.base import Message, RawAnswer
 
-__all__ = ["MutatorModel", "propose_edits"]
+__all__ = ["MutatorTransport", "propose_edits"]
 
 _CODE_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 _SWAPS = {"+": "-", "-": "+", "*": "/", "/": "*", "<": "<=", "<=": "<", ">": ">=", ">=": ">", "min": "max", "max": "min"}
@@ -139,13 +138,14 @@ def _program_from_prompt(messages: list[Message]) -> str | None:
     return blocks[-1] if blocks else None
 
 
-class MutatorModel:
+class MutatorTransport:
     """A model that answers with random numeric and operator mutations."""
 
     name = "mutator"
 
-    async def complete(self, messages: list[Message], *, temperature: float, seed: int, max_tokens: int) -> Completion:
-        started = time.perf_counter()
+    async def call(
+        self, messages: list[Message], *, temperature: float, seed: int, max_tokens: int, timeout_s: float
+    ) -> RawAnswer:
         prompt_chars = sum(len(m.get("content", "")) for m in messages)
         code = _program_from_prompt(messages)
         if code is None:
@@ -157,11 +157,5 @@ class MutatorModel:
                 )
             except DiffError as exc:
                 text = f"No edit possible: {exc}"
-        return Completion(
-            text=text,
-            model=self.name,
-            prompt_tokens=prompt_chars // 4,  # an estimate: the mutator has no tokenizer
-            completion_tokens=len(text) // 4,
-            cost_usd=0.0,
-            latency_s=time.perf_counter() - started,
-        )
+        # estimates: the mutator has no tokenizer (about 4 characters a token)
+        return RawAnswer(text=text, prompt_tokens=prompt_chars // 4, completion_tokens=len(text) // 4, cost_usd=0.0, finish_reason="stop")

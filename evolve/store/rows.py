@@ -7,7 +7,7 @@ from typing import Any
 
 from evolve.values import CampaignStatus
 
-__all__ = ["CampaignRow", "EliteRow", "LLMCallRecord", "RecordOutcome"]
+__all__ = ["CampaignRow", "EliteRow", "LLMCallRecord", "ModelStats", "RecordOutcome"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +43,8 @@ class EliteRow:
 
 @dataclass(frozen=True, slots=True)
 class LLMCallRecord:
+    """One request to a model (a retried proposal has several)."""
+
     model: str
     template: str | None
     prompt_tokens: int
@@ -51,6 +53,32 @@ class LLMCallRecord:
     latency_s: float
     ok: bool
     error: str | None = None
+    outcome: str = "ok"
+    attempt: int = 1
+    iteration: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStats:
+    """How one model (in one mode) did in a campaign, read back from the store."""
+
+    model: str
+    template: str | None
+    proposals: int  # programs it proposed, whatever came of them
+    valid: int  # of those, evaluated OK
+    improved: int  # valid and better than their parent
+    mean_improvement: float | None  # mean child-minus-parent fitness over valid proposals
+    best_fitness: float | None
+    requests: int  # HTTP requests or local generations, retries included
+    failed_requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    mean_latency_s: float | None
+
+    @property
+    def success_rate(self) -> float:
+        return self.valid / self.proposals if self.proposals else 0.0
 
 
 @dataclass(frozen=True, slots=True)

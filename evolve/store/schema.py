@@ -119,6 +119,8 @@ llm_calls = Table(
     Column("ok", Boolean, nullable=False),
     Column("error", Text, nullable=True),
     Column("created_at", Float, nullable=False),
+    Column("outcome", String(24), nullable=False, default="ok"),  # CallOutcome
+    Column("attempt", Integer, nullable=False, default=1),  # 1 for the first request of a proposal, 2 for its first retry...
     Index("ix_llm_calls_campaign", "campaign_id", "id"),
 )
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,15 +21,16 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Row, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Row, and_, case, create_engine, event, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from evolve.errors import StoreError
 from evolve.problem import Problem
-from evolve.store.rows import CampaignRow, EliteRow, LLMCallRecord, RecordOutcome
-from evolve.store.schema import campaigns, elites, events, llm_calls, problems, programs
+from evolve.store.rows import CampaignRow, EliteRow, LLMCallRecord, ModelStats, RecordOutcome
+from evolve.store.schema import campaigns, elites, events, problems, programs
+from evolve.store.schema import llm_calls as llm_calls_table
 from evolve.values import CampaignStatus, EvalStatus, Origin, Program
 
 __all__ = ["Store", "database_url"]
@@ -199,8 +200,11 @@ class Store:
             out.append(CampaignRow(**m))
         return out
 
-    def claim_campaign(self, campaign_id: str, owner: str, *, owner_alive: Callable[[str], bool], target: int | None) -> CampaignRow:
-        """Mark a campaign RUNNING under ``owner``.
+    def claim_campaign(
+        self, campaign_id: str, owner: str, *, owner_alive: Callable[[str], bool], target: int | None,
+        config: dict[str, Any] | None = None,
+    ) -> CampaignRow:
+        """Mark a campaign RUNNING under ``owner``; ``target`` and ``config`` replace the stored ones when given.
 
         Raises:
             StoreError: when another live process is running it.
@@ -214,6 +218,8 @@ class Store:
             values: dict[str, Any] = {"status": CampaignStatus.RUNNING.value, "owner": owner, "error": None, "updated_at": time.time()}
             if target is not None:
                 values["iterations_target"] = target
+            if config is not None:
+                values["config"] = config
             conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(**values))
             _event(conn, campaign_id, "resumed" if row.owner else "started", {"owner": owner})
         return self.get_campaign(campaign_id)
@@ -237,10 +243,11 @@ class Store:
         return changed
 
     # --------------------------------------------------------------- programs
-    def record_program(self, program: Program, *, llm_call: LLMCallRecord | None = None) -> RecordOutcome:
-        """Commit one iteration's program (any status), its model call, counters and elite CAS atomically."""
+    def record_program(self, program: Program, *, llm_calls: Sequence[LLMCallRecord] = ()) -> RecordOutcome:
+        """Commit one iteration's program (any status), its model requests, counters and elite CAS atomically."""
         now = time.time()
         cid = program.campaign_id
+        calls = list(llm_calls)
         ok = program.status is EvalStatus.OK and program.fitness is not None
         with self._writing("recording a program") as conn:
             conn.execute(insert(programs).values(**_program_values(program)))
@@ -251,16 +258,16 @@ class Store:
                 "valid_done": campaigns.c.valid_done + (1 if ok else 0),
                 "updated_at": now,
             }
-            if llm_call is not None:
-                conn.execute(insert(llm_calls).values(
-                    campaign_id=cid, iteration=program.iteration, model=llm_call.model, template=llm_call.template,
-                    prompt_tokens=llm_call.prompt_tokens, completion_tokens=llm_call.completion_tokens,
-                    cost_usd=llm_call.cost_usd, latency_s=llm_call.latency_s, ok=llm_call.ok,
-                    error=llm_call.error, created_at=now,
-                ))
-                counters["prompt_tokens"] = campaigns.c.prompt_tokens + llm_call.prompt_tokens
-                counters["completion_tokens"] = campaigns.c.completion_tokens + llm_call.completion_tokens
-                counters["cost_usd"] = campaigns.c.cost_usd + llm_call.cost_usd
+            if calls:
+                conn.execute(insert(llm_calls_table), [{
+                    "campaign_id": cid, "iteration": program.iteration, "model": c.model, "template": c.template,
+                    "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "cost_usd": c.cost_usd,
+                    "latency_s": c.latency_s, "ok": c.ok, "error": c.error, "outcome": c.outcome, "attempt": c.attempt,
+                    "created_at": now,
+                } for c in calls])
+                counters["prompt_tokens"] = campaigns.c.prompt_tokens + sum(c.prompt_tokens for c in calls)
+                counters["completion_tokens"] = campaigns.c.completion_tokens + sum(c.completion_tokens for c in calls)
+                counters["cost_usd"] = campaigns.c.cost_usd + sum(c.cost_usd for c in calls)
             conn.execute(update(campaigns).where(campaigns.c.id == cid).values(**counters))
             done = int(conn.execute(select(campaigns.c.iterations_done).where(campaigns.c.id == cid)).scalar_one())
             new_elite = new_best = False
@@ -383,6 +390,10 @@ class Store:
         return moved
 
     # ----------------------------------------------------------------- events
+    def add_event(self, campaign_id: str, kind: str, data: dict[str, Any]) -> None:
+        with self._writing("recording an event") as conn:
+            _event(conn, campaign_id, kind, data)
+
     def events(self, campaign_id: str, *, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
         with self._reading("reading events") as conn:
             rows = conn.execute(select(events).where(events.c.campaign_id == campaign_id, events.c.id > after_id)
@@ -390,11 +401,48 @@ class Store:
         return [{"id": r.id, "ts": r.ts, "kind": r.kind, "data": r.data} for r in rows]
 
     def llm_calls(self, campaign_id: str) -> list[LLMCallRecord]:
+        """Every model request of a campaign, in order."""
         with self._reading("reading model calls") as conn:
-            rows = conn.execute(select(llm_calls).where(llm_calls.c.campaign_id == campaign_id).order_by(llm_calls.c.id)).all()
+            rows = conn.execute(select(llm_calls_table).where(llm_calls_table.c.campaign_id == campaign_id)
+                                .order_by(llm_calls_table.c.id)).all()
         return [LLMCallRecord(model=r.model, template=r.template, prompt_tokens=r.prompt_tokens,
                               completion_tokens=r.completion_tokens, cost_usd=r.cost_usd, latency_s=r.latency_s,
-                              ok=r.ok, error=r.error) for r in rows]
+                              ok=r.ok, error=r.error, outcome=r.outcome, attempt=r.attempt, iteration=r.iteration) for r in rows]
+
+    def model_stats(self, campaign_id: str) -> list[ModelStats]:
+        """Per model and mode: proposals, valid share, improvement over the parent, requests, tokens, cost."""
+        child, parent = programs.alias("child"), programs.alias("parent")
+        is_ok = child.c.status == EvalStatus.OK.value
+        gain = case((is_ok, child.c.fitness - parent.c.fitness), else_=None)
+        calls = llm_calls_table
+        with self._reading("reading model statistics") as conn:
+            proposals = conn.execute(
+                select(child.c.model, child.c.template, func.count(), func.sum(case((is_ok, 1), else_=0)),
+                       func.sum(case((and_(is_ok, child.c.fitness > parent.c.fitness), 1), else_=0)), func.avg(gain),
+                       func.max(case((is_ok, child.c.fitness), else_=None)))
+                .select_from(child.outerjoin(parent, child.c.parent_id == parent.c.id))
+                .where(child.c.campaign_id == campaign_id, child.c.origin != Origin.INITIAL.value)
+                .group_by(child.c.model, child.c.template)
+            ).all()
+            requests = {
+                (r[0], r[1]): r[2:] for r in conn.execute(
+                    select(calls.c.model, calls.c.template, func.count(), func.sum(case((calls.c.ok, 0), else_=1)),
+                           func.sum(calls.c.prompt_tokens), func.sum(calls.c.completion_tokens), func.sum(calls.c.cost_usd),
+                           func.avg(calls.c.latency_s))
+                    .where(calls.c.campaign_id == campaign_id).group_by(calls.c.model, calls.c.template)
+                ).all()
+            }
+        stats = []
+        for model, template, n, valid, improved, mean_gain, best in proposals:
+            n_req, failed, p_tok, c_tok, cost, latency = requests.get((model, template), (0, 0, 0, 0, 0.0, None))
+            stats.append(ModelStats(
+                model=model or "", template=template, proposals=int(n), valid=int(valid or 0), improved=int(improved or 0),
+                mean_improvement=None if mean_gain is None else float(mean_gain), best_fitness=None if best is None else float(best),
+                requests=int(n_req), failed_requests=int(failed or 0), prompt_tokens=int(p_tok or 0),
+                completion_tokens=int(c_tok or 0), cost_usd=float(cost or 0.0),
+                mean_latency_s=None if latency is None else float(latency),
+            ))
+        return sorted(stats, key=lambda s: (-s.proposals, s.model, s.template or ""))
 
 
 def _short(exc: BaseException) -> str:

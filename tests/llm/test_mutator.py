@@ -7,7 +7,7 @@ import pytest
 
 from evolve.diff import apply_diff, parse_diff
 from evolve.errors import DiffError
-from evolve.llm import MutatorModel
+from evolve.llm.mutator import MutatorTransport
 from evolve.llm.mutator import propose_edits
 from evolve.problem import resolve_problem
 
@@ -25,13 +25,13 @@ def test_mutator_edits_always_apply_strictly(name: str) -> None:
 def test_mutator_is_deterministic_per_seed_and_reads_the_prompt() -> None:
     code = resolve_problem("circle_packing").initial_program
     messages = [{"role": "user", "content": f"# Current program\n```python\n{code}```"}]
-    model = MutatorModel()
-    a = asyncio.run(model.complete(messages, temperature=1.0, seed=5, max_tokens=100))
-    b = asyncio.run(model.complete(messages, temperature=1.0, seed=5, max_tokens=100))
+    model = MutatorTransport()
+    a = asyncio.run(model.call(messages, temperature=1.0, seed=5, max_tokens=100, timeout_s=5))
+    b = asyncio.run(model.call(messages, temperature=1.0, seed=5, max_tokens=100, timeout_s=5))
     assert a.text == b.text and parse_diff(a.text) and a.prompt_tokens > 0 and a.cost_usd == 0.0
 
 
 def test_mutator_without_a_program_answers_without_edits() -> None:
-    answer = asyncio.run(MutatorModel().complete([{"role": "user", "content": "hi"}], temperature=1, seed=1, max_tokens=10))
+    answer = asyncio.run(MutatorTransport().call([{"role": "user", "content": "hi"}], temperature=1, seed=1, max_tokens=10, timeout_s=5))
     with pytest.raises(DiffError):
         parse_diff(answer.text)

@@ -49,7 +49,7 @@ def test_unreadable_database_is_a_store_error(tmp_path: Path) -> None:
 def test_record_program_updates_counters_best_and_elite(store: Store, quadratic: Problem) -> None:
     cid, initial = make_campaign(store, quadratic, initial_fitness=0.0)
     better = make_program(cid, 1, fitness=2.0, parent_id=initial.id)
-    outcome = store.record_program(better, llm_call=LLMCallRecord("m", "diff", 100, 20, 0.01, 0.5, True))
+    outcome = store.record_program(better, llm_calls=[LLMCallRecord("m", "diff", 100, 20, 0.01, 0.5, True)])
     assert outcome.new_elite and outcome.new_best
     failed = make_program(cid, 2, status=EvalStatus.INVALID, fitness=None, parent_id=initial.id)
     assert not store.record_program(failed).new_elite
