@@ -40,9 +40,8 @@ def test_a_completion_carries_text_tokens_and_finish_reason() -> None:
     ],
 )
 def test_each_failure_is_classified_from_one_request(fault: str, outcome: CallOutcome) -> None:
-    with serve(lambda body: "x", faults={fault: 1.0}) as (base, server):
-        with pytest.raises(ProviderError) as info:
-            call(ModelSpec(name="openai/stub-model", api_base=base), timeout_s=1.5)
+    with serve(lambda body: "x", faults={fault: 1.0}) as (base, server), pytest.raises(ProviderError) as info:
+        call(ModelSpec(name="openai/stub-model", api_base=base), timeout_s=1.5)
     assert info.value.outcome is outcome
     assert len(server.log) == 1  # litellm's and the SDK's own retries are off: retrying is ResilientModel's job
     if fault == "rate_limit":
@@ -80,9 +79,8 @@ def test_cost_comes_from_litellms_bundled_price_data() -> None:
 
 def test_an_echoed_key_is_redacted_from_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MY_SERVER_KEY", "planted-secret-value-1234")
-    with serve(lambda body: "x", faults={"server_error": 1.0}, echo_auth=True) as (base, server):
-        with pytest.raises(ProviderError) as info:
-            call(ModelSpec(name="openai/stub-model", api_base=base, api_key_env="MY_SERVER_KEY"))
+    with serve(lambda body: "x", faults={"server_error": 1.0}, echo_auth=True) as (base, server), pytest.raises(ProviderError) as info:
+        call(ModelSpec(name="openai/stub-model", api_base=base, api_key_env="MY_SERVER_KEY"))
     assert server.log[0].auth == "Bearer planted-secret-value-1234"
     assert "planted-secret" not in str(info.value) and "[redacted]" in str(info.value)
 

@@ -7,8 +7,7 @@ import pytest
 
 from evolve.diff import apply_diff, parse_diff
 from evolve.errors import DiffError
-from evolve.llm.mutator import MutatorTransport
-from evolve.llm.mutator import propose_edits
+from evolve.llm.mutator import MutatorTransport, propose_edits
 from evolve.problem import resolve_problem
 
 

@@ -73,9 +73,8 @@ def test_a_hang_times_out_and_is_retried() -> None:
 
 
 def test_a_bad_key_fails_at_once_and_is_fatal() -> None:
-    with serve(lambda body: "ok", faults={"auth": 1.0}) as (base, server):
-        with pytest.raises(CallFailedError) as info:
-            complete(resilient(base))
+    with serve(lambda body: "ok", faults={"auth": 1.0}) as (base, server), pytest.raises(CallFailedError) as info:
+        complete(resilient(base))
     assert info.value.fatal and len(server.log) == 1 and "API key" in str(info.value)
 
 
@@ -94,7 +93,11 @@ def test_empty_and_cut_off_answers_come_back_with_their_outcome() -> None:
 
 
 def test_calls_in_flight_are_bounded_per_model() -> None:
-    with serve(lambda body: time.sleep(0.2) or "ok") as (base, server):
+    def slow(body: dict[str, object]) -> str:
+        time.sleep(0.2)
+        return "ok"
+
+    with serve(slow) as (base, server):
         model = resilient(base, max_in_flight=2)
 
         async def many() -> None:
