@@ -297,8 +297,6 @@ class Campaign:
             async with eval_slots:
                 result = await self.evaluator.evaluate(child.code)
         await asyncio.to_thread(self.tell, proposal.id, child, result)
-        if child.fatal:
-            raise LLMError(f"{child.error}; then continue with 'evolve resume --campaign {self.id}'")
         return child, child.failure or (result.status if result else EvalStatus.ERROR)
 
     async def run(
@@ -311,7 +309,9 @@ class Campaign:
 
         The cost and token budgets stop new proposals as soon as what was spent
         reaches them; proposals already in flight finish and are recorded, so a
-        budget is overshot by at most one batch of in-flight calls. In-flight
+        budget is overshot by at most one batch of in-flight calls. A model
+        that cannot be used as configured (a refused key, an unknown model)
+        drains the same way, then fails the campaign with what to fix. In-flight
         proposals are cancelled on stop (their evaluations killed); everything
         already told stays committed. Returns the final status; ``stop_reason``
         says why a budget ended it.
@@ -326,6 +326,7 @@ class Campaign:
         done_count = row.iterations_done
         spent_cost, spent_tokens = row.cost_usd, row.prompt_tokens + row.completion_tokens
         self.stop_reason = self._over_budget(spent_cost, spent_tokens)
+        fatal: str | None = None
         stopper = asyncio.ensure_future(stop.wait())
         status = CampaignStatus.FINISHED
         error: str | None = None
@@ -335,7 +336,8 @@ class Campaign:
                 if stop.is_set() or out_of_time:
                     status = CampaignStatus.STOPPED
                     break
-                while self.stop_reason is None and len(in_flight) < depth and done_count + len(in_flight) < self.target:
+                while (self.stop_reason is None and fatal is None and len(in_flight) < depth
+                       and done_count + len(in_flight) < self.target):
                     proposal = await asyncio.to_thread(self.ask)
                     in_flight.add(asyncio.ensure_future(self._iterate(proposal, eval_slots, llm_slots)))
                 if not in_flight:
@@ -344,13 +346,17 @@ class Campaign:
                 await asyncio.wait({*in_flight, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 for task in [t for t in in_flight if t.done()]:
                     in_flight.discard(task)
-                    child, last = task.result()  # a bug, a store failure or a fatal model error propagates here
+                    child, last = task.result()  # a bug or a store failure propagates here
                     done_count += 1
+                    if child.fatal and fatal is None:
+                        fatal = f"{child.error}; then continue with 'evolve resume --campaign {self.id}'"
                     spent_cost += sum(a.cost_usd for a in child.attempts)
                     spent_tokens += sum(a.prompt_tokens + a.completion_tokens for a in child.attempts)
                     self.stop_reason = self.stop_reason or self._over_budget(spent_cost, spent_tokens)
                     if on_progress is not None:
                         on_progress(await asyncio.to_thread(self.progress, last))
+            if fatal is not None and status is CampaignStatus.FINISHED:
+                raise LLMError(fatal)
             if status is CampaignStatus.FINISHED and self.stop_reason is not None and done_count < self.target:
                 status = CampaignStatus.BUDGET_SPENT
                 await asyncio.to_thread(self.store.add_event, self.id, "budget_reached", {"reason": self.stop_reason})

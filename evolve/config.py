@@ -52,10 +52,15 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="before")
     @classmethod
-    def _embedded_rewrites(cls, data: Any) -> Any:
-        # a 135M model cannot copy SEARCH lines exactly; whole-block rewrites parse far more often
-        if isinstance(data, dict) and data.get("name", EMBEDDED_MODEL) == EMBEDDED_MODEL and data.get("mode") is None:
-            return {**data, "mode": "rewrite"}
+    def _embedded_defaults(cls, data: Any) -> Any:
+        # A 135M model cannot copy SEARCH lines exactly, so whole-block rewrites parse far more often; and it
+        # rarely stops by itself, so a shorter cap keeps a proposal near 10 s on two cores.
+        if isinstance(data, dict) and data.get("name", EMBEDDED_MODEL) == EMBEDDED_MODEL:
+            data = {**data}
+            if data.get("mode") is None:
+                data["mode"] = "rewrite"
+            if data.get("max_tokens") is None:
+                data["max_tokens"] = 1024
         return data
 
     @model_validator(mode="after")
