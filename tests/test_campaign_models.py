@@ -143,7 +143,7 @@ def test_an_ensemble_records_which_model_made_each_proposal_and_reports_per_mode
     assert stats["openai/stub-model"].requests == len(server.log)
     assert stats["openai/stub-model"].prompt_tokens == 120 * len(server.log)
     parents = file_store.get_programs([p.parent_id for p in programs if p.parent_id])
-    gains = [p.fitness - parents[p.parent_id].fitness for p in programs
+    gains = [p.fitness - (parents[p.parent_id].fitness or 0.0) for p in programs
              if p.model == "mutator" and p.status is EvalStatus.OK and p.fitness is not None and p.parent_id]
     assert stats["mutator"].mean_improvement == pytest.approx(sum(gains) / len(gains))
 
