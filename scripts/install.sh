@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install evolve into ./.venv, with the system packages it needs via apt-get where missing:
-# bubblewrap (the default sandbox) always; podman and runc with --dev (they serve the
-# docker backend's tests through podman's Docker-compatible API).
+# bubblewrap (the default sandbox) and a C++ toolchain (llama-cpp-python, which runs the
+# embedded model, compiles llama.cpp on install: about 3.5 minutes on 2 cores, cached by pip
+# afterwards) always; podman and runc with --dev (they serve the docker backend's tests
+# through podman's Docker-compatible API).
 # Usage: scripts/install.sh [--dev]   (--dev: editable install with test tools)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,8 @@ elif ! "$PY" -c 'import venv, ensurepip' 2>/dev/null; then
   need_apt+=(python3-venv)
 fi
 for pkg in bubblewrap libseccomp2; do have "$pkg" || need_apt+=("$pkg"); done
+command -v g++ >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || need_apt+=(build-essential)
+command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 if [ "$dev" = 1 ]; then
   for pkg in podman runc catatonit; do have "$pkg" || need_apt+=("$pkg"); done
 fi

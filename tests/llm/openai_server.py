@@ -51,7 +51,7 @@ class FaultyServer:
     retry_after: str = "1"
     usage: tuple[int, int] = (120, 30)
     response_model: str | None = None  # the "model" field of responses (litellm prices by it)
-    echo_auth: bool = False  # put the Authorization header into error bodies, as some proxies do
+    echo_auth: bool = False  # put the Authorization header into error bodies and answers, as a careless proxy might
     log: list[Logged] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: threading.Event = field(default_factory=threading.Event)
@@ -136,7 +136,10 @@ class FaultyServer:
                     text = server.answer(body)
                     self._send(200, server.completion(body, text[: len(text) // 2], finish="length"))
                 else:
-                    self._send(200, server.completion(body, server.answer(body)))
+                    text = server.answer(body)
+                    if server.echo_auth:
+                        text += f"\n(served for Authorization: {self.headers.get('Authorization')})"
+                    self._send(200, server.completion(body, text))
 
             def log_message(self, *args: Any) -> None:
                 pass
