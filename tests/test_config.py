@@ -12,7 +12,7 @@ from evolve.config import CampaignConfig, ModelSpec, parse_campaign_config
 from evolve.errors import ConfigError
 
 _value = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**6), st.floats(allow_nan=True), st.text(max_size=20))
-_model_keys = st.sampled_from(sorted(ModelSpec.model_fields) + ["colour", "api_key"])
+_model_keys = st.sampled_from([*sorted(ModelSpec.model_fields), "colour", "api_key"])
 _model = st.dictionaries(_model_keys, _value, max_size=6)
 
 
