@@ -75,16 +75,23 @@ class ResilientModel:
             return answer.cost_usd
         return (answer.prompt_tokens * (p.input_usd_per_mtok or 0.0) + answer.completion_tokens * (p.output_usd_per_mtok or 0.0)) / 1e6
 
-    async def _attempt(self, messages: list[Message], temperature: float, seed: int, max_tokens: int) -> RawAnswer:
+    async def _attempt(
+        self, messages: list[Message], temperature: float, seed: int, max_tokens: int
+    ) -> tuple[RawAnswer | ProviderError, float]:
+        """One request, and its latency (time spent waiting for a slot excluded)."""
         async with self._slots:
+            started = time.perf_counter()
             try:
                 # the transport gets the timeout too; this is the backstop for one that ignores it
-                return await asyncio.wait_for(
+                answer: RawAnswer | ProviderError = await asyncio.wait_for(
                     self.transport.call(messages, temperature=temperature, seed=seed, max_tokens=max_tokens, timeout_s=self.timeout_s),
                     timeout=self.timeout_s + 5.0,
                 )
             except TimeoutError:
-                raise ProviderError(CallOutcome.TIMEOUT, f"no answer within {self.timeout_s:g} s") from None
+                answer = ProviderError(CallOutcome.TIMEOUT, f"no answer within {self.timeout_s:g} s")
+            except ProviderError as exc:
+                answer = exc
+            return answer, time.perf_counter() - started
 
     async def complete(self, messages: list[Message], *, temperature: float, seed: int, max_tokens: int) -> Completion:
         rng = random.Random(seed)
@@ -92,12 +99,11 @@ class ResilientModel:
         started = time.perf_counter()
         retry = 0
         while True:
-            t0 = time.perf_counter()
-            try:
-                answer = await self._attempt(messages, temperature, seed, max_tokens)
-            except ProviderError as exc:
+            answer, latency = await self._attempt(messages, temperature, seed, max_tokens)
+            if isinstance(answer, ProviderError):
+                exc = answer
                 message = redact(str(exc))[:_ERROR_CHARS]
-                attempts.append(CallAttempt(self.name, exc.outcome, latency_s=time.perf_counter() - t0, error=message))
+                attempts.append(CallAttempt(self.name, exc.outcome, latency_s=latency, error=message))
                 if exc.outcome.fatal:
                     raise CallFailedError(f"{self.name}: {message}", tuple(attempts), fatal=True) from None
                 if not exc.outcome.retryable or retry >= self.policy.max_retries:
@@ -106,7 +112,6 @@ class ResilientModel:
                 retry += 1
                 await asyncio.sleep(self.policy.backoff(retry, rng, exc.retry_after_s))
                 continue
-            latency = time.perf_counter() - t0
             text = redact(answer.text)
             if not text.strip():
                 outcome = CallOutcome.EMPTY

@@ -68,7 +68,7 @@ def llama_server() -> Iterator[str]:
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_path("smollm2")), "--model_alias", "smollm2",
-         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", str(os.cpu_count() or 1),
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", str(max(1, (os.cpu_count() or 1) // 2)),
          "--verbose", "False"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
