@@ -24,6 +24,7 @@ from tests.llm.openai_server import FAULTS, serve
 FAULT_OUTCOME = {
     None: "ok", "rate_limit": "rate_limited", "server_error": "server_error", "hang": "timeout",
     "invalid_json": "bad_response", "empty": "empty", "truncated": "truncated", "drop": "connection", "auth": "auth",
+    "outage": "server_error",
 }
 FAST_RETRIES = {"retry_base_s": 0.05, "retry_max_s": 0.2}
 
@@ -65,6 +66,20 @@ def test_a_faulty_provider_slows_the_campaign_but_every_request_is_recorded_and_
     empty = [p for p in programs if p.artifacts.get("error", "").startswith("the model's answer is empty")]
     assert all(p.status is EvalStatus.DIFF_FAILED for p in empty)
     assert sum(p.status is EvalStatus.OK for p in programs[1:]) >= 8
+
+
+def test_a_provider_down_for_a_while_slows_the_campaign_and_loses_no_proposal(
+    file_store: Store, quadratic: Problem, tmp_path: Path
+) -> None:
+    with serve(mutating_answer, outage_s=3.0) as (base, server):
+        campaign = create(file_store, quadratic, tmp_path, iterations=8, islands=1,
+                          models=[stub(base, retry_base_s=0.2, retry_max_s=1.0)])
+        assert asyncio.run(campaign.run()) is CampaignStatus.FINISHED
+    assert server.log[-1].started - server.log[0].started >= 3.0
+    programs = file_store.list_programs(campaign.id)[1:]
+    assert len(programs) == 8 and not any(p.status is EvalStatus.LLM_FAILED for p in programs)
+    outages = server.faults_seen().get("outage", 0)
+    assert outages >= 4 and len(file_store.llm_calls(campaign.id)) == len(server.log) == 8 + outages
 
 
 def test_a_bad_key_stops_the_campaign_after_recording_the_failure_and_resume_continues(

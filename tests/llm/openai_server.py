@@ -52,11 +52,13 @@ class FaultyServer:
     usage: tuple[int, int] = (120, 30)
     response_model: str | None = None  # the "model" field of responses (litellm prices by it)
     echo_auth: bool = False  # put the Authorization header into error bodies and answers, as a careless proxy might
+    outage_s: float = 0.0  # every request in the first seconds after the first one gets a 503, as from a provider that is down
     log: list[Logged] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stopping: threading.Event = field(default_factory=threading.Event)
     _active: int = 0
     max_active: int = 0
+    _first: float | None = None
 
     def _draw(self, n: int) -> str | None:
         u = random.Random(self.seed * 1_000_003 + n).random()
@@ -68,7 +70,10 @@ class FaultyServer:
 
     def _begin(self, path: str, body: dict[str, Any], auth: str | None) -> Logged:
         with self._lock:
-            entry = Logged(len(self.log), path, body, auth, self._draw(len(self.log)), time.monotonic())
+            now = time.monotonic()
+            self._first = self._first or now
+            fault = "outage" if now - self._first < self.outage_s else self._draw(len(self.log))
+            entry = Logged(len(self.log), path, body, auth, fault, now)
             self.log.append(entry)
             self._active += 1
             self.max_active = max(self.max_active, self._active)
@@ -121,6 +126,8 @@ class FaultyServer:
                     self._error(429, "rate limited, slow down", {"Retry-After": server.retry_after})
                 elif fault == "server_error":
                     self._error(500, "internal error")
+                elif fault == "outage":
+                    self._error(503, "service unavailable")
                 elif fault == "auth":
                     self._error(401, "invalid api key")
                 elif fault == "hang":

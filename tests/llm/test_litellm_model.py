@@ -48,6 +48,12 @@ def test_each_failure_is_classified_from_one_request(fault: str, outcome: CallOu
         assert info.value.retry_after_s == pytest.approx(1.0)
 
 
+def test_an_unreachable_provider_is_a_connection_failure() -> None:
+    with pytest.raises(ProviderError) as info:
+        call(ModelSpec(name="openai/stub-model", api_base="http://127.0.0.1:9/v1"), timeout_s=5)
+    assert info.value.outcome is CallOutcome.CONNECTION and info.value.outcome.retryable
+
+
 def test_an_empty_or_cut_off_answer_is_an_answer_not_an_error() -> None:
     with serve(lambda body: "a long answer", faults={"empty": 1.0}) as (base, _):
         assert call(ModelSpec(name="openai/stub-model", api_base=base)).text == ""
