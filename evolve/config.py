@@ -60,7 +60,7 @@ class ModelSpec(_Strict):
             if data.get("mode") is None:
                 data["mode"] = "rewrite"
             if data.get("max_tokens") is None:
-                data["max_tokens"] = 1024
+                data["max_tokens"] = 768
         return data
 
     @model_validator(mode="after")

@@ -44,7 +44,7 @@ def make_transport(spec: ModelSpec) -> Transport:
     if spec.name == "mutator":
         return MutatorTransport()
     if is_embedded(spec.name) and spec.api_base is None:
-        return EmbeddedTransport(spec.name)
+        return EmbeddedTransport(spec.name, stop_after_code=spec.mode == "rewrite")
     return LiteLLMTransport(spec)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import re
 import threading
 import time
 from functools import cache
@@ -73,28 +74,49 @@ def _load(path: Path, threads: int) -> tuple[Any, threading.Lock]:
     return llm, threading.Lock()
 
 
-class _Stopper:
-    """A logits processor that forces end-of-sequence once the deadline passes or the caller gives up."""
+_CLOSED_FENCE = re.compile(rb"```[^\n]*\n.*?\n```[ \t]*\n", re.DOTALL)
 
-    def __init__(self, eos: int, deadline: float) -> None:
-        self.eos = eos
+
+class _Stopper:
+    """A logits processor that forces end-of-sequence at the deadline, when the caller gives up,
+    or (for rewrites) once the first fenced code block is closed: a small model rarely stops by itself."""
+
+    def __init__(self, deadline: float, *, stop_after_code: bool) -> None:
+        self.eos = 0
         self.deadline = deadline
+        self.stop_after_code = stop_after_code
+        self.detokenize: Any = None
         self.cancelled = threading.Event()
         self.fired = False
+        self._prompt_len: int | None = None
+        self._text = b""
+
+    def _force_eos(self, scores: np.ndarray) -> np.ndarray:
+        scores = np.full_like(scores, -np.inf)
+        scores[self.eos] = 0.0
+        return scores
 
     def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
         if self.cancelled.is_set() or time.monotonic() > self.deadline:
             self.fired = True
-            scores = np.full_like(scores, -np.inf)
-            scores[self.eos] = 0.0
+            return self._force_eos(scores)
+        if not self.stop_after_code:
+            return scores
+        if self._prompt_len is None:
+            self._prompt_len = len(input_ids)
+        elif len(input_ids) > self._prompt_len:
+            self._text += self.detokenize([int(input_ids[-1])])
+            if b"```" in self._text and _CLOSED_FENCE.search(self._text):
+                return self._force_eos(scores)
         return scores
 
 
 class EmbeddedTransport:
     """One chat completion from an in-process llama.cpp model."""
 
-    def __init__(self, name: str, *, threads: int | None = None) -> None:
+    def __init__(self, name: str, *, threads: int | None = None, stop_after_code: bool = False) -> None:
         self.name = name
+        self.stop_after_code = stop_after_code
         self.path = embedded_model_path(name)
         # Half the cores: llama.cpp's threads spin-wait on each other, so one competing process (an
         # evaluation) on a core they use cuts 145 tok/s to 44 on 2 cores; one thread keeps 135.
@@ -107,7 +129,7 @@ class EmbeddedTransport:
     def _generate(self, messages: list[Message], temperature: float, seed: int, max_tokens: int, stopper: _Stopper) -> RawAnswer:
         llm, lock = _load(self.path, self.threads)
         with lock:
-            stopper.eos = int(llm.token_eos())
+            stopper.eos, stopper.detokenize = int(llm.token_eos()), llm.detokenize
             try:
                 out = llm.create_chat_completion(
                     messages=messages, temperature=temperature, seed=seed % 2**31, max_tokens=max_tokens,
@@ -127,7 +149,7 @@ class EmbeddedTransport:
     async def call(
         self, messages: list[Message], *, temperature: float, seed: int, max_tokens: int, timeout_s: float
     ) -> RawAnswer:
-        stopper = _Stopper(eos=0, deadline=time.monotonic() + timeout_s)
+        stopper = _Stopper(time.monotonic() + timeout_s, stop_after_code=self.stop_after_code)
         try:
             return await asyncio.to_thread(self._generate, messages, temperature, seed, max_tokens, stopper)
         except asyncio.CancelledError:

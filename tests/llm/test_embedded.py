@@ -46,7 +46,7 @@ def test_generation_stops_at_its_deadline() -> None:
 
 def test_the_embedded_model_defaults_to_rewrites_with_a_short_cap() -> None:
     spec = ModelSpec(name="smollm2")
-    assert (spec.mode, spec.max_tokens) == ("rewrite", 1024)
+    assert (spec.mode, spec.max_tokens) == ("rewrite", 768)
     assert ModelSpec(name="smollm2", mode="diff", max_tokens=64).mode == "diff"
     assert ModelSpec().name == "smollm2"  # the default when no provider is configured
 
@@ -106,3 +106,12 @@ def test_a_campaign_through_litellm_against_the_embedded_model_served_over_http(
     assert sum(p.status is not EvalStatus.DIFF_FAILED for p in programs) >= 3  # most answers become programs to evaluate
     row = store.get_campaign(campaign.id)
     assert row.prompt_tokens == sum(c.prompt_tokens for c in calls) and row.cost_usd == 0.0
+
+
+def test_a_rewrite_stops_when_its_code_block_closes() -> None:
+    ask = [{"role": "user", "content": "Reply with a Python code block that prints hello, then explain it at length."}]
+    plain = asyncio.run(EmbeddedTransport("smollm2").call(ask, temperature=0.0, seed=1, max_tokens=400, timeout_s=60))
+    stopping = asyncio.run(EmbeddedTransport("smollm2", stop_after_code=True).call(ask, temperature=0.0, seed=1, max_tokens=400,
+                                                                                   timeout_s=60))
+    assert "```" in plain.text and stopping.completion_tokens < plain.completion_tokens
+    assert stopping.text.rstrip().endswith("```") and plain.text.startswith(stopping.text.rstrip())
