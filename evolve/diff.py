@@ -18,7 +18,6 @@ Every failure is a ``DiffError`` whose message is fed back to the model.
 
 from __future__ import annotations
 
-import ast
 import re
 from dataclasses import dataclass
 
@@ -180,13 +179,13 @@ def extract_code_block(answer: str) -> str:
 
 
 def longest_parsable_prefix(code: str) -> str:
-    """``code`` cut after its last whole top-level statement such that the rest parses ("" if none)."""
+    """``code`` cut after its last whole top-level statement such that the rest compiles ("" if none)."""
     lines = code.split("\n")
     cuts = [i for i, line in enumerate(lines) if line[:1] not in ("", " ", "\t", ")", "]", "}", "#")] + [len(lines)]
     for cut in sorted(set(cuts), reverse=True):
         prefix = "\n".join(lines[:cut]).rstrip() + "\n"
         try:
-            ast.parse(prefix)
+            compile(prefix, "<rewrite>", "exec", dont_inherit=True)  # unlike ast.parse, rejects a 'return' outside a function
         except (SyntaxError, ValueError):
             continue
         if prefix.strip():

@@ -123,6 +123,12 @@ def test_an_answer_cut_off_before_the_end_marker_keeps_the_block_start() -> None
     assert "def f(x):\n    return 7\n# EVOLVE-BLOCK-END" in child and child.count("import math") == 1
 
 
+def test_a_cut_off_answer_keeps_no_statement_that_cannot_compile() -> None:
+    answer = "```python\ndef f(x):\n    return x\nreturn 5\nY = (1,"
+    child = apply_rewrite(PROGRAM, answer)
+    assert "def f(x):\n    return x\n# EVOLVE-BLOCK-END" in child and "return 5" not in child
+
+
 def test_a_cut_off_answer_with_no_whole_statement_fails() -> None:
     with pytest.raises(DiffError, match="empty"):
         apply_rewrite(PROGRAM, "```python\ndef f(x:\n")
@@ -130,11 +136,9 @@ def test_a_cut_off_answer_with_no_whole_statement_fails() -> None:
 
 @given(st.text(alphabet=st.sampled_from("abc():=\n +1"), max_size=80))
 def test_longest_parsable_prefix_parses_and_is_a_prefix(code: str) -> None:
-    import ast
-
     prefix = longest_parsable_prefix(code)
     if prefix:
-        ast.parse(prefix)
+        compile(prefix, "<test>", "exec")
         assert code.startswith(prefix.rstrip())
 
 
