@@ -18,7 +18,7 @@ class _Strict(BaseModel):
 
 EMBEDDED_MODEL = "smollm2"
 BUILTIN_MODELS = {
-    EMBEDDED_MODEL: "SmolLM2-135M-Instruct, embedded: runs on the CPU, offline, no key; weak",
+    EMBEDDED_MODEL: "SmolLM2-135M-Instruct on the CPU: offline, no key, weak",
     "mutator": "random numeric and operator mutations, no language model; the baseline",
 }
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
