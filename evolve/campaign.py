@@ -32,7 +32,7 @@ from evolve.diff import apply_diff, apply_rewrite, parse_diff
 from evolve.errors import DiffError, EvolveError, LLMError, ProblemError
 from evolve.evaluators.runner import Evaluator
 from evolve.evaluators.validate import clip
-from evolve.llm import CallAttempt, CallFailedError, CallOutcome, Completion, Ensemble
+from evolve.llm import CallAttempt, CallFailedError, Completion, Ensemble
 from evolve.problem import Problem
 from evolve.prompting import PromptBuilder
 from evolve.store import CampaignRow, LLMCallRecord, RecordOutcome, Store
@@ -250,7 +250,7 @@ class Campaign:
             LLMCallRecord(
                 model=a.model, template=proposal.model.mode, prompt_tokens=a.prompt_tokens,
                 completion_tokens=a.completion_tokens, cost_usd=a.cost_usd, latency_s=a.latency_s,
-                ok=a.outcome is CallOutcome.OK, error=a.error, outcome=a.outcome.value, attempt=n,
+                ok=a.outcome.answered, error=a.error, outcome=a.outcome.value, attempt=n,
             )
             for n, a in enumerate(child.attempts, start=1)
         ]
@@ -274,11 +274,6 @@ class Campaign:
         )
 
     # ------------------------------------------------------------------ run
-    def budget_reached(self) -> str | None:
-        """Why the cost or token budget allows no new proposal, or None."""
-        row = self.store.get_campaign(self.id)
-        return self._over_budget(row.cost_usd, row.prompt_tokens + row.completion_tokens)
-
     def _over_budget(self, cost: float, tokens: int) -> str | None:
         c = self.config
         if c.max_cost_usd is not None and cost >= c.max_cost_usd:

@@ -70,7 +70,7 @@ class ModelStats:
     mean_improvement: float | None  # mean child-minus-parent fitness over valid proposals
     best_fitness: float | None
     requests: int  # HTTP requests or local generations, retries included
-    failed_requests: int
+    failed_requests: int  # requests that got no answer (an empty or cut-off answer is an answer)
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float

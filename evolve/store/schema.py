@@ -116,7 +116,7 @@ llm_calls = Table(
     Column("completion_tokens", Integer, nullable=False, default=0),
     Column("cost_usd", Float, nullable=False, default=0.0),
     Column("latency_s", Float, nullable=False, default=0.0),
-    Column("ok", Boolean, nullable=False),
+    Column("ok", Boolean, nullable=False),  # the request got an answer (possibly empty or cut off)
     Column("error", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("outcome", String(24), nullable=False, default="ok"),  # CallOutcome
