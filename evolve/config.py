@@ -65,7 +65,11 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _known_builtin(self) -> ModelSpec:
-        if "/" not in self.name and self.name not in BUILTIN_MODELS and self.api_base is None:
+        if self.api_base is not None and "/" not in self.name:
+            raise ValueError(
+                f"with api_base, name the model with its provider: openai/NAME or hosted_vllm/NAME (got '{self.name}')"
+            )
+        if "/" not in self.name and self.name not in BUILTIN_MODELS:
             known = ", ".join(sorted(BUILTIN_MODELS))
             raise ValueError(
                 f"unknown model '{self.name}': use {known}, or a litellm model string with its provider "

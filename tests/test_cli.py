@@ -43,6 +43,7 @@ def test_problems_lists_the_builtins(tmp_path: Path) -> None:
         (["run", "circle_packing", "--model", "openai/x", "--api-base", "http://127.0.0.1:9/v1", "--api-key-env", "NO_SUCH_VAR"],
          "NO_SUCH_VAR, which is not set"),
         (["run", "circle_packing", "--model", "gguf:/nowhere/m.gguf"], "no GGUF file at /nowhere/m.gguf"),
+        (["run", "circle_packing", "--api-base", "http://127.0.0.1:9/v1"], "with api_base, name the model with its provider"),
         (["run", "circle_packing", "--config", "missing.yaml"], "cannot read the campaign config missing.yaml"),
         (["run", "circle_packing", "--config", "list.yaml"], "must be a mapping"),
         (["run", "circle_packing", "--config", "typo.yaml"], "itrations: Extra inputs are not permitted"),
