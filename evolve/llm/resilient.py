@@ -66,7 +66,8 @@ class ResilientModel:
         self.transport = transport
         self.timeout_s = timeout_s
         self.policy = policy or RetryPolicy()
-        self._slots = asyncio.Semaphore(max_in_flight)
+        self._max_in_flight = max_in_flight
+        self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._price = _Price(input_usd_per_mtok, output_usd_per_mtok)
 
     def _cost(self, answer: RawAnswer) -> float:
@@ -75,11 +76,18 @@ class ResilientModel:
             return answer.cost_usd
         return (answer.prompt_tokens * (p.input_usd_per_mtok or 0.0) + answer.completion_tokens * (p.output_usd_per_mtok or 0.0)) / 1e6
 
+    def _slot(self) -> asyncio.Semaphore:
+        """The in-flight bound of the running loop (a semaphore belongs to the loop it first waits in)."""
+        loop = asyncio.get_running_loop()
+        if self._slots is None or self._slots[0] is not loop:
+            self._slots = (loop, asyncio.Semaphore(self._max_in_flight))
+        return self._slots[1]
+
     async def _attempt(
         self, messages: list[Message], temperature: float, seed: int, max_tokens: int
     ) -> tuple[RawAnswer | ProviderError, float]:
         """One request, and its latency (time spent waiting for a slot excluded)."""
-        async with self._slots:
+        async with self._slot():
             started = time.perf_counter()
             try:
                 # the transport gets the timeout too; this is the backstop for one that ignores it

@@ -124,3 +124,15 @@ def test_backoff_grows_is_capped_and_never_undercuts_retry_after(retry: int, ret
     else:
         assert delay >= min(retry_after, policy.max_retry_after_s)
         assert delay <= max(ceiling, policy.max_retry_after_s + policy.base_s)
+
+
+def test_one_model_serves_campaigns_on_successive_event_loops() -> None:
+    with serve(lambda body: "ok") as (base, server):
+        model = resilient(base, max_in_flight=1)
+
+        async def contend() -> None:
+            await asyncio.gather(*(model.complete(HI, temperature=0, seed=i, max_tokens=8) for i in range(3)))
+
+        asyncio.run(contend())
+        asyncio.run(contend())  # a new loop: the in-flight bound still holds and nothing is bound to the old loop
+    assert len(server.log) == 6 and server.max_active == 1
