@@ -232,11 +232,8 @@ def apply_rewrite(parent: str, answer: str) -> str:
     """
     parent = _normalize(parent)
     blocks, tail = _code_blocks(answer)
-    python = [body for tag, body in blocks if tag in _PYTHON_TAGS] or [body for _, body in blocks]
-    cut_off = not python and tail is not None
-    if not python and tail is None:
-        raise DiffError("the answer contains no fenced code block (```python ... ```) with the rewritten program")
-    code = python[0] if python else str(tail)
+    cut_off = not blocks and tail is not None
+    code = tail if tail is not None and not blocks else extract_code_block(answer)  # raises when there is no block
     try:
         regions = find_regions(code)
     except DiffError as exc:

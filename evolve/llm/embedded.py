@@ -17,7 +17,6 @@ import os
 import re
 import threading
 import time
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -61,17 +60,20 @@ def embedded_model_path(name: str) -> Path:
 
 
 _load_lock = threading.Lock()
+_loaded: dict[tuple[Path, int], tuple[Any, threading.Lock]] = {}
 
 
-@cache
 def _load(path: Path, threads: int) -> tuple[Any, threading.Lock]:
-    try:
-        from llama_cpp import Llama
-    except ImportError as exc:
-        raise ConfigError(f"the embedded model needs llama-cpp-python: {_INSTALL_HINT}") from exc
-    with _load_lock:
-        llm = Llama(model_path=str(path), n_ctx=EMBEDDED_CONTEXT, n_threads=threads, n_batch=512, verbose=False)
-    return llm, threading.Lock()
+    """The process's one instance of a model file, and the lock that serializes its use."""
+    with _load_lock:  # around the lookup too: two first requests must not load the file twice
+        if (path, threads) not in _loaded:
+            try:
+                from llama_cpp import Llama
+            except ImportError as exc:
+                raise ConfigError(f"the embedded model needs llama-cpp-python: {_INSTALL_HINT}") from exc
+            llm = Llama(model_path=str(path), n_ctx=EMBEDDED_CONTEXT, n_threads=threads, n_batch=512, verbose=False)
+            _loaded[(path, threads)] = (llm, threading.Lock())
+        return _loaded[(path, threads)]
 
 
 _CLOSED_FENCE = re.compile(rb"```[^\n]*\n.*?\n```[ \t]*\n", re.DOTALL)

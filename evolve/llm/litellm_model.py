@@ -84,44 +84,28 @@ def _from_causes(exc: BaseException) -> CallOutcome | None:
 
 
 def _classify(exc: Exception) -> tuple[CallOutcome, float | None]:
-    litellm = import_litellm()
+    """The outcome of a failed request: the cause chain first (timeouts, resets, garbled bodies), then the HTTP status."""
     response = getattr(exc, "response", None)
     retry_after = retry_after_seconds(getattr(response, "headers", None)) or retry_after_seconds(
         getattr(exc, "litellm_response_headers", None)
     )
-    if not isinstance(exc, litellm.Timeout) and (cause := _from_causes(exc)) is not None:
+    if (cause := _from_causes(exc)) is not None:
         return cause, retry_after
-    by_type: list[tuple[type[BaseException], CallOutcome]] = [
-        (litellm.Timeout, CallOutcome.TIMEOUT),
-        (litellm.RateLimitError, CallOutcome.RATE_LIMITED),
-        (litellm.AuthenticationError, CallOutcome.AUTH),
-        (litellm.PermissionDeniedError, CallOutcome.AUTH),
-        (litellm.NotFoundError, CallOutcome.NOT_FOUND),
-        (litellm.BadRequestError, CallOutcome.REJECTED),
-        (litellm.UnprocessableEntityError, CallOutcome.REJECTED),
-        (litellm.InternalServerError, CallOutcome.SERVER_ERROR),
-        (litellm.ServiceUnavailableError, CallOutcome.SERVER_ERROR),
-        (litellm.BadGatewayError, CallOutcome.SERVER_ERROR),
-        (litellm.APIResponseValidationError, CallOutcome.BAD_RESPONSE),
-        (litellm.APIConnectionError, CallOutcome.CONNECTION),
-    ]
     status = getattr(exc, "status_code", None)
-    if status == 402:
-        return CallOutcome.AUTH, None  # out of credit: fatal like a bad key
-    for kind, outcome in by_type:
-        if isinstance(exc, kind):
-            return outcome, retry_after
-    if isinstance(status, int):
-        if status == 429:
-            return CallOutcome.RATE_LIMITED, retry_after
-        if status >= 500:
-            return CallOutcome.SERVER_ERROR, retry_after
-        if status in (401, 403):
-            return CallOutcome.AUTH, None
-        if status == 404:
-            return CallOutcome.NOT_FOUND, None
-        if 400 <= status < 500:
-            return CallOutcome.REJECTED, None
+    if not isinstance(status, int):
+        return CallOutcome.BAD_RESPONSE, retry_after
+    if status == 429:
+        return CallOutcome.RATE_LIMITED, retry_after
+    if status == 408:
+        return CallOutcome.TIMEOUT, retry_after
+    if status >= 500:
+        return CallOutcome.SERVER_ERROR, retry_after
+    if status in (401, 402, 403):  # a refused key, or out of credit
+        return CallOutcome.AUTH, None
+    if status == 404:
+        return CallOutcome.NOT_FOUND, None
+    if 400 <= status < 500:
+        return CallOutcome.REJECTED, None
     return CallOutcome.BAD_RESPONSE, retry_after
 
 

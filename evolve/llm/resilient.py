@@ -43,12 +43,6 @@ class RetryPolicy:
         return delay
 
 
-@dataclass(frozen=True, slots=True)
-class _Price:
-    input_usd_per_mtok: float | None = None
-    output_usd_per_mtok: float | None = None
-
-
 class ResilientModel:
     """An ``LLM`` over a ``Transport``: timeout, retries, in-flight bound, per-attempt records."""
 
@@ -68,13 +62,12 @@ class ResilientModel:
         self.policy = policy or RetryPolicy()
         self._max_in_flight = max_in_flight
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
-        self._price = _Price(input_usd_per_mtok, output_usd_per_mtok)
+        self._input_price, self._output_price = input_usd_per_mtok, output_usd_per_mtok
 
     def _cost(self, answer: RawAnswer) -> float:
-        p = self._price
-        if p.input_usd_per_mtok is None and p.output_usd_per_mtok is None:
-            return answer.cost_usd
-        return (answer.prompt_tokens * (p.input_usd_per_mtok or 0.0) + answer.completion_tokens * (p.output_usd_per_mtok or 0.0)) / 1e6
+        if self._input_price is None and self._output_price is None:
+            return answer.cost_usd  # the transport's own price (litellm's price data; zero for local models)
+        return (answer.prompt_tokens * (self._input_price or 0.0) + answer.completion_tokens * (self._output_price or 0.0)) / 1e6
 
     def _slot(self) -> asyncio.Semaphore:
         """The in-flight bound of the running loop (a semaphore belongs to the loop it first waits in)."""
