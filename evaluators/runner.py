@@ -14,9 +14,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from evolve.errors import SandboxError
+from evolve.errors import ProblemError, SandboxError
 from evolve.evaluators.validate import clip, result_from_answer
-from evolve.problem import Limits, Problem
+from evolve.problem import Limits, Problem, Stage
 from evolve.sandbox import SandboxLimits, resolve_backend
 from evolve.sandbox.process import child_environment
 from evolve.sandbox.supervise import supervise
@@ -65,11 +65,15 @@ class Evaluator:
             env.update({key: os.environ[key] for key in _DOCKER_ENV if key in os.environ})
         return env
 
-    async def evaluate(self, code: str) -> EvalResult:
-        """Score one candidate. Bad candidates become non-OK results, never exceptions.
+    async def evaluate(self, code: str, *, held_out: bool = False) -> EvalResult:
+        """Score one candidate through the problem's cascade. Bad candidates become non-OK results, never exceptions.
+
+        With ``held_out`` the program is scored by the problem's held-out stage
+        instead (for reports; the search never sees those instances).
 
         Raises:
             SandboxError: when the sandbox itself broke (not the candidate's fault).
+            ProblemError: ``held_out`` for a problem without a held-out stage.
         """
         started = time.monotonic()
         try:
@@ -80,20 +84,29 @@ class Evaluator:
                 status=EvalStatus.ERROR,
                 artifacts={"error": f"syntax error{f' on line {line}' if line else ''}: {getattr(exc, 'msg', exc)}"},
             )
-        limits = self.problem.config.limits
+        stages = self._stages(held_out)
+        timeout_s = sum(_limits(s).timeout_s for s in stages)
         request = {
             "problem_dir": str(self._dir),
             "code": code,
             "sandbox": self.backend,
-            "limits": asdict(sandbox_limits(limits)),
-            "timeout_s": limits.timeout_s,
+            "stages": [
+                {
+                    "name": s.name,
+                    "function": s.function,
+                    "limits": asdict(sandbox_limits(_limits(s))),
+                    "timeout_s": _limits(s).timeout_s,
+                    "threshold": s.threshold.as_dict() if s.threshold else None,
+                }
+                for s in stages
+            ],
         }
         outcome = await supervise(
             lambda fd: [self._python, "-I", "-B", "-m", "evolve.evaluators.worker", str(fd)],
             stdin=json.dumps(request).encode(),
             env=self._worker_env(),
             cwd=str(self._dir),
-            wall_s=limits.timeout_s + _GRACE_S,
+            wall_s=timeout_s + _GRACE_S,
             output_bytes=_EVALUATOR_OUTPUT_BYTES,
             result_bytes=_EVALUATOR_RESULT_BYTES,
         )
@@ -102,7 +115,7 @@ class Evaluator:
         if outcome.timed_out:
             return EvalResult(
                 status=EvalStatus.TIMEOUT,
-                artifacts={"error": f"the evaluation ran past {limits.timeout_s:g} s and was killed"},
+                artifacts={"error": f"the evaluation ran past {timeout_s:g} s and was killed"},
                 duration_s=duration,
             )
         if outcome.result is None:
@@ -117,4 +130,17 @@ class Evaluator:
             answer = None
         if isinstance(answer, dict) and answer.get("outcome") == "sandbox_error":
             raise SandboxError(f"the {self.backend} sandbox failed: {answer.get('message')}")
-        return result_from_answer(answer, self.problem.config, code, duration)
+        return result_from_answer(answer, self.problem.config, code, duration, stages=stages)
+
+    def _stages(self, held_out: bool) -> list[Stage]:
+        if not held_out:
+            return self.problem.config.pipeline()
+        stage = self.problem.config.held_out_stage()
+        if stage is None:
+            raise ProblemError(f"problem '{self.problem.name}' has no held-out instances")
+        return [stage]
+
+
+def _limits(stage: Stage) -> Limits:
+    assert stage.limits is not None, "pipeline() and held_out_stage() fill every stage's limits"
+    return stage.limits

@@ -9,9 +9,11 @@ a NaN, an inf or a non-numeric metric makes the result INVALID, never a score.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
-from evolve.problem import BUILTIN_FEATURES, ProblemConfig
+from evolve.evaluators.thresholds import threshold_failure
+from evolve.problem import BUILTIN_FEATURES, ProblemConfig, Stage
 from evolve.values import EvalResult, EvalStatus
 
 __all__ = ["builtin_features", "result_from_answer"]
@@ -66,46 +68,106 @@ def _artifacts(answer: dict[str, Any], value: dict[str, Any] | None) -> dict[str
     return arts
 
 
-def _fail(status: EvalStatus, message: str, arts: dict[str, str], duration: float) -> EvalResult:
-    return EvalResult(status=status, artifacts={**arts, "error": clip(message)}, duration_s=duration)
+@dataclass
+class _Merged:
+    """What the stages so far produced; later stages' values win."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    features: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+    def add_artifacts(self, arts: dict[str, str], stage: str, prefix: bool) -> None:
+        for key, text in arts.items():
+            if key != "error":
+                self.artifacts[f"{stage}.{key}" if prefix else key] = text
+
+    def result(self, status: EvalStatus, stage: str | None, duration: float, error: str | None = None) -> EvalResult:
+        arts = dict(self.artifacts)
+        if error is not None:
+            arts["error"] = clip(f"stage {stage}: {error}" if stage and error and self.prefixed else error)
+        return EvalResult(status=status, metrics=dict(self.metrics), features=dict(self.features),
+                          artifacts=arts, duration_s=duration, stage=stage)
+
+    prefixed: bool = False
 
 
-def result_from_answer(answer: Any, config: ProblemConfig, code: str, duration: float) -> EvalResult:
-    """Validate an evaluator answer against the problem's objective and feature axes."""
-    if not isinstance(answer, dict) or not isinstance(answer.get("outcome"), str):
-        return _fail(EvalStatus.ERROR, "the evaluator process returned a malformed answer", {}, duration)
-    outcome = answer["outcome"]
+def result_from_answer(answer: Any, config: ProblemConfig, code: str, duration: float, *, stages: list[Stage]) -> EvalResult:
+    """Validate an evaluator answer (one entry per stage run) against the cascade, the objective and the feature axes."""
+    merged = _Merged(prefixed=len(stages) > 1)
+    runs = answer.get("stages") if isinstance(answer, dict) else None
+    if not isinstance(runs, list) or not runs or len(runs) > len(stages) or not all(isinstance(r, dict) for r in runs):
+        return merged.result(EvalStatus.ERROR, None, duration, "the evaluator process returned a malformed answer")
+    for stage, run in zip(stages, runs, strict=False):
+        failed = _stage(stage, run, merged, duration)
+        if failed is not None:
+            return failed
+    last = stages[len(runs) - 1]
+    if len(runs) < len(stages):
+        return merged.result(EvalStatus.ERROR, last.name, duration, "the evaluator process stopped the cascade early")
+    return _final(config, code, merged, last.name, duration)
+
+
+def _stage(stage: Stage, run: dict[str, Any], merged: _Merged, duration: float) -> EvalResult | None:
+    """Fold one stage's answer into ``merged``; a result when the cascade stops here."""
+    outcome = run.get("outcome")
     if outcome in _OUTCOME_STATUS:
-        arts = _artifacts(answer, None)
+        arts = _artifacts(run, None)
+        merged.add_artifacts(arts, stage.name, merged.prefixed)
+        error = arts.get("error", "failed")
         if outcome == "evaluator_error":
-            arts["error"] = clip("evaluator: " + arts.get("error", "failed"))
-        return EvalResult(status=_OUTCOME_STATUS[outcome], artifacts=arts, duration_s=duration)
-    value = answer.get("value")
+            error = "evaluator: " + error
+        return merged.result(_OUTCOME_STATUS[str(outcome)], stage.name, duration, error)
+    value = run.get("value")
     if outcome != "returned" or not isinstance(value, dict):
-        return _fail(EvalStatus.ERROR, "evaluate() must return a dict with 'metrics' (and optional 'features', 'artifacts')", {}, duration)
-    arts = _artifacts(answer, value)
+        return merged.result(EvalStatus.ERROR, stage.name, duration,
+                             f"{stage.function}() must return a dict with 'metrics' (and optional 'features', 'artifacts')")
+    arts = _artifacts(run, value)
+    merged.add_artifacts(arts, stage.name, merged.prefixed)
     unknown = sorted(set(value) - {"metrics", "features", "artifacts"})
     if unknown:
-        return _fail(EvalStatus.ERROR, f"evaluate() returned unknown key(s) {unknown}; allowed: metrics, features, artifacts", arts, duration)
+        return merged.result(EvalStatus.ERROR, stage.name, duration,
+                             f"{stage.function}() returned unknown key(s) {unknown}; allowed: metrics, features, artifacts")
     metrics, problem = _numbers(value.get("metrics"), "metrics")
+    features: dict[str, float] = {}
     if problem is None:
         features, problem = _numbers(value.get("features"), "features")
     if problem is not None:
-        return _fail(EvalStatus.INVALID, problem, arts, duration)
-    objective = config.objective.metric
-    if objective not in metrics:
-        return _fail(EvalStatus.INVALID, f"the objective metric '{objective}' is missing from the evaluator's metrics", arts, duration)
+        return merged.result(EvalStatus.INVALID, stage.name, duration, problem)
+    merged.metrics.update(metrics)
+    merged.features.update(features)
+    below = threshold_failure(stage.threshold.as_dict() if stage.threshold else None, metrics)
+    if below is not None:
+        return merged.result(EvalStatus.BELOW_THRESHOLD, stage.name, duration, below)
+    return None
+
+
+def _final(config: ProblemConfig, code: str, merged: _Merged, stage: str, duration: float) -> EvalResult:
     builtins = builtin_features(code)
-    placed: dict[str, float] = {}
+    objective = config.objective
+    if objective.weights is not None:
+        if objective.metric in merged.metrics:
+            return merged.result(EvalStatus.ERROR, stage, duration,
+                                 f"the evaluator returned '{objective.metric}', which the problem forms as a weighted sum")
+        missing = [k for k in objective.weights if k not in merged.metrics and k not in builtins]
+        if missing:
+            return merged.result(EvalStatus.INVALID, stage, duration, f"the weighted objective needs metric(s) {missing}")
+        total = sum(w * merged.metrics.get(k, builtins.get(k, 0.0)) for k, w in objective.weights.items())
+        if not math.isfinite(total):
+            return merged.result(EvalStatus.INVALID, stage, duration, f"the weighted objective '{objective.metric}' is {total}")
+        merged.metrics[objective.metric] = total
+    for o in config.pareto_objectives():  # objectives may name program-text features (e.g. code_length)
+        if o.metric not in merged.metrics and o.metric in builtins:
+            merged.metrics[o.metric] = builtins[o.metric]
+    if objective.metric not in merged.metrics:
+        return merged.result(EvalStatus.INVALID, stage, duration,
+                             f"the objective metric '{objective.metric}' is missing from the evaluator's metrics")
+    missing_objectives = [o.metric for o in config.objectives if o.metric not in merged.metrics]
+    if missing_objectives:
+        return merged.result(EvalStatus.INVALID, stage, duration, f"objective metric(s) {missing_objectives} are missing")
     for axis in config.features:
-        source = builtins if axis.name in builtins else features if axis.name in features else metrics
+        source = builtins if axis.name in builtins else merged.features if axis.name in merged.features else merged.metrics
         if axis.name not in source:
-            return _fail(EvalStatus.INVALID, f"feature '{axis.name}' is missing: return it in 'features' or 'metrics'", arts, duration)
-        placed[axis.name] = source[axis.name]
-    return EvalResult(
-        status=EvalStatus.OK,
-        metrics=metrics,
-        features={**features, **placed},
-        artifacts=arts,
-        duration_s=duration,
-    )
+            return merged.result(EvalStatus.INVALID, stage, duration,
+                                 f"feature '{axis.name}' is missing: return it in 'features' or 'metrics'")
+        merged.features[axis.name] = source[axis.name]
+    return merged.result(EvalStatus.OK, stage, duration)

@@ -1,4 +1,7 @@
-"""The trusted evaluator process: loads a problem's ``evaluator.py`` and runs ``evaluate``.
+"""The trusted evaluator process: loads a problem's ``evaluator.py`` and runs its cascade.
+
+Each stage calls one evaluator function with its own limits and deadline;
+the first stage that fails or misses its threshold ends the evaluation.
 
 Started by ``evolve.evaluators.runner`` as ``python -I -B -m evolve.evaluators.worker FD``.
 The request arrives as JSON on stdin; the outcome goes to FD as JSON. The
@@ -19,6 +22,7 @@ from typing import Any
 
 from evolve.errors import EvolveError
 from evolve.evaluators.candidate import Candidate, CandidateError, CandidateTimeout, Invalid
+from evolve.evaluators.thresholds import threshold_failure
 from evolve.sandbox import SandboxLimits, get_sandbox
 
 __all__ = ["main"]
@@ -33,35 +37,46 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"evaluate() returned a value of type {type(value).__name__} that is not JSON-serializable")
 
 
-def _load_evaluate(problem_dir: Path) -> Any:
+def _load_evaluator(problem_dir: Path) -> Any:
     sys.path.insert(0, str(problem_dir))
     spec = importlib.util.spec_from_file_location("evolve_problem_evaluator", problem_dir / "evaluator.py")
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {problem_dir / 'evaluator.py'}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.evaluate
+    return module
 
 
 def _run(request: dict[str, Any]) -> dict[str, Any]:
-    deadline = time.monotonic() + float(request["timeout_s"])
-    limits = SandboxLimits(**request["limits"])
+    """Run the cascade's stages in order; stop at the first that fails or misses its threshold."""
     try:
         sandbox = get_sandbox(request["sandbox"])
     except EvolveError as exc:
         return {"outcome": "sandbox_error", "message": str(exc)}
-    candidate = Candidate(request["code"], sandbox=sandbox, limits=limits, deadline=deadline)
-    answer = _evaluate(candidate, Path(request["problem_dir"]))
-    if candidate.sandbox_failure is not None:  # however the evaluator handled it, the sandbox broke, not the candidate
-        return {"outcome": "sandbox_error", "message": candidate.sandbox_failure}
-    return answer
-
-
-def _evaluate(candidate: Candidate, problem_dir: Path) -> dict[str, Any]:
     try:
-        evaluate = _load_evaluate(problem_dir)
+        module = _load_evaluator(Path(request["problem_dir"]))
     except BaseException as exc:
-        return {"outcome": "evaluator_error", "message": f"cannot load evaluator.py: {exc}", "traceback": traceback.format_exc()}
+        message = f"cannot load evaluator.py: {type(exc).__name__}: {exc}"
+        return {"stages": [{"outcome": "evaluator_error", "message": message, "traceback": traceback.format_exc(limit=-6)}]}
+    answers: list[dict[str, Any]] = []
+    for stage in request["stages"]:
+        deadline = time.monotonic() + float(stage["timeout_s"])
+        candidate = Candidate(request["code"], sandbox=sandbox, limits=SandboxLimits(**stage["limits"]), deadline=deadline)
+        answer = _evaluate(candidate, getattr(module, stage["function"], None), stage["function"])
+        if candidate.sandbox_failure is not None:  # however the evaluator handled it, the sandbox broke, not the candidate
+            return {"outcome": "sandbox_error", "message": candidate.sandbox_failure}
+        answers.append({"stage": stage["name"], **answer})
+        if answer["outcome"] != "returned":
+            break
+        value = answer["value"]
+        if threshold_failure(stage.get("threshold"), value.get("metrics") if isinstance(value, dict) else None):
+            break
+    return {"stages": answers}
+
+
+def _evaluate(candidate: Candidate, evaluate: Any, name: str) -> dict[str, Any]:
+    if not callable(evaluate):
+        return {"outcome": "evaluator_error", "message": f"evaluator.py defines no function '{name}'"}
     try:
         value = evaluate(candidate)
     except Invalid as exc:
@@ -73,7 +88,7 @@ def _evaluate(candidate: Candidate, problem_dir: Path) -> dict[str, Any]:
     except BaseException as exc:
         return {
             "outcome": "evaluator_error",
-            "message": f"evaluate() raised {type(exc).__name__}: {exc}",
+            "message": f"{name}() raised {type(exc).__name__}: {exc}",
             "traceback": traceback.format_exc(limit=-6),
         }
     return {"outcome": "returned", "value": value, "stderr": candidate.last_stderr}
@@ -87,7 +102,8 @@ def main() -> None:
     try:
         text = json.dumps(answer, default=_jsonable, allow_nan=True)
     except (TypeError, ValueError) as exc:
-        text = json.dumps({"outcome": "evaluator_error", "message": f"evaluate() returned data that cannot be serialized: {exc}"})
+        failure = {"outcome": "evaluator_error", "message": f"the evaluator returned data that cannot be serialized: {exc}"}
+        text = json.dumps({"stages": [failure]})
     with os.fdopen(result_fd, "w", encoding="utf-8") as out:
         out.write(text)
 

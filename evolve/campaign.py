@@ -150,6 +150,7 @@ class Campaign:
             generation=0, iteration=0, origin=Origin.INITIAL, status=EvalStatus.OK, score=score,
             fitness=problem.config.objective.fitness(score), metrics=result.metrics, features=result.features,
             artifacts=result.artifacts, cell=cell, eval_seconds=result.duration_s, created_at=time.time(),
+            stage=result.stage,
         )
         store.create_campaign(
             campaign_id=campaign_id, problem_id=problem_id, config=config.model_dump(mode="json"),
@@ -245,6 +246,7 @@ class Campaign:
             template=proposal.model.mode, cell=self.archive.cell(result.features) if score is not None and result else None,
             eval_seconds=result.duration_s if result else 0.0,
             llm_seconds=completion.latency_s if completion else 0.0, created_at=time.time(),
+            stage=result.stage if result else None,
         )
         calls = [
             LLMCallRecord(

@@ -1,4 +1,4 @@
-"""The ``evolve`` command line: run, resume, status, best, problems.
+"""The ``evolve`` command line: run, resume, status, best, pareto, problems.
 
 Bad input (unknown problem, malformed problem.yaml, unreadable database) gives
 a one-line error that says what to do and exit code 2, never a traceback.
@@ -31,6 +31,7 @@ from evolve.config import BUILTIN_MODELS, EMBEDDED_MODEL, parse_campaign_config
 from evolve.errors import EvolveError, StoreError
 from evolve.llm.embedded import is_embedded
 from evolve.problem import Limits, builtin_problem_names, resolve_problem
+from evolve.reports import held_out_score
 from evolve.sandbox import BACKENDS, DESCRIPTIONS
 from evolve.secrets import install_log_redaction, redact
 from evolve.store import CampaignRow, Store
@@ -295,6 +296,7 @@ def _campaign_json(store: Store, row: CampaignRow) -> dict[str, Any]:
         "sandbox": row.config.get("sandbox"), "limits": {**limits.model_dump(mode="json"), "cpu_s": limits.cpu_seconds()},
         "budgets": {"max_cost_usd": row.config.get("max_cost_usd"), "max_tokens": row.config.get("max_tokens")},
         "models": [{**dataclasses.asdict(m), "success_rate": m.success_rate} for m in store.model_stats(row.id)],
+        "stages": store.stage_counts(row.id),
     }
 
 
@@ -322,6 +324,9 @@ def status(db: str, as_json: bool) -> None:
     out.print(table)
     for r in rows:
         out.print(f"{r['id']} limits: {_limits_text(Limits.model_validate(r['limits']))}", highlight=False)
+        if len(r["stages"]) > 1:
+            out.print(f"{r['id']} evaluations ended at stage: "
+                      + ", ".join(f"{k} {v}" for k, v in sorted(r["stages"].items())), highlight=False)
         budgets = ", ".join(f"{k} {v:g}" for k, v in r["budgets"].items() if v is not None)
         if budgets:
             out.print(f"{r['id']} budgets: {budgets}", highlight=False)
@@ -348,10 +353,12 @@ def best(db: str, campaign_id: str | None, as_json: bool, out_file: str | None) 
     problem = store.load_problem(row.problem_id)
     if out_file:
         Path(out_file).write_text(program.code)
+    held = held_out_score(store, row, problem, program)
     data = {
         "campaign_id": row.id, "problem": row.problem_name, "program_id": program.id,
         "metric": problem.config.objective.metric, "direction": problem.config.objective.direction.value,
         "score": program.score, "metrics": program.metrics, "features": program.features,
+        "held_out": held.to_json() if held else None,
         "iteration": program.iteration, "generation": program.generation, "island": program.island,
         "model": program.model, "code": program.code,
     }
@@ -361,10 +368,40 @@ def best(db: str, campaign_id: str | None, as_json: bool, out_file: str | None) 
     out.print(f"best of campaign {row.id} ({row.problem_name}): {data['metric']} = [bold]{_fmt(program.score)}[/] "
               f"(program {program.id}, iteration {program.iteration}, generation {program.generation})", highlight=False)
     out.print("metrics: " + ", ".join(f"{k}={_fmt(v)}" for k, v in program.metrics.items()), highlight=False)
+    if held is not None:
+        detail = "" if held.score is not None else f" ({held.status.value}: {held.error})"
+        out.print(f"held-out instances: {data['metric']} = [bold]{_fmt(held.score)}[/]{detail} "
+                  f"(search instances: {_fmt(program.score)})", highlight=False)
     if out_file:
         out.print(f"code written to {out_file}")
     else:
         click.echo(program.code)
+
+
+@cli.command()
+@click.option("--db", default="evolve.db", show_default=True, help=_DB_HELP)
+@click.option("--campaign", "campaign_id", default=None, help="campaign id (default: the most recent)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def pareto(db: str, campaign_id: str | None, as_json: bool) -> None:
+    """Show the Pareto front of a campaign over its problem's objectives."""
+    store = _open_store(db, must_exist=True)
+    row = _pick_campaign(store, campaign_id)
+    objectives = store.load_problem(row.problem_id).config.pareto_objectives()
+    front = store.pareto_front(row.id, objectives)
+    rows: list[dict[str, Any]] = [{"program_id": p.id, "iteration": p.iteration, "score": p.score,
+                                   "objectives": {o.metric: p.metrics[o.metric] for o in objectives}} for p in front]
+    if as_json:
+        click.echo(json.dumps({"campaign_id": row.id, "objectives": [o.model_dump(mode="json", exclude_none=True) for o in objectives],
+                               "front": rows}, indent=2))
+        return
+    table = Table(title=f"Pareto front of campaign {row.id} ({row.problem_name}): {len(rows)} program(s)")
+    table.add_column("program")
+    table.add_column("iteration")
+    for o in objectives:
+        table.add_column(f"{o.metric} ({o.direction.value[:3]})")
+    for r in rows:
+        table.add_row(r["program_id"], str(r["iteration"]), *(_fmt(v) for v in r["objectives"].values()))
+    out.print(table)
 
 
 @cli.command()
@@ -377,16 +414,20 @@ def problems(as_json: bool) -> None:
         rows.append({
             "name": name, "metric": cfg.objective.metric, "direction": cfg.objective.direction.value,
             "known_best": cfg.known_best.value if cfg.known_best else None,
+            "known_best_source": cfg.known_best.source if cfg.known_best else None,
+            "stages": [s.name for s in cfg.pipeline()], "held_out": cfg.held_out is not None,
+            "objectives": [o.metric for o in cfg.pareto_objectives()],
             "summary": cfg.description.strip().splitlines()[0],
         })
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="built-in problems")
-    for col in ("name", "objective", "known best", "summary"):
+    for col in ("name", "objective", "known best", "stages", "held-out", "summary"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], f"{r['direction']} {r['metric']}", _fmt(r["known_best"]), r["summary"])
+        table.add_row(r["name"], f"{r['direction']} {r['metric']}", _fmt(r["known_best"]), " → ".join(r["stages"]),
+                      "yes" if r["held_out"] else "no", r["summary"])
     out.print(table)
 
 

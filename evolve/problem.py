@@ -38,6 +38,8 @@ __all__ = [
     "Objective",
     "Problem",
     "ProblemConfig",
+    "Stage",
+    "Threshold",
     "builtin_problem_names",
     "load_problem",
     "resolve_problem",
@@ -64,8 +66,29 @@ class Direction(enum.StrEnum):
 
 
 class Objective(_Strict):
-    metric: str = Field(min_length=1, description="name of the metric the evaluator returns")
+    """A metric and its direction.
+
+    As the problem's ``objective`` it is the single scalar the archive ranks
+    by. With ``weights`` that scalar is formed by the controller as
+    ``sum(weight * metric)`` over the named metrics (the evaluator must not
+    return ``metric`` itself then).
+    """
+
+    metric: str = Field(min_length=1, max_length=100, description="name of the metric the evaluator returns")
     direction: Direction = Direction.MAXIMIZE
+    weights: dict[str, float] | None = Field(default=None, description="form the metric as a weighted sum of these metrics")
+
+    @model_validator(mode="after")
+    def _weights(self) -> Objective:
+        if self.weights is not None:
+            if not self.weights:
+                raise ValueError("weights must name at least one metric")
+            if self.metric in self.weights:
+                raise ValueError(f"the weighted metric '{self.metric}' cannot weigh itself")
+            bad = [k for k, w in self.weights.items() if not math.isfinite(w)]
+            if bad:
+                raise ValueError(f"weights must be finite numbers; check {', '.join(bad)}")
+        return self
 
     def fitness(self, value: float) -> float:
         """Map an objective value to 'higher is better'."""
@@ -109,6 +132,36 @@ class Limits(_Strict):
         return self.cpu_s if self.cpu_s is not None else max(1, math.ceil(self.timeout_s))
 
 
+class Threshold(_Strict):
+    """A cascade stage passes when ``metric`` is at least / at most a value."""
+
+    metric: str = Field(min_length=1, max_length=100)
+    at_least: float | None = None
+    at_most: float | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Threshold:
+        if (self.at_least is None) == (self.at_most is None):
+            raise ValueError("give exactly one of at_least and at_most")
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "at_least": self.at_least, "at_most": self.at_most}
+
+
+class Stage(_Strict):
+    """One step of an evaluation cascade: an evaluator function with its own limits.
+
+    A candidate that fails a stage, or scores below its threshold, stops there.
+    """
+
+    name: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
+    function: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                          description="the evaluator.py function to call with the candidate")
+    threshold: Threshold | None = None
+    limits: Limits | None = Field(default=None, description="this stage's limits (default: the problem's)")
+
+
 class KnownBest(_Strict):
     value: float
     source: str = ""
@@ -123,14 +176,48 @@ class ProblemConfig(_Strict):
     features: list[FeatureAxis] = Field(default_factory=list, max_length=8)
     limits: Limits = Field(default_factory=Limits)
     known_best: KnownBest | None = None
+    objectives: list[Objective] = Field(default_factory=list, max_length=8,
+                                        description="objectives of the Pareto front (default: the objective alone)")
+    stages: list[Stage] = Field(default_factory=list, max_length=8,
+                                description="evaluation cascade, cheap to expensive (default: one stage calling evaluate)")
+    held_out: Stage | None = Field(default=None, description="scores a program on held-out instances, for reports only")
 
     @model_validator(mode="after")
-    def _unique_axes(self) -> ProblemConfig:
-        names = [axis.name for axis in self.features]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"feature axes must have distinct names; repeated: {', '.join(dupes)}")
+    def _consistent(self) -> ProblemConfig:
+        for what, names in (
+            ("feature axes", [axis.name for axis in self.features]),
+            ("objectives", [o.metric for o in self.objectives]),
+            ("stages", [s.name for s in self.stages]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"{what} must have distinct names; repeated: {', '.join(dupes)}")
+        if self.stages and self.stages[-1].threshold is not None:
+            raise ValueError(f"the last stage ('{self.stages[-1].name}') cannot have a threshold: it is the final score")
+        if self.held_out is not None and self.held_out.threshold is not None:
+            raise ValueError("held_out cannot have a threshold")
+        if any(o.weights for o in self.objectives):
+            raise ValueError("only the main objective may be a weighted sum; list the Pareto objectives as plain metrics")
         return self
+
+    def pipeline(self) -> list[Stage]:
+        """The evaluation cascade, each stage with its effective limits."""
+        stages = self.stages or [Stage(name="evaluate", function="evaluate")]
+        return [s if s.limits is not None else s.model_copy(update={"limits": self.limits}) for s in stages]
+
+    def held_out_stage(self) -> Stage | None:
+        """The held-out report stage with its effective limits, if the problem has one."""
+        if self.held_out is None:
+            return None
+        return self.held_out if self.held_out.limits is not None else self.held_out.model_copy(update={"limits": self.limits})
+
+    def pareto_objectives(self) -> list[Objective]:
+        """The objectives of the Pareto front (the main objective when none are declared)."""
+        return list(self.objectives) or [self.objective]
+
+    def evaluation_timeout(self) -> float:
+        """Wall time of a whole evaluation: the sum of its stages' limits."""
+        return sum(s.limits.timeout_s for s in self.pipeline() if s.limits is not None)
 
 
 @dataclass(frozen=True)
@@ -194,7 +281,7 @@ class Problem:
         """
         config = parse_config(config_text, source=f"{source}/{CONFIG_FILE}")
         _check_program(initial_program, f"{source}/{PROGRAM_FILE}")
-        _check_evaluator(evaluator_source, f"{source}/{EVALUATOR_FILE}")
+        _check_evaluator(evaluator_source, f"{source}/{EVALUATOR_FILE}", config)
         return cls(
             config=config,
             config_text=config_text,
@@ -256,13 +343,17 @@ def _check_program(code: str, where: str) -> None:
         raise ProblemError(f"{where}: {exc}") from exc
 
 
-def _check_evaluator(code: str, where: str) -> None:
+def _check_evaluator(code: str, where: str, config: ProblemConfig) -> None:
     try:
         tree = ast.parse(code, where)
     except SyntaxError as exc:
         raise ProblemError(f"{where}: line {exc.lineno}: syntax error: {exc.msg}") from exc
-    if not any(isinstance(node, ast.FunctionDef) and node.name == "evaluate" for node in tree.body):
-        raise ProblemError(f"{where}: must define a top-level function 'evaluate(candidate) -> dict'")
+    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    held_out = config.held_out_stage()
+    for stage in config.pipeline() + ([held_out] if held_out else []):
+        if stage.function not in defined:
+            role = "the evaluation" if not config.stages and stage is not held_out else f"stage '{stage.name}'"
+            raise ProblemError(f"{where}: must define a top-level function '{stage.function}(candidate) -> dict' for {role}")
 
 
 def _read_text(path: Path) -> str:

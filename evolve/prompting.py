@@ -63,6 +63,7 @@ class PromptBuilder:
             "parent_artifacts": {k: v[-_ARTIFACT_CHARS:] for k, v in sample.parent.artifacts.items()},
             "inspirations": sample.inspirations,
             "failures": sample.failures,
+            "cascade": len(self._problem.stages) > 1,
         }
         system = self._env.get_template("system.j2").render(**context).strip()
         user = self._env.get_template(f"{mode}.j2").render(**context).strip()

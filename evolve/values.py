@@ -23,6 +23,7 @@ class EvalStatus(enum.StrEnum):
     INVALID = "invalid"  # ran, but its output broke the problem's rules
     ERROR = "error"  # crashed, or the evaluator could not score it
     TIMEOUT = "timeout"  # ran out of wall-clock or CPU time
+    BELOW_THRESHOLD = "below_threshold"  # passed a cascade stage's checks but missed its threshold
     DIFF_FAILED = "diff_failed"  # the model's answer did not yield a program
     LLM_FAILED = "llm_failed"  # the model call itself failed
 
@@ -63,6 +64,7 @@ class EvalResult:
     features: dict[str, float] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
     duration_s: float = 0.0
+    stage: str | None = None  # the last cascade stage run (where it stopped, unless OK)
 
     def objective(self, name: str) -> float | None:
         """The objective metric, or None when the result is not OK."""
@@ -80,6 +82,7 @@ class EvalResult:
             "features": self.features,
             "artifacts": self.artifacts,
             "duration_s": self.duration_s,
+            "stage": self.stage,
         }
 
 
@@ -108,3 +111,4 @@ class Program:
     eval_seconds: float = 0.0
     llm_seconds: float = 0.0
     created_at: float = 0.0
+    stage: str | None = None  # the last evaluation stage it reached

@@ -32,6 +32,17 @@ def test_unknown_key_is_named_with_the_file(tmp_path: Path) -> None:
         (QUADRATIC_YAML.replace("min: -10", "min: 20"), "max"),
         ("name: [unclosed\n", "not valid YAML"),
         ("- a list\n", "must be a mapping"),
+        (QUADRATIC_YAML + "stages:\n  - {name: a, function: f, threshold: {metric: v, at_least: 1}}\n", "last stage .'a'. cannot have a threshold"),
+        (QUADRATIC_YAML + "stages:\n  - {name: a, function: f, threshold: {metric: v}}\n  - {name: b, function: g}\n",
+         "exactly one of at_least and at_most"),
+        (QUADRATIC_YAML + "stages:\n  - {name: a, function: f}\n  - {name: a, function: g}\n", "stages must have distinct names; repeated: a"),
+        (QUADRATIC_YAML + "stages:\n  - {name: 'a b', function: f}\n", "stages.0.name"),
+        (QUADRATIC_YAML + "stages:\n  - {name: a, function: f, limits: {timeout_s: 0}}\n", "stages.0.limits.timeout_s"),
+        (QUADRATIC_YAML + "objectives:\n  - {metric: v}\n  - {metric: v}\n", "objectives must have distinct names"),
+        (QUADRATIC_YAML + "objectives:\n  - {metric: v, weights: {a: 1}}\n", "only the main objective may be a weighted sum"),
+        (QUADRATIC_YAML.replace("direction: maximize", "weights: {value: 1}"), "cannot weigh itself"),
+        (QUADRATIC_YAML.replace("direction: maximize", "weights: {}"), "at least one metric"),
+        (QUADRATIC_YAML + "held_out: {name: h, function: f, threshold: {metric: v, at_most: 1}}\n", "held_out cannot have a threshold"),
     ],
 )
 def test_bad_configs_name_the_field(yaml_text: str, fragment: str) -> None:

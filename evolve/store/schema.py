@@ -83,6 +83,7 @@ programs = Table(
     Column("llm_seconds", Float, nullable=False, default=0.0),
     Column("n_children", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
+    Column("stage", String(40), nullable=True),  # the last cascade stage the evaluation reached
     # one program per iteration: a resumed campaign can never duplicate one
     UniqueConstraint("campaign_id", "iteration", name="uq_programs_campaign_iteration"),
     Index("ix_programs_island_iteration", "campaign_id", "island", "iteration"),

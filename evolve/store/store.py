@@ -11,12 +11,14 @@ go through indexes and never scan a campaign's programs.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
@@ -27,7 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from evolve.errors import StoreError
-from evolve.problem import Problem
+from evolve.pareto import front_indices
+from evolve.problem import Objective, Problem
 from evolve.store.rows import CampaignRow, EliteRow, LLMCallRecord, ModelStats, RecordOutcome
 from evolve.store.schema import campaigns, elites, events, problems, programs
 from evolve.store.schema import llm_calls as llm_calls_table
@@ -55,7 +58,7 @@ def _program_from_row(row: Row[Any]) -> Program:
         origin=Origin(m["origin"]), status=EvalStatus(m["status"]), score=m["score"], fitness=m["fitness"],
         metrics=dict(m["metrics"]), features=dict(m["features"]), artifacts=dict(m["artifacts"]),
         diff=m["diff"], model=m["model"], template=m["template"], cell=m["cell"],
-        eval_seconds=m["eval_seconds"], llm_seconds=m["llm_seconds"], created_at=m["created_at"],
+        eval_seconds=m["eval_seconds"], llm_seconds=m["llm_seconds"], created_at=m["created_at"], stage=m["stage"],
     )
 
 
@@ -358,6 +361,37 @@ class Store:
                                 .group_by(programs.c.status)).all()
         return {str(status): int(n) for status, n in rows}
 
+    def stage_counts(self, campaign_id: str) -> dict[str, int]:
+        """How many programs' evaluations ended at each cascade stage."""
+        with self._reading("counting stages") as conn:
+            rows = conn.execute(select(programs.c.stage, func.count()).where(programs.c.campaign_id == campaign_id,
+                                                                              programs.c.stage.is_not(None))
+                                .group_by(programs.c.stage)).all()
+        return {str(stage): int(n) for stage, n in rows}
+
+    def pareto_front(self, campaign_id: str, objectives: Sequence[Objective]) -> list[Program]:
+        """The campaign's valid programs that no other beats on every objective, best on the first objective first.
+
+        Programs missing an objective's metric are left out. A scan of the
+        campaign's valid programs' metrics: a report, not a hot path.
+        """
+        with self._reading("reading metrics") as conn:
+            rows = conn.execute(select(programs.c.id, programs.c.metrics)
+                                .where(programs.c.campaign_id == campaign_id, programs.c.status == EvalStatus.OK.value)
+                                .order_by(programs.c.iteration)).all()
+        ids: list[str] = []
+        values: list[list[float]] = []
+        for pid, metrics in rows:
+            point = [metrics.get(o.metric) for o in objectives]
+            if all(isinstance(v, (int, float)) and math.isfinite(v) for v in point):
+                ids.append(pid)
+                values.append([o.fitness(float(v)) for o, v in zip(objectives, point, strict=True)])
+        if not ids:
+            return []
+        keep = [ids[i] for i in front_indices(np.array(values, dtype=np.float64))]
+        found = self.get_programs(keep)
+        return [found[i] for i in keep]
+
     def filled_cells(self, campaign_id: str) -> int:
         with self._reading("counting cells") as conn:
             return int(conn.execute(select(func.count()).select_from(elites).where(elites.c.campaign_id == campaign_id)).scalar() or 0)
@@ -394,10 +428,13 @@ class Store:
         with self._writing("recording an event") as conn:
             _event(conn, campaign_id, kind, data)
 
-    def events(self, campaign_id: str, *, after_id: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+    def events(self, campaign_id: str, *, after_id: int = 0, limit: int = 1000, kind: str | None = None) -> list[dict[str, Any]]:
+        """A campaign's events after ``after_id`` in order, optionally of one kind only."""
+        where = [events.c.campaign_id == campaign_id, events.c.id > after_id]
+        if kind is not None:
+            where.append(events.c.kind == kind)
         with self._reading("reading events") as conn:
-            rows = conn.execute(select(events).where(events.c.campaign_id == campaign_id, events.c.id > after_id)
-                                .order_by(events.c.id).limit(limit)).all()
+            rows = conn.execute(select(events).where(*where).order_by(events.c.id).limit(limit)).all()
         return [{"id": r.id, "ts": r.ts, "kind": r.kind, "data": r.data} for r in rows]
 
     def llm_calls(self, campaign_id: str) -> list[LLMCallRecord]:
@@ -458,7 +495,7 @@ def _program_values(p: Program) -> dict[str, Any]:
         "artifacts": p.artifacts, "cell": p.cell, "code": p.code,
         "code_hash": hashlib.sha256(p.code.encode()).hexdigest()[:32], "diff": p.diff, "model": p.model,
         "template": p.template, "eval_seconds": p.eval_seconds, "llm_seconds": p.llm_seconds, "n_children": 0,
-        "created_at": p.created_at or time.time(),
+        "created_at": p.created_at or time.time(), "stage": p.stage,
     }
 
 
