@@ -1,8 +1,13 @@
-"""Trusted evaluator of function_minimization.
+"""Trusted evaluator of function_minimization: an ask/tell protocol with a hidden function.
 
-The candidate runs `run_searches` in the sandbox and returns the points it
-found; this code recomputes the function at those points, checks the box and
-the evaluation budget, and scores the mean gap to the global minimum.
+The function never enters the sandbox. Each round the candidate's
+``propose_all`` gets, per instance, the history of points it asked for with
+their values, and answers with the next batch of points; this process computes
+the values itself. So the evaluation budget cannot be exceeded (only
+``ROUNDS × BATCH`` points are ever evaluated) and the function cannot be
+minimized analytically: each instance is the base function shifted and rotated
+by amounts the candidate never sees. The score is the mean gap between the
+best value found and the global minimum.
 """
 
 from __future__ import annotations
@@ -10,44 +15,65 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from evolve.evaluators import Candidate, Invalid
+import numpy as np
 
-SEEDS = [11, 23, 37, 41, 53, 67, 79, 83]
-BUDGET = 400
+from evolve.evaluators import Candidate, as_array, as_list
+
+ROUNDS = 10
+BATCH = 40  # points per instance per round: a budget of 400 evaluations
 BOUNDS = (-5.0, 5.0)
-GLOBAL_MIN = -1.5186858408485788  # f(-1.7040828, 0.6775078): dense grid + local refinement
+SEARCH_SEEDS = (11, 23, 37, 41, 53, 67, 79, 83)
+HELD_OUT_SEEDS = (101, 211, 307, 401, 503, 601, 701, 809)
+# min of the base function over the plane, at (-1.7040828, 0.6775078); a dense
+# grid over [-12, 12]^2 plus local refinement. Every instance's minimizer lies
+# inside the box (shift <= 1 per axis, |minimizer| = 1.83, box half-width 5).
+GLOBAL_MIN = -1.5186858408485788
 SUCCESS_GAP = 1e-3
 
 
-def objective(x: float, y: float) -> float:
-    return math.sin(x) * math.cos(y) + math.sin(x * y) + (x**2 + y**2) / 20
+def base(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.sin(x) * np.cos(y) + np.sin(x * y) + (x**2 + y**2) / 20
 
 
-def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Invalid(f"{what} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value):
-        raise Invalid(f"{what} is {value}; it must be finite")
-    return float(value)
+class Instance:
+    """The base function, shifted and rotated by secret amounts drawn from ``seed``."""
+
+    def __init__(self, seed: int) -> None:
+        rng = np.random.default_rng([20251124, seed])
+        self.shift = rng.uniform(-1.0, 1.0, size=2)
+        angle = rng.uniform(0, 2 * math.pi)
+        self.rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        p = (points - self.shift) @ self.rotation.T
+        return np.asarray(base(p[:, 0], p[:, 1]), dtype=np.float64)
+
+
+def _search(candidate: Candidate, seeds: tuple[int, ...]) -> dict[str, Any]:
+    instances = [Instance(s) for s in seeds]
+    histories: list[list[list[float]]] = [[] for _ in seeds]
+    best = np.full(len(seeds), np.inf)
+    for round_ in range(ROUNDS):
+        rng_seeds = [1000 * round_ + i for i in range(len(seeds))]
+        answer = candidate.call("propose_all", histories, BATCH, list(BOUNDS), rng_seeds)
+        batches = as_list(answer, f"round {round_}: propose_all() result", length=len(seeds))
+        for i, raw in enumerate(batches):
+            points = as_array(raw, f"round {round_}, instance {i}: points", shape=(BATCH, 2), low=BOUNDS[0], high=BOUNDS[1])
+            values = instances[i](points)
+            best[i] = min(best[i], float(values.min()))
+            histories[i].extend([[float(x), float(y), float(v)] for (x, y), v in zip(points, values, strict=True)])
+    gaps = np.maximum(0.0, best - GLOBAL_MIN)
+    return {
+        "metrics": {"mean_gap": float(gaps.mean()), "worst_gap": float(gaps.max())},
+        "features": {"success_rate": float(np.mean(gaps < SUCCESS_GAP))},
+        "artifacts": {"gaps": ", ".join(f"{g:.3g}" for g in gaps)},
+    }
 
 
 def evaluate(candidate: Candidate) -> dict[str, Any]:
-    results = candidate.call("run_searches", SEEDS, BUDGET, list(BOUNDS))
-    if not isinstance(results, list) or len(results) != len(SEEDS):
-        raise Invalid(f"run_searches must return one result per seed ({len(SEEDS)})")
-    gaps = []
-    for seed, item in zip(SEEDS, results, strict=True):
-        if not isinstance(item, dict) or set(item) != {"x", "y", "calls"}:
-            raise Invalid(f"seed {seed}: each result must be a dict with x, y and calls")
-        x, y = _number(item["x"], f"seed {seed}: x"), _number(item["y"], f"seed {seed}: y")
-        calls = _number(item["calls"], f"seed {seed}: calls")
-        if not (BOUNDS[0] <= x <= BOUNDS[1] and BOUNDS[0] <= y <= BOUNDS[1]):
-            raise Invalid(f"seed {seed}: point ({x:.4g}, {y:.4g}) is outside the box {list(BOUNDS)}")
-        if calls > BUDGET:
-            raise Invalid(f"seed {seed}: used {int(calls)} function evaluations; the budget is {BUDGET}")
-        gaps.append(max(0.0, objective(x, y) - GLOBAL_MIN))
-    mean_gap = sum(gaps) / len(gaps)
-    return {
-        "metrics": {"mean_gap": mean_gap, "worst_gap": max(gaps)},
-        "features": {"success_rate": sum(g < SUCCESS_GAP for g in gaps) / len(gaps)},
-    }
+    return _search(candidate, SEARCH_SEEDS)
+
+
+def evaluate_held_out(candidate: Candidate) -> dict[str, Any]:
+    return _search(candidate, HELD_OUT_SEEDS)
+

@@ -1,41 +1,30 @@
-"""Function minimization: a search algorithm for a multimodal function in two variables."""
+"""Function minimization: a black-box search strategy, asked for batches of points.
 
-import numpy as np
+Each round, ``propose`` sees every point it asked for so far with the
+function's value there, and returns the next ``n`` points to evaluate.
+"""
 
-
-def objective(x, y):
-    """The function to minimize (its global minimum on [-5, 5]^2 is unknown to the search)."""
-    return np.sin(x) * np.cos(y) + np.sin(x * y) + (x**2 + y**2) / 20
+import random
 
 
 # EVOLVE-BLOCK-START
-def search_minimum(f, bounds, budget, rng):
-    """A simple hill climber from one random start."""
+def propose(history, n, bounds, seed):
+    """Random points first, then Gaussian steps around the best point so far."""
+    rng = random.Random(seed)
     lo, hi = bounds
-    x, y = rng.uniform(lo, hi), rng.uniform(lo, hi)
-    best = f(x, y)
-    step = 1.0
-    for _ in range(budget - 1):
-        nx = min(hi, max(lo, x + rng.normal(0, step)))
-        ny = min(hi, max(lo, y + rng.normal(0, step)))
-        value = f(nx, ny)
-        if value < best:
-            x, y, best = nx, ny, value
-    return x, y
+    if not history:
+        return [[rng.uniform(lo, hi), rng.uniform(lo, hi)] for _ in range(n)]
+    bx, by, _ = min(history, key=lambda h: h[2])
+    step = 2.0 * 0.8 ** (len(history) / n)
+    points = []
+    for _ in range(n):
+        x = min(hi, max(lo, bx + rng.gauss(0, step)))
+        y = min(hi, max(lo, by + rng.gauss(0, step)))
+        points.append([x, y])
+    return points
 # EVOLVE-BLOCK-END
 
 
-def run_searches(seeds, budget, bounds):
-    """Run the search once per seed, counting the function evaluations it makes."""
-    results = []
-    for seed in seeds:
-        calls = 0
-
-        def f(x, y):
-            nonlocal calls
-            calls += 1
-            return float(objective(x, y))
-
-        x, y = search_minimum(f, tuple(bounds), budget, np.random.default_rng(seed))
-        results.append({"x": float(x), "y": float(y), "calls": calls})
-    return results
+def propose_all(histories, n, bounds, seeds):
+    """One batch of ``n`` points per instance (called once per round)."""
+    return [propose(history, n, tuple(bounds), seed) for history, seed in zip(histories, seeds, strict=True)]
