@@ -422,12 +422,13 @@ def problems(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="built-in problems")
-    for col in ("name", "objective", "known best", "stages", "held-out", "summary"):
+    table = Table(title="built-in problems (details: problems/NAME/README.md)")
+    table.add_column("name", no_wrap=True)
+    for col in ("objective", "known best", "stages", "held-out"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["name"], f"{r['direction']} {r['metric']}", _fmt(r["known_best"]), " → ".join(r["stages"]),
-                      "yes" if r["held_out"] else "no", r["summary"])
+        best = "—" if r["known_best"] is None else f"{r['known_best']:.10g}"
+        table.add_row(r["name"], f"{r['direction']} {r['metric']}", best, " → ".join(r["stages"]), "yes" if r["held_out"] else "no")
     out.print(table)
 
 

@@ -48,6 +48,7 @@ __all__ = [
 CONFIG_FILE = "problem.yaml"
 PROGRAM_FILE = "initial_program.py"
 EVALUATOR_FILE = "evaluator.py"
+README_FILE = "README.md"  # documentation for people; not part of the problem's content
 _MAX_EXTRA_BYTES = 8 * 1024 * 1024
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", "tests"}
 
@@ -372,7 +373,7 @@ def _extra_files(folder: Path) -> dict[str, bytes]:
         rel = path.relative_to(folder)
         if not path.is_file() or any(part in _SKIP_DIRS or part.startswith(".") for part in rel.parts):
             continue
-        if rel.as_posix() in (CONFIG_FILE, PROGRAM_FILE, EVALUATOR_FILE):
+        if rel.as_posix() in (CONFIG_FILE, PROGRAM_FILE, EVALUATOR_FILE, README_FILE):
             continue
         data = path.read_bytes()
         total += len(data)
