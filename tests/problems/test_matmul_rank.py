@@ -60,7 +60,7 @@ def deciding(body: str) -> str:
 def test_known_decompositions_score_their_rank(body: str, ranks: tuple[int, int]) -> None:
     result = evaluate(NAME, deciding(body))
     assert result.status is EvalStatus.OK, result.artifacts
-    assert (result.metrics["rank_222"], result.metrics["rank_333"]) == ranks
+    assert (int(result.metrics["rank_222"]), int(result.metrics["rank_333"])) == ranks
     assert result.metrics["total_rank"] == sum(ranks)  # the weighted objective the archive ranks by
 
 
