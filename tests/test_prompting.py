@@ -22,3 +22,19 @@ def test_prompt_carries_parent_inspirations_failures_but_never_the_known_best() 
         assert "sum_radii = 1.5" in text and "failure 4" in text and "maximize" in text
         assert "2.635" not in text and "known" not in text.lower()
     assert "<<<<<<< SEARCH" in PromptBuilder(problem.config).build(sample, mode="diff")[1]["content"]
+
+
+def test_a_cascade_failure_names_the_stage_and_every_stage_artifact_reaches_the_prompt() -> None:
+    import dataclasses
+
+    problem = resolve_problem("tsp_heuristic")
+    parent = dataclasses.replace(make_program("c", 3, fitness=-1.1), code=problem.initial_program,
+                                 artifacts={"full.ratios": "1.10, 1.20"})
+    cut = dataclasses.replace(make_program("c", 4, status=EvalStatus.BELOW_THRESHOLD, fitness=None), stage="small",
+                              artifacts={"error": "stage small: small_ratio = 2.1 is above the threshold (at most 1.6)"})
+    sample = Sample(parent=parent, mode=SampleMode.EXPLOIT, inspirations=[], failures=[cut])
+    text = PromptBuilder(problem.config).build(sample, mode="diff")[1]["content"]
+    assert "below_threshold (stage small): stage small: small_ratio = 2.1 is above the threshold" in text
+    assert "[full.ratios]\n1.10, 1.20" in text
+    single = PromptBuilder(resolve_problem("circle_packing").config).build(sample, mode="diff")[1]["content"]
+    assert "(stage small)" not in single  # one-stage problems do not mention stages
