@@ -72,14 +72,15 @@ def _artifacts(answer: dict[str, Any], value: dict[str, Any] | None) -> dict[str
 class _Merged:
     """What the stages so far produced; later stages' values win."""
 
+    prefixed: bool  # several stages: artifact keys and errors carry the stage name
     metrics: dict[str, float] = field(default_factory=dict)
     features: dict[str, float] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
 
-    def add_artifacts(self, arts: dict[str, str], stage: str, prefix: bool) -> None:
+    def add_artifacts(self, arts: dict[str, str], stage: str) -> None:
         for key, text in arts.items():
             if key != "error":
-                self.artifacts[f"{stage}.{key}" if prefix else key] = text
+                self.artifacts[f"{stage}.{key}" if self.prefixed else key] = text
 
     def result(self, status: EvalStatus, stage: str | None, duration: float, error: str | None = None) -> EvalResult:
         arts = dict(self.artifacts)
@@ -87,8 +88,6 @@ class _Merged:
             arts["error"] = clip(f"stage {stage}: {error}" if stage and error and self.prefixed else error)
         return EvalResult(status=status, metrics=dict(self.metrics), features=dict(self.features),
                           artifacts=arts, duration_s=duration, stage=stage)
-
-    prefixed: bool = False
 
 
 def result_from_answer(answer: Any, config: ProblemConfig, code: str, duration: float, *, stages: list[Stage]) -> EvalResult:
@@ -112,7 +111,7 @@ def _stage(stage: Stage, run: dict[str, Any], merged: _Merged, duration: float) 
     outcome = run.get("outcome")
     if outcome in _OUTCOME_STATUS:
         arts = _artifacts(run, None)
-        merged.add_artifacts(arts, stage.name, merged.prefixed)
+        merged.add_artifacts(arts, stage.name)
         error = arts.get("error", "failed")
         if outcome == "evaluator_error":
             error = "evaluator: " + error
@@ -122,7 +121,7 @@ def _stage(stage: Stage, run: dict[str, Any], merged: _Merged, duration: float) 
         return merged.result(EvalStatus.ERROR, stage.name, duration,
                              f"{stage.function}() must return a dict with 'metrics' (and optional 'features', 'artifacts')")
     arts = _artifacts(run, value)
-    merged.add_artifacts(arts, stage.name, merged.prefixed)
+    merged.add_artifacts(arts, stage.name)
     unknown = sorted(set(value) - {"metrics", "features", "artifacts"})
     if unknown:
         return merged.result(EvalStatus.ERROR, stage.name, duration,

@@ -81,16 +81,13 @@ def _check_online(candidate: Candidate, packed: list[tuple[str, np.ndarray, int,
     for what, items, capacity, assignment in packed:
         steps = np.sort(rng.choice(len(items), size=min(CHECKS_PER_INSTANCE, len(items)), replace=False))
         checks += [(what, items, assignment, *d) for d in _decisions(items, capacity, assignment, steps)]
-    asked = [(what, t, fits) for what, items, assignment, t, fits, rem in checks if fits.size]
     queries = [[float(items[t]), rem.tolist()] for _what, items, _a, t, fits, rem in checks if fits.size]
-    answers = as_list(candidate.call("priorities", queries), "priorities() result", length=len(queries))
-    ranked = iter(zip(asked, answers, strict=True))
+    answers = iter(as_list(candidate.call("priorities", queries), "priorities() result", length=len(queries)))
     for what, _items, assignment, t, fits, _rem in checks:
         if not fits.size:
             expected = int(assignment[:t].max(initial=-1)) + 1  # nothing fits: a new bin
         else:
-            (_w, _t, _f), raw = next(ranked)
-            scores = as_array(raw, f"{what}: priority() at item {t}", shape=(len(fits),))
+            scores = as_array(next(answers), f"{what}: priority() at item {t}", shape=(len(fits),))
             expected = int(fits[int(np.argmax(scores))])
         if assignment[t] != expected:
             raise Invalid(f"{what}: item {t} went to bin {assignment[t]}, but priority() alone ranks bin {expected} first; "
