@@ -41,7 +41,7 @@ def as_number(value: Any, name: str, *, integer: bool = False, low: float | None
     return float(value)
 
 
-def as_list(value: Any, name: str, *, length: int | None = None, max_length: int | None = None) -> list[Any]:
+def as_list(value: Any, name: str, *, length: int | None = None) -> list[Any]:
     """A list (a returned tuple arrives as a list) of the given length.
 
     Raises:
@@ -51,8 +51,6 @@ def as_list(value: Any, name: str, *, length: int | None = None, max_length: int
         raise Invalid(f"{name} must be a list or tuple, got {type(value).__name__}")
     if length is not None and len(value) != length:
         raise Invalid(f"{name} must have {length} items, got {len(value)}")
-    if max_length is not None and len(value) > max_length:
-        raise Invalid(f"{name} has {len(value)} items; at most {max_length} are allowed")
     return value
 
 

@@ -216,10 +216,6 @@ class ProblemConfig(_Strict):
         """The objectives of the Pareto front (the main objective when none are declared)."""
         return list(self.objectives) or [self.objective]
 
-    def evaluation_timeout(self) -> float:
-        """Wall time of a whole evaluation: the sum of its stages' limits."""
-        return sum(s.limits.timeout_s for s in self.pipeline() if s.limits is not None)
-
 
 @dataclass(frozen=True)
 class Problem:
