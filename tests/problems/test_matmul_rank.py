@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from evolve.values import EvalStatus
-from tests.problems.helpers import assert_rejected, evaluate, replace_block
+from tests.problems.helpers import assert_rejected, evaluate, mutator_improves, replace_block
 
 NAME = "matmul_rank"
 
@@ -90,3 +92,10 @@ def test_bad_decompositions_are_refused_with_the_violation(body: str, fragment: 
 def test_huge_output_is_cut_off() -> None:
     assert_rejected(evaluate(NAME, deciding("    print('x' * 5_000_000)\n    return naive(n, m, p)")), "printed more than",
                     status=EvalStatus.ERROR)
+
+
+@pytest.mark.slow
+def test_a_short_mutator_campaign_improves_the_initial_program(tmp_path: Path) -> None:
+    # the initial program is a flip-graph walk: its seed, restarts, walk length and bound are what the mutator varies
+    initial, best = mutator_improves(NAME, tmp_path, iterations=30)
+    assert best < initial
