@@ -285,13 +285,14 @@ class Campaign:
         return None
 
     async def _iterate(
-        self, proposal: Proposal, eval_slots: asyncio.Semaphore, llm_slots: asyncio.Semaphore
+        self, proposal: Proposal, eval_slots: asyncio.Semaphore, llm_slots: asyncio.Semaphore,
+        shared_slots: asyncio.Semaphore | None,
     ) -> tuple[Child, EvalStatus]:
         async with llm_slots:
             child = await self.generate(proposal)
         result: EvalResult | None = None
         if child.code is not None:
-            async with eval_slots:
+            async with eval_slots, shared_slots or contextlib.nullcontext():
                 result = await self.evaluator.evaluate(child.code)
         await asyncio.to_thread(self.tell, proposal.id, child, result)
         return child, child.failure or (result.status if result else EvalStatus.ERROR)
@@ -301,6 +302,7 @@ class Campaign:
         *,
         stop: asyncio.Event | None = None,
         on_progress: Callable[[Progress], Any] | None = None,
+        shared_eval_slots: asyncio.Semaphore | None = None,
     ) -> CampaignStatus:
         """Run until the iteration target, a budget, the wall-clock limit or ``stop``.
 
@@ -311,7 +313,9 @@ class Campaign:
         drains the same way, then fails the campaign with what to fix. In-flight
         proposals are cancelled on stop (their evaluations killed); everything
         already told stays committed. Returns the final status; ``stop_reason``
-        says why a budget ended it.
+        says why a budget ended it. ``shared_eval_slots`` is a cap on concurrent
+        evaluations shared between campaigns (a server's global cap), on top of
+        the campaign's own ``eval_concurrency``.
         """
         stop = stop or asyncio.Event()
         deadline = time.monotonic() + self.config.max_wall_s if self.config.max_wall_s else None
@@ -336,7 +340,7 @@ class Campaign:
                 while (self.stop_reason is None and fatal is None and len(in_flight) < depth
                        and done_count + len(in_flight) < self.target):
                     proposal = await asyncio.to_thread(self.ask)
-                    in_flight.add(asyncio.ensure_future(self._iterate(proposal, eval_slots, llm_slots)))
+                    in_flight.add(asyncio.ensure_future(self._iterate(proposal, eval_slots, llm_slots, shared_eval_slots)))
                 if not in_flight:
                     break
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -1,4 +1,4 @@
-"""The ``evolve`` command line: run, resume, status, best, pareto, problems.
+"""The ``evolve`` command line: run, resume, status, best, pareto, problems, serve.
 
 Bad input (unknown problem, malformed problem.yaml, unreadable database) gives
 a one-line error that says what to do and exit code 2, never a traceback.
@@ -430,6 +430,28 @@ def problems(as_json: bool) -> None:
         best = "—" if r["known_best"] is None else f"{r['known_best']:.10g}"
         table.add_row(r["name"], f"{r['direction']} {r['metric']}", best, " → ".join(r["stages"]), "yes" if r["held_out"] else "no")
     out.print(table)
+
+
+@cli.command()
+@click.option("--host", default=None, help="bind address  [env: EVOLVE_HOST; default 127.0.0.1; beyond loopback needs EVOLVE_API_TOKEN]")
+@click.option("--port", type=int, default=None, help="port  [env: EVOLVE_PORT; default 8000]")
+@click.option("--db", default=None, help=f"{_DB_HELP}  [env: EVOLVE_DB; default evolve.db]")
+@click.option("--max-evaluations", type=int, default=None, help="evaluations at once across all campaigns  [env: EVOLVE_MAX_EVALUATIONS]")
+@click.option("--sandbox", type=click.Choice(BACKENDS), default=None, help="sandbox of every evaluation  [env: EVOLVE_SANDBOX]")
+def serve(host: str | None, port: int | None, db: str | None, max_evaluations: int | None, sandbox: str | None) -> None:
+    """Serve the REST API (docs at /docs). The token comes only from EVOLVE_API_TOKEN, never from an option."""
+    import uvicorn
+
+    from evolve.server import create_app, load_settings
+
+    settings = load_settings(host=host, port=port, db=db, max_evaluations=max_evaluations, sandbox=sandbox)
+    app = create_app(settings)
+    Store.open(settings.db).close()  # a bad --db is a one-line error here, not a failed start-up
+    where = f"http://{settings.host}:{settings.port}"
+    auth = "a token is required for writes" + (" and reads" if settings.reads_need_token else "") if settings.api_token else \
+        "no token: writes are open to local clients (set EVOLVE_API_TOKEN to require one)"
+    err.print(f"serving {settings.db} on {where} (API docs at {where}/docs); {auth}", highlight=False)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=30)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,7 +27,15 @@ class ConfigError(EvolveError):
 
 
 class ProblemError(ConfigError):
-    """A problem folder or payload is missing, malformed or inconsistent."""
+    """A problem folder or payload is missing, malformed or inconsistent.
+
+    ``field`` names the part at fault (``config``, ``initial_program`` or
+    ``evaluator``) when it is known, for answers that point at an input.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class DiffError(EvolveError):

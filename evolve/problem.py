@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import enum
 import hashlib
 import importlib.resources
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,9 +278,12 @@ class Problem:
         Raises:
             ProblemError: naming the file and field at fault.
         """
-        config = parse_config(config_text, source=f"{source}/{CONFIG_FILE}")
-        _check_program(initial_program, f"{source}/{PROGRAM_FILE}")
-        _check_evaluator(evaluator_source, f"{source}/{EVALUATOR_FILE}", config)
+        with _blame("config"):
+            config = parse_config(config_text, source=f"{source}/{CONFIG_FILE}")
+        with _blame("initial_program"):
+            _check_program(initial_program, f"{source}/{PROGRAM_FILE}")
+        with _blame("evaluator"):
+            _check_evaluator(evaluator_source, f"{source}/{EVALUATOR_FILE}", config)
         return cls(
             config=config,
             config_text=config_text,
@@ -287,6 +292,16 @@ class Problem:
             extra_files=dict(extra_files or {}),
             source=source,
         )
+
+
+@contextlib.contextmanager
+def _blame(part: str) -> Iterator[None]:
+    """Name ``part`` as the field at fault of a ProblemError raised inside."""
+    try:
+        yield
+    except ProblemError as exc:
+        exc.field = exc.field or part
+        raise
 
 
 def _format_validation(exc: ValidationError, where: str) -> str:

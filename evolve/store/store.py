@@ -11,30 +11,28 @@ go through indexes and never scan a campaign's programs.
 from __future__ import annotations
 
 import hashlib
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Row, and_, case, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from evolve.errors import StoreError
-from evolve.pareto import front_indices
-from evolve.problem import Objective, Problem
-from evolve.store.rows import CampaignRow, EliteRow, LLMCallRecord, ModelStats, RecordOutcome
+from evolve.problem import Problem
+from evolve.store.queries import Queries, program_from_row
+from evolve.store.rows import CampaignRow, EliteRow, LLMCallRecord, RecordOutcome
 from evolve.store.schema import campaigns, elites, events, problems, programs
 from evolve.store.schema import llm_calls as llm_calls_table
-from evolve.values import CampaignStatus, EvalStatus, Origin, Program
+from evolve.values import CampaignStatus, EvalStatus, Program
 
 __all__ = ["Store", "database_url"]
 
@@ -50,19 +48,7 @@ def database_url(spec: str) -> str:
     return f"sqlite:///{Path(spec).expanduser().resolve()}"
 
 
-def _program_from_row(row: Row[Any]) -> Program:
-    m = row._mapping
-    return Program(
-        id=m["id"], campaign_id=m["campaign_id"], code=m["code"], parent_id=m["parent_id"],
-        island=m["island"], generation=m["generation"], iteration=m["iteration"],
-        origin=Origin(m["origin"]), status=EvalStatus(m["status"]), score=m["score"], fitness=m["fitness"],
-        metrics=dict(m["metrics"]), features=dict(m["features"]), artifacts=dict(m["artifacts"]),
-        diff=m["diff"], model=m["model"], template=m["template"], cell=m["cell"],
-        eval_seconds=m["eval_seconds"], llm_seconds=m["llm_seconds"], created_at=m["created_at"], stage=m["stage"],
-    )
-
-
-class Store:
+class Store(Queries):
     """Campaigns, programs, elites, model calls and events in one SQL database."""
 
     def __init__(self, engine: Engine) -> None:
@@ -298,20 +284,20 @@ class Store:
             row = conn.execute(select(programs).where(programs.c.id == program_id)).first()
         if row is None:
             raise StoreError(f"no program '{program_id}'")
-        return _program_from_row(row)
+        return program_from_row(row)
 
     def get_programs(self, ids: list[str]) -> dict[str, Program]:
         if not ids:
             return {}
         with self._reading("reading programs") as conn:
             rows = conn.execute(select(programs).where(programs.c.id.in_(ids))).all()
-        return {row.id: _program_from_row(row) for row in rows}
+        return {row.id: program_from_row(row) for row in rows}
 
     def list_programs(self, campaign_id: str) -> list[Program]:
         """Every program of a campaign in iteration order (exports and tests, not hot paths)."""
         with self._reading("reading programs") as conn:
             rows = conn.execute(select(programs).where(programs.c.campaign_id == campaign_id).order_by(programs.c.iteration)).all()
-        return [_program_from_row(r) for r in rows]
+        return [program_from_row(r) for r in rows]
 
     def best_program(self, campaign_id: str) -> Program | None:
         best_id = self.get_campaign(campaign_id).best_program_id
@@ -348,7 +334,7 @@ class Store:
         with self._reading("reading recent programs") as conn:
             rows = conn.execute(select(programs).where(programs.c.campaign_id == campaign_id, programs.c.island == island)
                                 .order_by(programs.c.iteration.desc()).limit(limit)).all()
-        return [_program_from_row(r) for r in rows]
+        return [program_from_row(r) for r in rows]
 
     def max_iteration(self, campaign_id: str) -> int:
         with self._reading("reading the iteration counter") as conn:
@@ -368,29 +354,6 @@ class Store:
                                                                               programs.c.stage.is_not(None))
                                 .group_by(programs.c.stage)).all()
         return {str(stage): int(n) for stage, n in rows}
-
-    def pareto_front(self, campaign_id: str, objectives: Sequence[Objective]) -> list[Program]:
-        """The campaign's valid programs that no other beats on every objective, best on the first objective first.
-
-        Programs missing an objective's metric are left out. A scan of the
-        campaign's valid programs' metrics: a report, not a hot path.
-        """
-        with self._reading("reading metrics") as conn:
-            rows = conn.execute(select(programs.c.id, programs.c.metrics)
-                                .where(programs.c.campaign_id == campaign_id, programs.c.status == EvalStatus.OK.value)
-                                .order_by(programs.c.iteration)).all()
-        ids: list[str] = []
-        values: list[list[float]] = []
-        for pid, metrics in rows:
-            point = [metrics.get(o.metric) for o in objectives]
-            if all(isinstance(v, (int, float)) and math.isfinite(v) for v in point):
-                ids.append(pid)
-                values.append([o.fitness(float(v)) for o, v in zip(objectives, point, strict=True)])
-        if not ids:
-            return []
-        keep = [ids[i] for i in front_indices(np.array(values, dtype=np.float64))]
-        found = self.get_programs(keep)
-        return [found[i] for i in keep]
 
     def filled_cells(self, campaign_id: str) -> int:
         with self._reading("counting cells") as conn:
@@ -436,51 +399,6 @@ class Store:
         with self._reading("reading events") as conn:
             rows = conn.execute(select(events).where(*where).order_by(events.c.id).limit(limit)).all()
         return [{"id": r.id, "ts": r.ts, "kind": r.kind, "data": r.data} for r in rows]
-
-    def llm_calls(self, campaign_id: str) -> list[LLMCallRecord]:
-        """Every model request of a campaign, in order."""
-        with self._reading("reading model calls") as conn:
-            rows = conn.execute(select(llm_calls_table).where(llm_calls_table.c.campaign_id == campaign_id)
-                                .order_by(llm_calls_table.c.id)).all()
-        return [LLMCallRecord(model=r.model, template=r.template, prompt_tokens=r.prompt_tokens,
-                              completion_tokens=r.completion_tokens, cost_usd=r.cost_usd, latency_s=r.latency_s,
-                              ok=r.ok, error=r.error, outcome=r.outcome, attempt=r.attempt, iteration=r.iteration) for r in rows]
-
-    def model_stats(self, campaign_id: str) -> list[ModelStats]:
-        """Per model and mode: proposals, valid share, improvement over the parent, requests, tokens, cost."""
-        child, parent = programs.alias("child"), programs.alias("parent")
-        is_ok = child.c.status == EvalStatus.OK.value
-        gain = case((is_ok, child.c.fitness - parent.c.fitness), else_=None)
-        calls = llm_calls_table
-        with self._reading("reading model statistics") as conn:
-            proposals = conn.execute(
-                select(child.c.model, child.c.template, func.count(), func.sum(case((is_ok, 1), else_=0)),
-                       func.sum(case((and_(is_ok, child.c.fitness > parent.c.fitness), 1), else_=0)), func.avg(gain),
-                       func.max(case((is_ok, child.c.fitness), else_=None)))
-                .select_from(child.outerjoin(parent, child.c.parent_id == parent.c.id))
-                .where(child.c.campaign_id == campaign_id, child.c.origin != Origin.INITIAL.value)
-                .group_by(child.c.model, child.c.template)
-            ).all()
-            requests = {
-                (r[0], r[1]): r[2:] for r in conn.execute(
-                    select(calls.c.model, calls.c.template, func.count(), func.sum(case((calls.c.ok, 0), else_=1)),
-                           func.sum(calls.c.prompt_tokens), func.sum(calls.c.completion_tokens), func.sum(calls.c.cost_usd),
-                           func.avg(calls.c.latency_s))
-                    .where(calls.c.campaign_id == campaign_id).group_by(calls.c.model, calls.c.template)
-                ).all()
-            }
-        stats = []
-        for model, template, n, valid, improved, mean_gain, best in proposals:
-            n_req, failed, p_tok, c_tok, cost, latency = requests.get((model, template), (0, 0, 0, 0, 0.0, None))
-            stats.append(ModelStats(
-                model=model or "", template=template, proposals=int(n), valid=int(valid or 0), improved=int(improved or 0),
-                mean_improvement=None if mean_gain is None else float(mean_gain), best_fitness=None if best is None else float(best),
-                requests=int(n_req), failed_requests=int(failed or 0), prompt_tokens=int(p_tok or 0),
-                completion_tokens=int(c_tok or 0), cost_usd=float(cost or 0.0),
-                mean_latency_s=None if latency is None else float(latency),
-            ))
-        return sorted(stats, key=lambda s: (-s.proposals, s.model, s.template or ""))
-
 
 def _short(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).splitlines()[0]

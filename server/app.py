@@ -1,0 +1,135 @@
+"""The FastAPI application: built by ``create_app(settings)``, served by ``evolve serve`` with uvicorn.
+
+At start-up the store is opened (and migrated) and campaigns left running by
+a server that is gone are marked interrupted; at shutdown the running
+campaigns are stopped and marked interrupted, ready to resume.
+
+Errors are JSON ``{"detail": ..., "field": ...}``: 422 for invalid input
+(naming the field), 401/403 for missing rights, 404, 409 for a request that
+does not fit a campaign's state, 413 for a body over the limit, 503 when the
+store or the sandbox fails. No traceback or secret reaches a client; an
+unexpected failure is logged and answered with a plain 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+
+from evolve import __version__
+from evolve.errors import ConfigError, EvolveError, ProblemError, SandboxError, StoreError
+from evolve.secrets import redact
+from evolve.server import campaigns, problems, programs
+from evolve.server.manager import CampaignManager, ConflictError
+from evolve.server.problems import BuiltinProblems
+from evolve.server.security import BodyLimit
+from evolve.server.settings import ServerSettings
+from evolve.store import Store
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("evolve.server")
+
+
+def _error(code: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": redact(detail), "field": field}, status_code=code, headers=headers)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    parts, first = [], None
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        name = ".".join(loc) or "body"
+        first = first or name
+        msg = "unknown field (remove it or check its spelling)" if err.get("type") == "extra_forbidden" else err.get("msg", "invalid")
+        parts.append(f"{name}: {msg}")
+    return "; ".join(parts) or "invalid request", first
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, field = _validation_message(exc)
+        return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, detail, field)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}) or None)
+
+    @app.exception_handler(ProblemError)
+    async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
+        return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc), exc.field)
+
+    @app.exception_handler(ConflictError)
+    async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
+        return _error(status.HTTP_409_CONFLICT, str(exc))
+
+    @app.exception_handler(EvolveError)
+    async def _evolve(_: Request, exc: EvolveError) -> JSONResponse:
+        if isinstance(exc, ConfigError):
+            field = str(exc).split(":", 1)[0] if ":" in str(exc) else None
+            return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc), field)
+        if isinstance(exc, StoreError) and "is being run by process" in str(exc):
+            return _error(status.HTTP_409_CONFLICT, str(exc))
+        if isinstance(exc, (StoreError, SandboxError)):
+            log.warning("request failed: %s", exc)
+            return _error(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc))
+        log.warning("request failed: %s", exc)
+        return _error(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error; the server's log has the details")
+
+
+def create_app(settings: ServerSettings | None = None) -> FastAPI:
+    """The application for ``settings`` (default: from the ``EVOLVE_`` environment).
+
+    Raises:
+        ConfigError: when the settings refuse to serve (a non-loopback bind without a token).
+    """
+    settings = settings or ServerSettings()
+    settings.check_bind()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store.open(settings.db)
+        manager = CampaignManager(store, max_evaluations=settings.max_evaluations, workdir=settings.workdir,
+                                  sandbox=settings.sandbox)
+        manager.reconcile()
+        app.state.store, app.state.manager = store, manager
+        try:
+            yield
+        finally:
+            await manager.shutdown()
+            store.close()
+
+    app = FastAPI(
+        title="evolve", version=__version__, lifespan=lifespan,
+        description="LLM-driven evolutionary algorithm discovery: submit problems, run campaigns, read the MAP-Elites archive. "
+                    "Writes need 'Authorization: Bearer <EVOLVE_API_TOKEN>' when a token is set.",
+    )
+    app.state.settings = settings
+    app.state.builtins = BuiltinProblems()
+    _install_error_handlers(app)
+    for module in (problems, campaigns, programs):
+        app.include_router(module.router)
+
+    @app.get("/health", tags=["server"])
+    def health() -> dict[str, Any]:
+        """Liveness: answers without a token."""
+        return {"status": "ok", "version": __version__}
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "Last-Event-ID"])
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

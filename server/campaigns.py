@@ -1,0 +1,164 @@
+"""``/campaigns``: start campaigns in the background, list them, stop and resume them, follow their events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi.responses import StreamingResponse
+
+from evolve.config import CampaignConfig
+from evolve.errors import ConfigError, StoreError
+from evolve.server.manager import CampaignManager
+from evolve.server.problems import find_problem
+from evolve.server.schemas import CampaignCreate, CampaignOut, CampaignResume, ErrorOut
+from evolve.server.security import require_read, require_write
+from evolve.server.settings import ServerSettings
+from evolve.store import CampaignRow, Store
+from evolve.values import CampaignStatus
+
+__all__ = ["campaign_row", "router"]
+
+router = APIRouter(tags=["campaigns"])
+_AUTH: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+_ONE: dict[int | str, dict[str, Any]] = {**_AUTH, 404: {"model": ErrorOut}}
+_EVENT_POLL_S = 0.25
+_KEEPALIVE_S = 15.0
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _manager(request: Request) -> CampaignManager:
+    manager: CampaignManager = request.app.state.manager
+    return manager
+
+
+def campaign_row(request: Request, campaign_id: str) -> CampaignRow:
+    """Raises: HTTPException 404 when there is no such campaign."""
+    try:
+        return _store(request).get_campaign(campaign_id)
+    except StoreError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no campaign '{campaign_id}': GET /campaigns lists them") from None
+
+
+def _out(request: Request, row: CampaignRow, *, detail: bool = False) -> dict[str, Any]:
+    store = _store(request)
+    best = store.get_program(row.best_program_id).score if row.best_program_id else None
+    out: dict[str, Any] = {
+        "id": row.id, "problem_id": row.problem_id, "problem": row.problem_name, "status": row.status,
+        "running_here": _manager(request).is_running(row.id), "iterations_done": row.iterations_done,
+        "iterations_target": row.iterations_target, "valid_done": row.valid_done,
+        "valid_rate": row.valid_done / row.iterations_done if row.iterations_done else None,
+        "best_score": best, "best_program_id": row.best_program_id, "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens, "tokens": row.prompt_tokens + row.completion_tokens,
+        "cost_usd": row.cost_usd, "error": row.error, "created_at": row.created_at, "updated_at": row.updated_at,
+        "config": row.config,
+    }
+    if detail:
+        out["status_counts"] = store.status_counts(row.id)
+        out["stage_counts"] = store.stage_counts(row.id)
+    return out
+
+
+def _check_endpoints(settings: ServerSettings, body: CampaignCreate) -> None:
+    for i, spec in enumerate(body.models):
+        if spec.api_base is not None and not any(spec.api_base.startswith(a) for a in settings.allowed_api_bases):
+            raise ConfigError(f"models.{i}.api_base: {spec.api_base} is not an endpoint this server may call; "
+                              "its operator lists allowed ones in EVOLVE_ALLOWED_API_BASES")
+
+
+@router.get("/campaigns", response_model=list[CampaignOut], dependencies=[Depends(require_read)], responses=_AUTH)
+def list_campaigns(request: Request) -> list[dict[str, Any]]:
+    """Every campaign, oldest first."""
+    return [_out(request, row) for row in _store(request).list_campaigns()]
+
+
+@router.post("/campaigns", response_model=CampaignOut, status_code=status.HTTP_201_CREATED, dependencies=[Depends(require_write)],
+             responses={**_AUTH, 404: {"model": ErrorOut}})
+async def create_campaign(request: Request, body: CampaignCreate) -> dict[str, Any]:
+    """Evaluate the problem's initial program, then run the campaign in the background (it outlives this request)."""
+    problem = find_problem(request, body.problem)
+    _check_endpoints(request.app.state.settings, body)
+    config = CampaignConfig.model_validate(body.model_dump(exclude={"problem"}))
+    campaign_id = await _manager(request).start(problem, config)
+    return _out(request, campaign_row(request, campaign_id), detail=True)
+
+
+@router.get("/campaigns/{campaign_id}", response_model=CampaignOut, dependencies=[Depends(require_read)], responses=_ONE)
+def get_campaign(request: Request, campaign_id: str) -> dict[str, Any]:
+    return _out(request, campaign_row(request, campaign_id), detail=True)
+
+
+@router.post("/campaigns/{campaign_id}/stop", response_model=CampaignOut, dependencies=[Depends(require_write)],
+             responses={**_ONE, 409: {"model": ErrorOut}})
+async def stop_campaign(request: Request, campaign_id: str) -> dict[str, Any]:
+    """Stop a running campaign; answers once it has stopped (what was in flight is cancelled, the rest is kept)."""
+    campaign_row(request, campaign_id)
+    await _manager(request).stop(campaign_id)
+    return _out(request, campaign_row(request, campaign_id), detail=True)
+
+
+@router.post("/campaigns/{campaign_id}/resume", response_model=CampaignOut, dependencies=[Depends(require_write)],
+             responses={**_ONE, 409: {"model": ErrorOut}})
+async def resume_campaign(request: Request, campaign_id: str, body: CampaignResume | None = None) -> dict[str, Any]:
+    """Continue a stopped, interrupted, finished or budget-spent campaign, optionally with a new target or budgets."""
+    campaign_row(request, campaign_id)
+    body = body or CampaignResume()
+    budgets = {k: v for k, v in body.model_dump(exclude={"iterations"}).items() if k in body.model_fields_set}
+    await _manager(request).resume(campaign_id, iterations=body.iterations, budgets=budgets)
+    return _out(request, campaign_row(request, campaign_id), detail=True)
+
+
+_TERMINAL = {CampaignStatus.STOPPED, CampaignStatus.INTERRUPTED, CampaignStatus.FINISHED, CampaignStatus.BUDGET_SPENT,
+             CampaignStatus.FAILED}
+
+
+async def _event_stream(request: Request, campaign_id: str, after: int, follow: bool) -> AsyncIterator[bytes]:
+    store, manager = _store(request), _manager(request)
+    idle = 0.0
+    while True:
+        batch = await asyncio.to_thread(store.events, campaign_id, after_id=after, limit=500)
+        for ev in batch:
+            after = ev["id"]
+            payload = json.dumps({"ts": ev["ts"], **ev["data"]}, allow_nan=False, default=str)
+            yield f"id: {ev['id']}\nevent: {ev['kind']}\ndata: {payload}\n\n".encode()
+        if batch:
+            idle = 0.0
+            continue
+        running = manager.is_running(campaign_id)
+        row = await asyncio.to_thread(store.get_campaign, campaign_id)
+        if not follow or (not running and row.status in _TERMINAL):
+            yield b"event: end\ndata: {}\n\n"
+            return
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(_EVENT_POLL_S)
+        idle += _EVENT_POLL_S
+        if idle >= _KEEPALIVE_S:
+            idle = 0.0
+            yield b": keep-alive\n\n"
+
+
+@router.get(
+    "/campaigns/{campaign_id}/events", dependencies=[Depends(require_read)], response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                     "description": "server-sent events: created, started, program, migration, status, ... then 'end'"},
+               **_ONE},
+)
+async def campaign_events(
+    request: Request, campaign_id: str,
+    after: Annotated[int, Query(ge=0, le=2**62, description="only events after this id")] = 0,
+    follow: Annotated[bool, Query(description="keep the stream open while the campaign runs")] = True,
+    last_event_id: Annotated[int | None, Header(ge=0, le=2**62, description="set by EventSource on reconnect")] = None,
+) -> StreamingResponse:
+    """Live progress as server-sent events; the stream ends with an 'end' event once the campaign is no longer running."""
+    campaign_row(request, campaign_id)
+    start = max(after, last_event_id or 0)
+    return StreamingResponse(_event_stream(request, campaign_id, start, follow), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

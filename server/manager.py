@@ -1,0 +1,168 @@
+"""Campaigns running in the server's background, independent of any client connection.
+
+Each running campaign is an asyncio task in the server's event loop; all of
+them share one cap on concurrent evaluations. A campaign is claimed in the
+store under this process (host:pid), so when the server is killed the next
+start finds it still marked running by a process that is gone and marks it
+interrupted; ``resume`` continues it from the store. On a clean shutdown the
+running campaigns are stopped and marked interrupted too, so a restart shows
+what was cut short and a user stop stays a user stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evolve.campaign import Campaign, owner_alive
+from evolve.config import CampaignConfig
+from evolve.errors import EvolveError, StoreError
+from evolve.problem import Problem
+from evolve.store import Store
+from evolve.values import CampaignStatus
+
+__all__ = ["CampaignManager", "ConflictError"]
+
+log = logging.getLogger("evolve.server")
+
+_STOP_WAIT_S = 60.0
+
+
+class ConflictError(EvolveError):
+    """The request does not fit the campaign's state (stop what is not running, resume what runs)."""
+
+
+@dataclass
+class _Running:
+    campaign: Campaign
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[CampaignStatus] | None = None
+    shutting_down: bool = False
+
+
+class CampaignManager:
+    """Starts, stops and resumes campaigns of one store inside the running event loop."""
+
+    def __init__(self, store: Store, *, max_evaluations: int, workdir: Path | None, sandbox: str) -> None:
+        self.store = store
+        self.sandbox = sandbox
+        self._slots = asyncio.Semaphore(max_evaluations)
+        self._own_workdir = workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix="evolve-server-")) if workdir is None else workdir
+        self._running: dict[str, _Running] = {}
+
+    def reconcile(self) -> list[str]:
+        """Mark campaigns left running by a process that is gone as interrupted; returns their ids."""
+        found = self.store.mark_interrupted(owner_alive)
+        for cid in found:
+            log.warning("campaign %s was interrupted (its server stopped while it ran); resume it with POST /campaigns/%s/resume",
+                        cid, cid)
+        return found
+
+    def is_running(self, campaign_id: str) -> bool:
+        return campaign_id in self._running
+
+    def _campaign_dir(self, campaign_id: str) -> Path:
+        return self.workdir / campaign_id
+
+    async def start(self, problem: Problem, config: CampaignConfig) -> str:
+        """Evaluate the initial program, create the campaign and run it in the background; returns its id.
+
+        Raises:
+            ProblemError: when the initial program does not evaluate OK.
+            SandboxError: when the sandbox cannot run here.
+        """
+        config = config.model_copy(update={"sandbox": self.sandbox})
+        scratch = Path(tempfile.mkdtemp(dir=self.workdir, prefix="new-"))
+        try:
+            campaign = await Campaign.create(self.store, problem, config, workdir=scratch)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        self._launch(campaign)
+        return campaign.id
+
+    async def resume(self, campaign_id: str, *, iterations: int | None, budgets: dict[str, float | int | None]) -> None:
+        """Continue a stopped, interrupted, finished or budget-spent campaign in the background.
+
+        Raises:
+            ConflictError: when it is running already.
+            StoreError: when it is unknown or another live process runs it.
+            ConfigError: when a new budget or target is invalid.
+        """
+        if campaign_id in self._running:
+            raise ConflictError(f"campaign {campaign_id} is already running")
+        row = self.store.get_campaign(campaign_id)
+        if iterations is not None and iterations < row.iterations_done:
+            raise ConflictError(f"campaign {campaign_id} has done {row.iterations_done} iterations; "
+                                f"a new target must be at least that (got {iterations})")
+        campaign = await asyncio.to_thread(
+            Campaign.resume, self.store, campaign_id, workdir=self._campaign_dir(campaign_id), iterations=iterations,
+            budgets=budgets or None,
+        )
+        self._launch(campaign)
+
+    def _launch(self, campaign: Campaign) -> None:
+        running = _Running(campaign)
+        self._running[campaign.id] = running
+        running.task = asyncio.create_task(self._drive(running), name=f"campaign-{campaign.id}")
+
+    async def _drive(self, running: _Running) -> CampaignStatus:
+        cid = running.campaign.id
+        status = CampaignStatus.FAILED
+        try:
+            status = await running.campaign.run(stop=running.stop, shared_eval_slots=self._slots)
+            log.info("campaign %s ended: %s", cid, status.value)
+        except EvolveError as exc:  # recorded as FAILED with its message by the campaign itself
+            log.warning("campaign %s failed: %s", cid, exc)
+        except Exception:
+            log.exception("campaign %s failed unexpectedly", cid)
+            with contextlib.suppress(EvolveError):
+                await asyncio.to_thread(self.store.set_status, cid, CampaignStatus.FAILED,
+                                        error="internal error in the server; see its log, then resume the campaign")
+        finally:
+            if running.shutting_down:
+                with contextlib.suppress(EvolveError):
+                    await asyncio.to_thread(self.store.set_status, cid, CampaignStatus.INTERRUPTED)
+            self._running.pop(cid, None)
+        return status
+
+    async def stop(self, campaign_id: str) -> None:
+        """Stop a running campaign and wait until what was in flight is cancelled and the status recorded.
+
+        Raises:
+            ConflictError: when it is not running in this server.
+            StoreError: when it is unknown.
+        """
+        running = self._running.get(campaign_id)
+        if running is None:
+            row = self.store.get_campaign(campaign_id)
+            if row.status is CampaignStatus.RUNNING and row.owner and owner_alive(row.owner):
+                raise ConflictError(f"campaign {campaign_id} is run by another process ({row.owner}); stop it there")
+            raise ConflictError(f"campaign {campaign_id} is not running (status: {row.status.value})")
+        running.stop.set()
+        await self._wait(running)
+
+    async def _wait(self, running: _Running) -> None:
+        assert running.task is not None
+        try:
+            await asyncio.wait_for(asyncio.shield(running.task), timeout=_STOP_WAIT_S)
+        except TimeoutError as exc:
+            running.task.cancel()
+            raise StoreError(f"campaign {running.campaign.id} did not stop within {_STOP_WAIT_S:g} s; it was cancelled") from exc
+
+    async def shutdown(self) -> None:
+        """Stop every running campaign (they become interrupted, resumable) and remove the temporary work folder."""
+        for running in list(self._running.values()):
+            running.shutting_down = True
+            running.stop.set()
+        for running in list(self._running.values()):
+            with contextlib.suppress(EvolveError):
+                await self._wait(running)
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)

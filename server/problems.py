@@ -1,0 +1,143 @@
+"""``/problems``: list the built-in and submitted problems, submit new ones (JSON or an upload of the three files).
+
+A problem is accepted only once everything the CLI checks holds, including
+that its initial program evaluates successfully in the sandbox; otherwise
+the answer is 422 naming the field and the reason.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile, status
+
+from evolve.errors import ProblemError, StoreError
+from evolve.evaluators.runner import Evaluator
+from evolve.problem import Problem, builtin_problem_names, resolve_problem
+from evolve.server.schemas import MAX_CODE_CHARS, MAX_CONFIG_CHARS, ErrorOut, ProblemCreate, ProblemDetail, ProblemOut
+from evolve.server.security import require_read, require_write
+from evolve.store import Store
+
+__all__ = ["BuiltinProblems", "find_problem", "router"]
+
+router = APIRouter(tags=["problems"])
+_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 422: {"model": ErrorOut}}
+
+
+class BuiltinProblems:
+    """The problems shipped with evolve, loaded once."""
+
+    def __init__(self) -> None:
+        self.by_name = {name: resolve_problem(name) for name in builtin_problem_names()}
+        self.fingerprints = {p.fingerprint() for p in self.by_name.values()}
+
+
+def find_problem(request: Request, problem_id: str) -> Problem:
+    """A built-in problem by name or a stored one by id.
+
+    Raises:
+        HTTPException: 404 when there is neither.
+    """
+    builtins: BuiltinProblems = request.app.state.builtins
+    if problem_id in builtins.by_name:
+        return builtins.by_name[problem_id]
+    store: Store = request.app.state.store
+    try:
+        return store.load_problem(problem_id)
+    except StoreError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no problem '{problem_id}': GET /problems lists them") from None
+
+
+def _summary(problem_id: str, problem: Problem, *, builtin: bool, created_at: float | None = None) -> dict[str, Any]:
+    c = problem.config
+    held_out = c.held_out_stage()
+    return {
+        "id": problem_id, "name": c.name, "builtin": builtin, "description": c.description,
+        "objective": c.objective.model_dump(mode="json", exclude_none=True),
+        "features": [a.model_dump(mode="json") for a in c.features],
+        "known_best": c.known_best.model_dump(mode="json") if c.known_best else None,
+        "stages": [s.name for s in c.pipeline()], "held_out": held_out is not None, "created_at": created_at,
+    }
+
+
+@router.get("/problems", response_model=list[ProblemOut], dependencies=[Depends(require_read)], responses=_ERRORS)
+def list_problems(request: Request) -> list[dict[str, Any]]:
+    """Built-in problems first, then submitted ones, oldest first."""
+    builtins: BuiltinProblems = request.app.state.builtins
+    store: Store = request.app.state.store
+    out = [_summary(name, p, builtin=True) for name, p in builtins.by_name.items()]
+    for row in store.list_problems():
+        if row.id not in builtins.fingerprints:
+            out.append(_summary(row.id, store.load_problem(row.id), builtin=False, created_at=row.created_at))
+    return out
+
+
+@router.get("/problems/{problem_id}", response_model=ProblemDetail, dependencies=[Depends(require_read)],
+            responses={**_ERRORS, 404: {"model": ErrorOut}})
+def get_problem(request: Request, problem_id: str) -> dict[str, Any]:
+    problem = find_problem(request, problem_id)
+    builtins: BuiltinProblems = request.app.state.builtins
+    return {
+        **_summary(problem_id, problem, builtin=problem_id in builtins.by_name),
+        "config": problem.config.model_dump(mode="json", exclude_none=True),
+        "initial_program": problem.initial_program, "evaluator": problem.evaluator_source,
+    }
+
+
+async def _accept(request: Request, *, config_text: str, initial_program: str, evaluator: str) -> dict[str, Any]:
+    """Validate like the CLI, evaluate the initial program in the sandbox, store the problem."""
+    problem = Problem.from_sources(config_text=config_text, initial_program=initial_program, evaluator_source=evaluator,
+                                   source="submitted problem")
+    builtins: BuiltinProblems = request.app.state.builtins
+    if problem.name in builtins.by_name:
+        raise ProblemError(f"name '{problem.name}' is a built-in problem's; choose another name", field="config")
+    sandbox = request.app.state.settings.sandbox
+    with tempfile.TemporaryDirectory(prefix="evolve-check-") as tmp:
+        result = await Evaluator(problem, problem_dir=Path(tmp) / "problem", sandbox=sandbox).evaluate(problem.initial_program)
+    if result.objective(problem.config.objective.metric) is None:
+        why = result.artifacts.get("error") or f"no '{problem.config.objective.metric}' metric came back"
+        field = "evaluator" if why.startswith("evaluator") or result.status.is_ok else "initial_program"
+        raise ProblemError(f"the initial program does not evaluate: {result.status.value}: {why}", field=field)
+    store: Store = request.app.state.store
+    problem_id = store.save_problem(problem)
+    return _summary(problem_id, problem, builtin=False)
+
+
+@router.post("/problems", response_model=ProblemOut, status_code=status.HTTP_201_CREATED, dependencies=[Depends(require_write)],
+             responses=_ERRORS)
+async def create_problem(request: Request, body: ProblemCreate) -> dict[str, Any]:
+    """Submit a problem as JSON. Its initial program is evaluated in the sandbox before it is accepted."""
+    config_text = yaml.safe_dump(body.config, sort_keys=False, allow_unicode=True)
+    if len(config_text) > MAX_CONFIG_CHARS:
+        raise ProblemError(f"the config is {len(config_text)} characters as YAML; the limit is {MAX_CONFIG_CHARS}", field="config")
+    return await _accept(request, config_text=config_text, initial_program=body.initial_program, evaluator=body.evaluator)
+
+
+async def _read_upload(upload: UploadFile, field: str, limit: int) -> str:
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise ProblemError(f"{upload.filename or field} is larger than {limit} bytes", field=field)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProblemError(f"{upload.filename or field} is not UTF-8 text ({exc.reason} at byte {exc.start})", field=field) from exc
+
+
+@router.post("/problems/upload", response_model=ProblemOut, status_code=status.HTTP_201_CREATED,
+             dependencies=[Depends(require_write)], responses=_ERRORS)
+async def upload_problem(
+    request: Request,
+    problem_yaml: Annotated[UploadFile, File(description="problem.yaml")],
+    initial_program: Annotated[UploadFile, File(description="initial_program.py")],
+    evaluator: Annotated[UploadFile, File(description="evaluator.py")],
+) -> dict[str, Any]:
+    """Submit a problem as the three files of a problem folder (multipart/form-data)."""
+    return await _accept(
+        request,
+        config_text=await _read_upload(problem_yaml, "problem_yaml", MAX_CONFIG_CHARS),
+        initial_program=await _read_upload(initial_program, "initial_program", MAX_CODE_CHARS),
+        evaluator=await _read_upload(evaluator, "evaluator", MAX_CODE_CHARS),
+    )

@@ -1,0 +1,183 @@
+"""Request and response bodies of the REST API: the contract the OpenAPI schema publishes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from evolve.config import ModelSpec, SamplingConfig
+from evolve.values import CampaignStatus, EvalStatus, Origin
+
+__all__ = [
+    "ArchiveOut",
+    "BestOut",
+    "CampaignCreate",
+    "CampaignOut",
+    "CampaignResume",
+    "ErrorOut",
+    "ProblemCreate",
+    "ProblemOut",
+    "ProgramDetail",
+    "ProgramPage",
+    "ProgramSummary",
+]
+
+MAX_CODE_CHARS = 256 * 1024
+MAX_CONFIG_CHARS = 64 * 1024
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: what went wrong and what to do; ``field`` names the input at fault when there is one."""
+
+    detail: str
+    field: str | None = None
+
+
+# ------------------------------------------------------------------ problems
+class ProblemCreate(_In):
+    """A problem as JSON: the content of problem.yaml as an object, and the two Python files."""
+
+    config: dict[str, Any] = Field(description="problem.yaml as an object: name, description, objective, features, limits, ...")
+    initial_program: str = Field(min_length=1, max_length=MAX_CODE_CHARS, description="a working program with EVOLVE-BLOCK markers")
+    evaluator: str = Field(min_length=1, max_length=MAX_CODE_CHARS, description="trusted evaluator.py defining evaluate(candidate)")
+
+
+class ProblemOut(BaseModel):
+    id: str = Field(description="the built-in name, or the content fingerprint of a submitted problem")
+    name: str
+    builtin: bool
+    description: str
+    objective: dict[str, Any]
+    features: list[dict[str, Any]]
+    known_best: dict[str, Any] | None = None
+    stages: list[str]
+    held_out: bool
+    created_at: float | None = None
+
+
+class ProblemDetail(ProblemOut):
+    config: dict[str, Any]
+    initial_program: str
+    evaluator: str
+
+
+# ----------------------------------------------------------------- campaigns
+class CampaignCreate(_In):
+    """A campaign on a problem (a built-in name or a submitted problem's id). The server chooses the sandbox."""
+
+    problem: str = Field(min_length=1, max_length=100)
+    models: list[ModelSpec] = Field(default_factory=lambda: [ModelSpec()], min_length=1, max_length=16)
+    iterations: int = Field(default=100, ge=1, le=10_000_000)
+    max_wall_s: float | None = Field(default=None, gt=0)
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    islands: int = Field(default=4, ge=1, le=64)
+    migration_interval: int = Field(default=10, ge=1, le=1_000_000)
+    migration_size: int = Field(default=1, ge=1, le=16)
+    eval_concurrency: int = Field(default=2, ge=1, le=256)
+    llm_concurrency: int = Field(default=4, ge=1, le=1024)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    max_tokens: int | None = Field(default=None, gt=0)
+
+
+class CampaignResume(_In):
+    """Optional new totals: the iteration target and budgets (null removes a budget); what was spent counts."""
+
+    iterations: int | None = Field(default=None, ge=1, le=10_000_000)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    max_tokens: int | None = Field(default=None, gt=0)
+
+
+class CampaignOut(BaseModel):
+    id: str
+    problem_id: str
+    problem: str
+    status: CampaignStatus
+    running_here: bool = Field(description="driven by this server right now")
+    iterations_done: int
+    iterations_target: int
+    valid_done: int
+    valid_rate: float | None
+    best_score: float | None
+    best_program_id: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    tokens: int
+    cost_usd: float
+    error: str | None
+    created_at: float
+    updated_at: float
+    config: dict[str, Any]
+    status_counts: dict[str, int] | None = None
+    stage_counts: dict[str, int] | None = None
+
+
+# ------------------------------------------------------------------ programs
+class ProgramSummary(BaseModel):
+    id: str
+    parent_id: str | None
+    island: int
+    generation: int
+    iteration: int
+    origin: Origin
+    status: EvalStatus
+    score: float | None
+    stage: str | None
+    cell: str | None
+    model: str | None
+    created_at: float
+
+
+class ProgramPage(BaseModel):
+    items: list[ProgramSummary]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last page")
+
+
+class ProgramDetail(ProgramSummary):
+    campaign_id: str
+    code: str
+    diff: str | None = Field(description="unified diff against the parent's code (null for the initial program)")
+    model_edit: str | None = Field(description="the edit as the model wrote it (SEARCH/REPLACE blocks or a rewrite)")
+    metrics: dict[str, float]
+    features: dict[str, float]
+    artifacts: dict[str, str]
+    template: str | None
+    eval_seconds: float
+    llm_seconds: float
+    children: list[str]
+
+
+class BestOut(BaseModel):
+    program: ProgramDetail
+    held_out: dict[str, Any] | None = Field(description="the held-out instances' score, once computed (?held_out=true)")
+
+
+class LineageOut(BaseModel):
+    items: list[ProgramSummary] = Field(description="from the initial program down to the program asked for")
+
+
+class ArchiveCellOut(BaseModel):
+    cell: str = Field(description="bin indices along the feature axes, comma-separated")
+    coordinates: list[int]
+    elite_id: str
+    score: float | None
+
+
+class IslandOut(BaseModel):
+    island: int
+    cells: list[ArchiveCellOut]
+
+
+class ArchiveOut(BaseModel):
+    axes: list[dict[str, Any]]
+    islands: list[IslandOut]
+
+
+class ParetoOut(BaseModel):
+    objectives: list[dict[str, Any]]
+    items: list[ProgramDetail]
