@@ -14,14 +14,17 @@ unexpected failure is logged and answered with a plain 500.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request, status
+from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from evolve import __version__
 from evolve.errors import ConfigError, EvolveError, ProblemError, SandboxError, StoreError
@@ -29,6 +32,7 @@ from evolve.secrets import redact
 from evolve.server import campaigns, problems, programs
 from evolve.server.manager import CampaignManager, ConflictError
 from evolve.server.problems import BuiltinProblems
+from evolve.server.schemas import COMMON_ERRORS
 from evolve.server.security import BodyLimit
 from evolve.server.settings import ServerSettings
 from evolve.store import Store
@@ -53,15 +57,31 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return "; ".join(parts) or "invalid request", first
 
 
+def _allowed_methods(app: FastAPI, scope: MutableMapping[str, Any]) -> list[str]:
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, APIRoute) and route.matches({**scope, "method": "GET"})[0] is not Match.NONE:
+            methods |= (route.methods or set()) - {"HEAD"}
+    return sorted(methods)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         detail, field = _validation_message(exc)
         return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, detail, field)
 
-    @app.exception_handler(HTTPException)
-    async def _http(_: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}) or None)
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:  # Starlette lists only the first matching route's methods
+            allowed = _allowed_methods(app, request.scope)
+            headers["Allow"] = ", ".join(allowed)
+            return _error(exc.status_code, f"{request.method} is not allowed here; use {' or '.join(allowed)}", headers=headers)
+        detail = str(exc.detail)
+        if exc.status_code == status.HTTP_400_BAD_REQUEST:
+            detail = f"{detail}: send a JSON object with Content-Type: application/json (multipart/form-data for /problems/upload)"
+        return _error(exc.status_code, detail, headers=headers or None)
 
     @app.exception_handler(ProblemError)
     async def _problem(_: Request, exc: ProblemError) -> JSONResponse:
@@ -113,7 +133,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
             store.close()
 
     app = FastAPI(
-        title="evolve", version=__version__, lifespan=lifespan,
+        title="evolve", version=__version__, lifespan=lifespan, responses=COMMON_ERRORS,
         description="LLM-driven evolutionary algorithm discovery: submit problems, run campaigns, read the MAP-Elites archive. "
                     "Writes need 'Authorization: Bearer <EVOLVE_API_TOKEN>' when a token is set.",
     )

@@ -14,7 +14,7 @@ from evolve.config import CampaignConfig
 from evolve.errors import ConfigError, StoreError
 from evolve.server.manager import CampaignManager
 from evolve.server.problems import find_problem
-from evolve.server.schemas import CampaignCreate, CampaignOut, CampaignResume, ErrorOut
+from evolve.server.schemas import CampaignCreate, CampaignOut, CampaignResume, errors
 from evolve.server.security import require_read, require_write
 from evolve.server.settings import ServerSettings
 from evolve.store import CampaignRow, Store
@@ -23,8 +23,6 @@ from evolve.values import CampaignStatus
 __all__ = ["campaign_row", "router"]
 
 router = APIRouter(tags=["campaigns"])
-_AUTH: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 422: {"model": ErrorOut}}
-_ONE: dict[int | str, dict[str, Any]] = {**_AUTH, 404: {"model": ErrorOut}}
 _EVENT_POLL_S = 0.25
 _KEEPALIVE_S = 15.0
 
@@ -73,14 +71,14 @@ def _check_endpoints(settings: ServerSettings, body: CampaignCreate) -> None:
                               "its operator lists allowed ones in EVOLVE_ALLOWED_API_BASES")
 
 
-@router.get("/campaigns", response_model=list[CampaignOut], dependencies=[Depends(require_read)], responses=_AUTH)
+@router.get("/campaigns", response_model=list[CampaignOut], dependencies=[Depends(require_read)])
 def list_campaigns(request: Request) -> list[dict[str, Any]]:
     """Every campaign, oldest first."""
     return [_out(request, row) for row in _store(request).list_campaigns()]
 
 
 @router.post("/campaigns", response_model=CampaignOut, status_code=status.HTTP_201_CREATED, dependencies=[Depends(require_write)],
-             responses={**_AUTH, 404: {"model": ErrorOut}})
+             responses=errors(404))
 async def create_campaign(request: Request, body: CampaignCreate) -> dict[str, Any]:
     """Evaluate the problem's initial program, then run the campaign in the background (it outlives this request)."""
     problem = find_problem(request, body.problem)
@@ -90,13 +88,13 @@ async def create_campaign(request: Request, body: CampaignCreate) -> dict[str, A
     return _out(request, campaign_row(request, campaign_id), detail=True)
 
 
-@router.get("/campaigns/{campaign_id}", response_model=CampaignOut, dependencies=[Depends(require_read)], responses=_ONE)
+@router.get("/campaigns/{campaign_id}", response_model=CampaignOut, dependencies=[Depends(require_read)], responses=errors(404))
 def get_campaign(request: Request, campaign_id: str) -> dict[str, Any]:
     return _out(request, campaign_row(request, campaign_id), detail=True)
 
 
 @router.post("/campaigns/{campaign_id}/stop", response_model=CampaignOut, dependencies=[Depends(require_write)],
-             responses={**_ONE, 409: {"model": ErrorOut}})
+             responses=errors(404, 409))
 async def stop_campaign(request: Request, campaign_id: str) -> dict[str, Any]:
     """Stop a running campaign; answers once it has stopped (what was in flight is cancelled, the rest is kept)."""
     campaign_row(request, campaign_id)
@@ -105,7 +103,7 @@ async def stop_campaign(request: Request, campaign_id: str) -> dict[str, Any]:
 
 
 @router.post("/campaigns/{campaign_id}/resume", response_model=CampaignOut, dependencies=[Depends(require_write)],
-             responses={**_ONE, 409: {"model": ErrorOut}})
+             responses=errors(404, 409))
 async def resume_campaign(request: Request, campaign_id: str, body: CampaignResume | None = None) -> dict[str, Any]:
     """Continue a stopped, interrupted, finished or budget-spent campaign, optionally with a new target or budgets."""
     campaign_row(request, campaign_id)
@@ -149,16 +147,16 @@ async def _event_stream(request: Request, campaign_id: str, after: int, follow: 
     "/campaigns/{campaign_id}/events", dependencies=[Depends(require_read)], response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                      "description": "server-sent events: created, started, program, migration, status, ... then 'end'"},
-               **_ONE},
+               **errors(404)},
 )
 async def campaign_events(
     request: Request, campaign_id: str,
     after: Annotated[int, Query(ge=0, le=2**62, description="only events after this id")] = 0,
     follow: Annotated[bool, Query(description="keep the stream open while the campaign runs")] = True,
-    last_event_id: Annotated[int | None, Header(ge=0, le=2**62, description="set by EventSource on reconnect")] = None,
+    last_event_id: Annotated[str | None, Header(pattern=r"^[0-9]{1,18}$", description="set by EventSource on reconnect")] = None,
 ) -> StreamingResponse:
     """Live progress as server-sent events; the stream ends with an 'end' event once the campaign is no longer running."""
     campaign_row(request, campaign_id)
-    start = max(after, last_event_id or 0)
+    start = max(after, int(last_event_id or 0))
     return StreamingResponse(_event_stream(request, campaign_id, start, follow), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

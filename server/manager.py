@@ -51,7 +51,7 @@ class CampaignManager:
     def __init__(self, store: Store, *, max_evaluations: int, workdir: Path | None, sandbox: str) -> None:
         self.store = store
         self.sandbox = sandbox
-        self._slots = asyncio.Semaphore(max_evaluations)
+        self.slots = asyncio.Semaphore(max_evaluations)  # every evaluation of this server, first ones included
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="evolve-server-")) if workdir is None else workdir
         self._running: dict[str, _Running] = {}
@@ -80,7 +80,8 @@ class CampaignManager:
         config = config.model_copy(update={"sandbox": self.sandbox})
         scratch = Path(tempfile.mkdtemp(dir=self.workdir, prefix="new-"))
         try:
-            campaign = await Campaign.create(self.store, problem, config, workdir=scratch)
+            async with self.slots:
+                campaign = await Campaign.create(self.store, problem, config, workdir=scratch)
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
@@ -116,7 +117,7 @@ class CampaignManager:
         cid = running.campaign.id
         status = CampaignStatus.FAILED
         try:
-            status = await running.campaign.run(stop=running.stop, shared_eval_slots=self._slots)
+            status = await running.campaign.run(stop=running.stop, shared_eval_slots=self.slots)
             log.info("campaign %s ended: %s", cid, status.value)
         except EvolveError as exc:  # recorded as FAILED with its message by the campaign itself
             log.warning("campaign %s failed: %s", cid, exc)

@@ -17,14 +17,13 @@ from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile
 from evolve.errors import ProblemError, StoreError
 from evolve.evaluators.runner import Evaluator
 from evolve.problem import Problem, builtin_problem_names, resolve_problem
-from evolve.server.schemas import MAX_CODE_CHARS, MAX_CONFIG_CHARS, ErrorOut, ProblemCreate, ProblemDetail, ProblemOut
+from evolve.server.schemas import MAX_CODE_CHARS, MAX_CONFIG_CHARS, ProblemCreate, ProblemDetail, ProblemOut, errors
 from evolve.server.security import require_read, require_write
 from evolve.store import Store
 
 __all__ = ["BuiltinProblems", "find_problem", "router"]
 
 router = APIRouter(tags=["problems"])
-_ERRORS: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}, 422: {"model": ErrorOut}}
 
 
 class BuiltinProblems:
@@ -63,7 +62,7 @@ def _summary(problem_id: str, problem: Problem, *, builtin: bool, created_at: fl
     }
 
 
-@router.get("/problems", response_model=list[ProblemOut], dependencies=[Depends(require_read)], responses=_ERRORS)
+@router.get("/problems", response_model=list[ProblemOut], dependencies=[Depends(require_read)])
 def list_problems(request: Request) -> list[dict[str, Any]]:
     """Built-in problems first, then submitted ones, oldest first."""
     builtins: BuiltinProblems = request.app.state.builtins
@@ -76,7 +75,7 @@ def list_problems(request: Request) -> list[dict[str, Any]]:
 
 
 @router.get("/problems/{problem_id}", response_model=ProblemDetail, dependencies=[Depends(require_read)],
-            responses={**_ERRORS, 404: {"model": ErrorOut}})
+            responses=errors(404))
 def get_problem(request: Request, problem_id: str) -> dict[str, Any]:
     problem = find_problem(request, problem_id)
     builtins: BuiltinProblems = request.app.state.builtins
@@ -96,7 +95,8 @@ async def _accept(request: Request, *, config_text: str, initial_program: str, e
         raise ProblemError(f"name '{problem.name}' is a built-in problem's; choose another name", field="config")
     sandbox = request.app.state.settings.sandbox
     with tempfile.TemporaryDirectory(prefix="evolve-check-") as tmp:
-        result = await Evaluator(problem, problem_dir=Path(tmp) / "problem", sandbox=sandbox).evaluate(problem.initial_program)
+        async with request.app.state.manager.slots:
+            result = await Evaluator(problem, problem_dir=Path(tmp) / "problem", sandbox=sandbox).evaluate(problem.initial_program)
     if result.objective(problem.config.objective.metric) is None:
         why = result.artifacts.get("error") or f"no '{problem.config.objective.metric}' metric came back"
         field = "evaluator" if why.startswith("evaluator") or result.status.is_ok else "initial_program"
@@ -107,7 +107,7 @@ async def _accept(request: Request, *, config_text: str, initial_program: str, e
 
 
 @router.post("/problems", response_model=ProblemOut, status_code=status.HTTP_201_CREATED, dependencies=[Depends(require_write)],
-             responses=_ERRORS)
+             )
 async def create_problem(request: Request, body: ProblemCreate) -> dict[str, Any]:
     """Submit a problem as JSON. Its initial program is evaluated in the sandbox before it is accepted."""
     config_text = yaml.safe_dump(body.config, sort_keys=False, allow_unicode=True)
@@ -127,7 +127,7 @@ async def _read_upload(upload: UploadFile, field: str, limit: int) -> str:
 
 
 @router.post("/problems/upload", response_model=ProblemOut, status_code=status.HTTP_201_CREATED,
-             dependencies=[Depends(require_write)], responses=_ERRORS)
+             dependencies=[Depends(require_write)])
 async def upload_problem(
     request: Request,
     problem_yaml: Annotated[UploadFile, File(description="problem.yaml")],

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from evolve.errors import StoreError
 from evolve.reports import held_out_score
 from evolve.server.campaigns import campaign_row
-from evolve.server.schemas import ArchiveOut, BestOut, ErrorOut, LineageOut, ParetoOut, ProgramDetail, ProgramPage
+from evolve.server.schemas import ArchiveOut, BestOut, LineageOut, ParetoOut, ProgramDetail, ProgramPage, errors
 from evolve.server.security import require_read
 from evolve.store import PageKey, ProgramOrder, Store
 from evolve.values import EvalStatus, Program
@@ -22,7 +22,6 @@ from evolve.values import EvalStatus, Program
 __all__ = ["router"]
 
 router = APIRouter(tags=["archive"], dependencies=[Depends(require_read)])
-_ONE: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}}
 
 
 def _store(request: Request) -> Store:
@@ -76,7 +75,7 @@ def _decode_cursor(cursor: str, order: ProgramOrder, descending: bool) -> PageKe
     return PageKey(value=data[2], iteration=data[3])
 
 
-@router.get("/campaigns/{campaign_id}/programs", response_model=ProgramPage, responses=_ONE)
+@router.get("/campaigns/{campaign_id}/programs", response_model=ProgramPage, responses=errors(404))
 def list_programs(
     request: Request, campaign_id: str,
     sort: Annotated[ProgramOrder, Query(description="time: by iteration; score: best first when descending")] = ProgramOrder.TIME,
@@ -96,14 +95,14 @@ def list_programs(
     return {"items": [_summary(p) for p in page], "next_cursor": _encode_cursor(key, sort, descending) if key else None}
 
 
-@router.get("/programs/{program_id}", response_model=ProgramDetail, responses=_ONE)
+@router.get("/programs/{program_id}", response_model=ProgramDetail, responses=errors(404))
 def get_program(request: Request, program_id: str) -> dict[str, Any]:
     """A program with its code, the diff against its parent, metrics, features, artifacts, origin, parent and children."""
     store = _store(request)
     return _detail(store, _program(store, program_id))
 
 
-@router.get("/campaigns/{campaign_id}/best", response_model=BestOut, responses=_ONE)
+@router.get("/campaigns/{campaign_id}/best", response_model=BestOut, responses=errors(404))
 async def best_program(
     request: Request, campaign_id: str,
     held_out: Annotated[bool, Query(description="score the best program on the held-out instances (cached once done)")] = False,
@@ -125,7 +124,7 @@ async def best_program(
     return {"program": _detail(store, best), "held_out": report}
 
 
-@router.get("/campaigns/{campaign_id}/lineage/{program_id}", response_model=LineageOut, responses=_ONE)
+@router.get("/campaigns/{campaign_id}/lineage/{program_id}", response_model=LineageOut, responses=errors(404))
 def lineage(request: Request, campaign_id: str, program_id: str) -> dict[str, Any]:
     """The program's ancestors, from the initial program down to it."""
     campaign_row(request, campaign_id)
@@ -135,7 +134,7 @@ def lineage(request: Request, campaign_id: str, program_id: str) -> dict[str, An
     return {"items": [_summary(p) for p in chain]}
 
 
-@router.get("/campaigns/{campaign_id}/archive", response_model=ArchiveOut, responses=_ONE)
+@router.get("/campaigns/{campaign_id}/archive", response_model=ArchiveOut, responses=errors(404))
 def archive(request: Request, campaign_id: str) -> dict[str, Any]:
     """Every filled MAP-Elites cell of every island: its coordinates (bins along the axes), elite and score."""
     row = campaign_row(request, campaign_id)
@@ -151,7 +150,7 @@ def archive(request: Request, campaign_id: str) -> dict[str, Any]:
             "islands": [{"island": i, "cells": cells} for i, cells in sorted(islands.items())]}
 
 
-@router.get("/campaigns/{campaign_id}/pareto", response_model=ParetoOut, responses=_ONE)
+@router.get("/campaigns/{campaign_id}/pareto", response_model=ParetoOut, responses=errors(404))
 def pareto(request: Request, campaign_id: str) -> dict[str, Any]:
     """The campaign's Pareto front over the problem's objectives (the single objective when it declares none)."""
     row = campaign_row(request, campaign_id)

@@ -10,6 +10,7 @@ from evolve.config import ModelSpec, SamplingConfig
 from evolve.values import CampaignStatus, EvalStatus, Origin
 
 __all__ = [
+    "COMMON_ERRORS",
     "ArchiveOut",
     "BestOut",
     "CampaignCreate",
@@ -21,6 +22,7 @@ __all__ = [
     "ProgramDetail",
     "ProgramPage",
     "ProgramSummary",
+    "errors",
 ]
 
 MAX_CODE_CHARS = 256 * 1024
@@ -36,6 +38,16 @@ class ErrorOut(BaseModel):
 
     detail: str
     field: str | None = None
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error answers with these status codes."""
+    return {code: {"model": ErrorOut} for code in codes}
+
+
+#: what any endpoint may answer: a body that does not parse, no or wrong token, a cross-site write, a body too large,
+#: invalid input, an internal error, the store or the sandbox down
+COMMON_ERRORS = errors(400, 401, 403, 413, 422, 500, 503)
 
 
 # ------------------------------------------------------------------ problems

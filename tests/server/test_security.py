@@ -1,0 +1,105 @@
+"""Tokens, cross-site writes, body limits, CORS, and errors that never leak tracebacks or secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from evolve.errors import ConfigError
+from evolve.server import create_app, load_settings
+from evolve.store import Store
+from tests.server.conftest import TOKEN, quadratic_payload, settings_for
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_with_a_token_writes_need_it_and_loopback_reads_do_not(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(api_token=TOKEN)
+    missing = client.post("/problems", json=quadratic_payload())
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert "Authorization: Bearer" in missing.json()["detail"]
+    wrong = client.post("/problems", json=quadratic_payload(), headers={"Authorization": f"Bearer {TOKEN[:-1]}x"})
+    assert wrong.status_code == 401
+    assert client.post("/problems", json=quadratic_payload(), headers={"Authorization": f"Basic {TOKEN}"}).status_code == 401
+    assert client.post("/problems", json=quadratic_payload(), headers=AUTH).status_code == 201
+    assert client.get("/problems").status_code == 200
+    assert client.post("/campaigns/x/stop").status_code == 401  # auth before anything else
+
+
+def test_beyond_loopback_reads_need_the_token_too(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(api_token=TOKEN, host="0.0.0.0")
+    assert client.get("/problems").status_code == 401
+    assert client.get("/campaigns").status_code == 401
+    assert client.get("/problems", headers=AUTH).status_code == 200
+    assert client.get("/health").status_code == 200
+
+
+def test_a_public_bind_without_a_token_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="EVOLVE_API_TOKEN"):
+        create_app(settings_for(tmp_path, host="0.0.0.0"))
+    with pytest.raises(ConfigError, match="EVOLVE_API_TOKEN"):
+        create_app(settings_for(tmp_path, host="192.168.1.20"))
+    create_app(settings_for(tmp_path, host="::1"))  # loopback in any spelling is fine
+
+
+def test_settings_come_from_the_environment_and_bad_ones_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVOLVE_PORT", "9123")
+    monkeypatch.setenv("EVOLVE_CORS_ORIGINS", '["http://localhost:3000"]')
+    settings = load_settings(db="x.db")
+    assert (settings.port, settings.db, settings.cors_origins) == (9123, "x.db", ["http://localhost:3000"])
+    monkeypatch.setenv("EVOLVE_PORT", "http")
+    with pytest.raises(ConfigError, match="EVOLVE_PORT"):
+        load_settings()
+    monkeypatch.delenv("EVOLVE_PORT")
+    monkeypatch.setenv("EVOLVE_API_TOKEN", "short")
+    with pytest.raises(ConfigError, match=r"EVOLVE_API_TOKEN: .*at least 16 characters"):
+        load_settings()
+
+
+def test_without_a_token_cross_site_writes_are_refused(client: TestClient) -> None:
+    evil = client.post("/problems", json=quadratic_payload(), headers={"Origin": "http://evil.example"})
+    assert evil.status_code == 403 and "EVOLVE_CORS_ORIGINS" in evil.json()["detail"]
+    same = client.post("/problems", json=quadratic_payload(), headers={"Origin": "http://testserver"})
+    assert same.status_code == 201
+
+
+def test_cors_is_off_by_default_and_on_for_listed_origins(make_client: Callable[..., TestClient]) -> None:
+    plain = make_client()
+    assert "access-control-allow-origin" not in plain.get("/problems", headers={"Origin": "http://localhost:3000"}).headers
+    allowed = make_client(cors_origins=["http://localhost:3000"])
+    response = allowed.get("/problems", headers={"Origin": "http://localhost:3000"})
+    assert response.headers["access-control-allow-origin"] == "http://localhost:3000"
+
+
+def test_bodies_over_the_limit_get_413(make_client: Callable[..., TestClient]) -> None:
+    client = make_client(max_body_bytes=4096)
+    response = client.post("/problems", json=quadratic_payload(initial_program="# " + "x" * 10_000))
+    assert response.status_code == 413 and "EVOLVE_MAX_BODY_BYTES" in response.json()["detail"]
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(10):
+            yield b"x" * 1024
+
+    streamed = client.post("/problems", content=chunks(), headers={"content-type": "application/json"})  # no length declared
+    assert streamed.status_code == 413
+
+
+def test_unexpected_failures_answer_500_without_a_traceback(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: Store) -> list[object]:
+        raise RuntimeError("disk on fire at /secret/path")
+
+    monkeypatch.setattr(Store, "list_campaigns", broken)
+    response = client.get("/campaigns")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error; the server's log has the details", "field": None}
+
+
+def test_secrets_in_error_messages_are_redacted(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-live-abcdefghijklmnop0123"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    response = client.post("/problems", json=quadratic_payload(config={"name": secret}))
+    assert response.status_code == 422
+    assert secret not in response.text
