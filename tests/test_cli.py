@@ -47,6 +47,9 @@ def test_problems_lists_the_builtins(tmp_path: Path) -> None:
         (["run", "circle_packing", "--config", "missing.yaml"], "cannot read the campaign config missing.yaml"),
         (["run", "circle_packing", "--config", "list.yaml"], "must be a mapping"),
         (["run", "circle_packing", "--config", "typo.yaml"], "itrations: Extra inputs are not permitted"),
+        (["serve", "--host", "0.0.0.0"], "refusing to serve on 0.0.0.0 without a token"),
+        (["serve", "--port", "70000"], "EVOLVE_PORT: Input should be less than or equal to 65535"),
+        (["serve", "--db", "junk.db", "--port", "1"], "not a database"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_code_2(tmp_path: Path, args: list[str], fragment: str) -> None:

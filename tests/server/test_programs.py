@@ -98,3 +98,13 @@ def test_pareto_front_of_a_single_objective_is_the_best(finished: Any) -> None:
     assert body["objectives"] == [{"metric": "sum_radii", "direction": "maximize"}]
     best = client.get(f"/campaigns/{cid}/best").json()["program"]
     assert [p["score"] for p in body["items"]] == [best["score"]]
+
+
+def test_best_reports_held_out_instances_once_asked(client: TestClient) -> None:
+    cid = start_campaign(client, "function_minimization", iterations=2)["id"]
+    assert wait_for(client, cid, until=lambda b: b["status"] != "running")["status"] == "finished"
+    assert client.get(f"/campaigns/{cid}/best").json()["held_out"] is None  # not computed yet
+    computed = client.get(f"/campaigns/{cid}/best", params={"held_out": True}).json()
+    assert computed["held_out"]["status"] == "ok" and computed["held_out"]["program_id"] == computed["program"]["id"]
+    assert isinstance(computed["held_out"]["score"], float)
+    assert client.get(f"/campaigns/{cid}/best").json()["held_out"] == computed["held_out"]  # recorded once, then read back

@@ -1,0 +1,13 @@
+"""The API's campaign request is the CLI's campaign config, less the sandbox (the server's choice), plus the problem."""
+
+from __future__ import annotations
+
+from evolve.config import CampaignConfig
+from evolve.server.schemas import CampaignCreate
+
+
+def test_campaign_request_offers_every_campaign_setting_but_the_sandbox() -> None:
+    assert set(CampaignCreate.model_fields) == set(CampaignConfig.model_fields) - {"sandbox"} | {"problem"}
+    body = CampaignCreate(problem="circle_packing")
+    config = CampaignConfig.model_validate(body.model_dump(exclude={"problem"}))
+    assert config.sandbox == "auto" and config.models == body.models
