@@ -113,3 +113,15 @@ def test_campaign_requests_are_checked(client: TestClient) -> None:
     assert client.post("/campaigns/nope/stop").status_code == 404
     assert client.post("/campaigns/nope/resume").status_code == 404
     assert client.get("/campaigns/nope/events").status_code == 404
+
+
+def test_a_clean_shutdown_leaves_running_campaigns_interrupted_and_resumable(make_client: Callable[..., TestClient]) -> None:
+    first = make_client()
+    cid = start_campaign(first, "circle_packing", iterations=500)["id"]
+    wait_for(first, cid, until=lambda b: b["iterations_done"] >= 3)
+    first.__exit__(None, None, None)  # the server's shutdown: what a SIGTERM to uvicorn runs
+    second = make_client()
+    found = second.get(f"/campaigns/{cid}").json()
+    assert found["status"] == "interrupted" and found["running_here"] is False
+    assert second.post(f"/campaigns/{cid}/resume", json={"iterations": found["iterations_done"] + 3}).status_code == 200
+    assert wait_for(second, cid, until=lambda b: b["status"] in DONE)["status"] == "finished"
