@@ -40,6 +40,7 @@ ENV PATH=/opt/evolve/bin:$PATH \
     LITELLM_LOCAL_MODEL_COST_MAP=True
 WORKDIR /data
 VOLUME ["/data"]
+EXPOSE 8000
 # The store defaults to ./evolve.db, so campaigns land in the /data volume.
 ENTRYPOINT ["evolve"]
 CMD ["--help"]
