@@ -96,8 +96,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, ConfigError):
             field = str(exc).split(":", 1)[0] if ":" in str(exc) else None
             return _error(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc), field)
-        if isinstance(exc, StoreError) and "is being run by process" in str(exc):
-            return _error(status.HTTP_409_CONFLICT, str(exc))
         if isinstance(exc, (StoreError, SandboxError)):
             log.warning("request failed: %s", exc)
             return _error(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc))

@@ -99,6 +99,8 @@ class CampaignManager:
         if campaign_id in self._running:
             raise ConflictError(f"campaign {campaign_id} is already running")
         row = self.store.get_campaign(campaign_id)
+        if row.status is CampaignStatus.RUNNING and row.owner and owner_alive(row.owner):
+            raise ConflictError(f"campaign {campaign_id} is run by another process ({row.owner}); stop it there first")
         if iterations is not None and iterations < row.iterations_done:
             raise ConflictError(f"campaign {campaign_id} has done {row.iterations_done} iterations; "
                                 f"a new target must be at least that (got {iterations})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 import pytest
@@ -125,3 +126,13 @@ def test_a_clean_shutdown_leaves_running_campaigns_interrupted_and_resumable(mak
     assert found["status"] == "interrupted" and found["running_here"] is False
     assert second.post(f"/campaigns/{cid}/resume", json={"iterations": found["iterations_done"] + 3}).status_code == 200
     assert wait_for(second, cid, until=lambda b: b["status"] in DONE)["status"] == "finished"
+
+
+def test_a_campaign_another_live_process_runs_is_left_alone(client: TestClient) -> None:
+    cid = start_campaign(client, "circle_packing", iterations=3)["id"]
+    wait_for(client, cid, until=lambda b: b["status"] in DONE)
+    store: Store = client.app.state.store  # type: ignore[attr-defined]
+    store.claim_campaign(cid, f"{socket.gethostname()}:1", owner_alive=lambda _: False, target=None)  # pid 1 is alive
+    for action in ("resume", "stop"):
+        response = client.post(f"/campaigns/{cid}/{action}")
+        assert response.status_code == 409 and "run by another process" in response.json()["detail"]
