@@ -19,7 +19,7 @@ from evolve.problem import Problem
 from evolve.store import CampaignRow, Store
 from evolve.values import EvalStatus, Program
 
-__all__ = ["HeldOut", "held_out_score"]
+__all__ = ["HeldOut", "held_out_score", "recorded_held_out"]
 
 _EVENT = "held_out"
 
@@ -39,6 +39,16 @@ class HeldOut:
                 "metrics": self.metrics, "error": self.error}
 
 
+def recorded_held_out(store: Store, campaign_id: str, program_id: str) -> HeldOut | None:
+    """The program's held-out score if it was computed before; never computes it."""
+    for event in store.events(campaign_id, kind=_EVENT, limit=100_000):
+        data = event["data"]
+        if data.get("program_id") == program_id:
+            return HeldOut(program_id=program_id, status=EvalStatus(data["status"]), score=data.get("score"),
+                           metrics=dict(data.get("metrics") or {}), error=data.get("error"))
+    return None
+
+
 def held_out_score(store: Store, row: CampaignRow, problem: Problem, program: Program) -> HeldOut | None:
     """The program's held-out score (computed now unless already recorded), or None when the problem has no held-out set.
 
@@ -47,11 +57,9 @@ def held_out_score(store: Store, row: CampaignRow, problem: Problem, program: Pr
     """
     if problem.config.held_out is None:
         return None
-    for event in store.events(row.id, kind=_EVENT, limit=100_000):
-        data = event["data"]
-        if data.get("program_id") == program.id:
-            return HeldOut(program_id=program.id, status=EvalStatus(data["status"]), score=data.get("score"),
-                           metrics=dict(data.get("metrics") or {}), error=data.get("error"))
+    recorded = recorded_held_out(store, row.id, program.id)
+    if recorded is not None:
+        return recorded
     workdir = Path(tempfile.mkdtemp(prefix="evolve-heldout-"))
     try:
         evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=str(row.config.get("sandbox") or "auto"))

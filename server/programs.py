@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from evolve.errors import StoreError
-from evolve.reports import held_out_score
+from evolve.reports import held_out_score, recorded_held_out
 from evolve.server.campaigns import campaign_row
 from evolve.server.schemas import ArchiveOut, BestOut, LineageOut, ParetoOut, ProgramDetail, ProgramPage, errors
 from evolve.server.security import require_read
@@ -113,14 +113,11 @@ async def best_program(
     if row.best_program_id is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"campaign {campaign_id} has no valid program yet")
     best = store.get_program(row.best_program_id)
-    report = None
     if held_out:
-        problem = store.load_problem(row.problem_id)
-        found = await asyncio.to_thread(held_out_score, store, row, problem, best)
-        report = found.to_json() if found else None
+        found = await asyncio.to_thread(held_out_score, store, row, store.load_problem(row.problem_id), best)
     else:
-        cached = [e for e in store.events(campaign_id, kind="held_out") if e["data"].get("program_id") == best.id]
-        report = cached[-1]["data"] if cached else None
+        found = recorded_held_out(store, campaign_id, best.id)
+    report = found.to_json() if found else None
     return {"program": _detail(store, best), "held_out": report}
 
 
