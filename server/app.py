@@ -30,6 +30,7 @@ from evolve import __version__
 from evolve.errors import ConfigError, EvolveError, ProblemError, SandboxError, StoreError
 from evolve.secrets import redact
 from evolve.server import campaigns, problems, programs
+from evolve.server.dashboard import install_dashboard
 from evolve.server.manager import CampaignManager, ConflictError
 from evolve.server.problems import BuiltinProblems
 from evolve.server.schemas import COMMON_ERRORS
@@ -140,11 +141,13 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     _install_error_handlers(app)
     for module in (problems, campaigns, programs):
         app.include_router(module.router)
+    install_dashboard(app)
 
     @app.get("/health", tags=["server"])
     def health() -> dict[str, Any]:
-        """Liveness: answers without a token."""
-        return {"status": "ok", "version": __version__}
+        """Liveness, and what needs a token (the dashboard asks for one when writes or reads do): answers without a token."""
+        return {"status": "ok", "version": __version__, "writes_need_token": settings.api_token is not None,
+                "reads_need_token": settings.reads_need_token}
 
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

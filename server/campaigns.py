@@ -20,7 +20,7 @@ from evolve.server.settings import ServerSettings
 from evolve.store import CampaignRow, Store
 from evolve.values import CampaignStatus
 
-__all__ = ["campaign_row", "router"]
+__all__ = ["campaign_out", "campaign_row", "router"]
 
 router = APIRouter(tags=["campaigns"])
 _EVENT_POLL_S = 0.25
@@ -45,7 +45,7 @@ def campaign_row(request: Request, campaign_id: str) -> CampaignRow:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no campaign '{campaign_id}': GET /campaigns lists them") from None
 
 
-def _out(request: Request, row: CampaignRow, *, detail: bool = False) -> dict[str, Any]:
+def campaign_out(request: Request, row: CampaignRow, *, detail: bool = False) -> dict[str, Any]:
     store = _store(request)
     best = store.get_program(row.best_program_id).score if row.best_program_id else None
     out: dict[str, Any] = {
@@ -74,7 +74,7 @@ def _check_endpoints(settings: ServerSettings, body: CampaignCreate) -> None:
 @router.get("/campaigns", response_model=list[CampaignOut], dependencies=[Depends(require_read)])
 def list_campaigns(request: Request) -> list[dict[str, Any]]:
     """Every campaign, oldest first."""
-    return [_out(request, row) for row in _store(request).list_campaigns()]
+    return [campaign_out(request, row) for row in _store(request).list_campaigns()]
 
 
 @router.post("/campaigns", response_model=CampaignOut, status_code=status.HTTP_201_CREATED, dependencies=[Depends(require_write)],
@@ -85,12 +85,12 @@ async def create_campaign(request: Request, body: CampaignCreate) -> dict[str, A
     _check_endpoints(request.app.state.settings, body)
     config = CampaignConfig.model_validate(body.model_dump(exclude={"problem"}))
     campaign_id = await _manager(request).start(problem, config)
-    return _out(request, campaign_row(request, campaign_id), detail=True)
+    return campaign_out(request, campaign_row(request, campaign_id), detail=True)
 
 
 @router.get("/campaigns/{campaign_id}", response_model=CampaignOut, dependencies=[Depends(require_read)], responses=errors(404))
 def get_campaign(request: Request, campaign_id: str) -> dict[str, Any]:
-    return _out(request, campaign_row(request, campaign_id), detail=True)
+    return campaign_out(request, campaign_row(request, campaign_id), detail=True)
 
 
 @router.post("/campaigns/{campaign_id}/stop", response_model=CampaignOut, dependencies=[Depends(require_write)],
@@ -99,7 +99,7 @@ async def stop_campaign(request: Request, campaign_id: str) -> dict[str, Any]:
     """Stop a running campaign; answers once it has stopped (what was in flight is cancelled, the rest is kept)."""
     campaign_row(request, campaign_id)
     await _manager(request).stop(campaign_id)
-    return _out(request, campaign_row(request, campaign_id), detail=True)
+    return campaign_out(request, campaign_row(request, campaign_id), detail=True)
 
 
 @router.post("/campaigns/{campaign_id}/resume", response_model=CampaignOut, dependencies=[Depends(require_write)],
@@ -110,7 +110,7 @@ async def resume_campaign(request: Request, campaign_id: str, body: CampaignResu
     body = body or CampaignResume()
     budgets = {k: v for k, v in body.model_dump(exclude={"iterations"}).items() if k in body.model_fields_set}
     await _manager(request).resume(campaign_id, iterations=body.iterations, budgets=budgets)
-    return _out(request, campaign_row(request, campaign_id), detail=True)
+    return campaign_out(request, campaign_row(request, campaign_id), detail=True)
 
 
 _TERMINAL = {CampaignStatus.STOPPED, CampaignStatus.INTERRUPTED, CampaignStatus.FINISHED, CampaignStatus.BUDGET_SPENT,

@@ -14,12 +14,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from evolve.errors import StoreError
 from evolve.reports import held_out_score, recorded_held_out
 from evolve.server.campaigns import campaign_row
-from evolve.server.schemas import ArchiveOut, BestOut, LineageOut, ParetoOut, ProgramDetail, ProgramPage, errors
+from evolve.server.schemas import ArchiveOut, BestOut, ChildrenOut, LineageOut, ParetoOut, ProgramDetail, ProgramPage, errors
 from evolve.server.security import require_read
 from evolve.store import PageKey, ProgramOrder, Store
 from evolve.values import EvalStatus, Program
 
-__all__ = ["router"]
+__all__ = ["program_or_404", "router"]
 
 router = APIRouter(tags=["archive"], dependencies=[Depends(require_read)])
 
@@ -50,7 +50,7 @@ def _detail(store: Store, p: Program) -> dict[str, Any]:
     }
 
 
-def _program(store: Store, program_id: str) -> Program:
+def program_or_404(store: Store, program_id: str) -> Program:
     try:
         return store.get_program(program_id)
     except StoreError:
@@ -99,7 +99,18 @@ def list_programs(
 def get_program(request: Request, program_id: str) -> dict[str, Any]:
     """A program with its code, the diff against its parent, metrics, features, artifacts, origin, parent and children."""
     store = _store(request)
-    return _detail(store, _program(store, program_id))
+    return _detail(store, program_or_404(store, program_id))
+
+
+@router.get("/programs/{program_id}/children", response_model=ChildrenOut, responses=errors(404))
+def children(request: Request, program_id: str,
+             limit: Annotated[int, Query(ge=1, le=500)] = 200) -> dict[str, Any]:
+    """The programs proposed from this one, in iteration order (the first ``limit``), and how many there are."""
+    store = _store(request)
+    program_or_404(store, program_id)
+    ids = store.children_ids(program_id)
+    found = store.get_programs(ids[:limit])
+    return {"items": [_summary(found[i]) for i in ids[:limit]], "total": len(ids)}
 
 
 @router.get("/campaigns/{campaign_id}/best", response_model=BestOut, responses=errors(404))

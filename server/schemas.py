@@ -15,8 +15,11 @@ __all__ = [
     "BestOut",
     "CampaignCreate",
     "CampaignOut",
+    "CampaignOverview",
     "CampaignResume",
+    "ChildrenOut",
     "ErrorOut",
+    "HighlightedProgram",
     "ProblemCreate",
     "ProblemOut",
     "ProgramDetail",
@@ -173,6 +176,11 @@ class LineageOut(BaseModel):
     items: list[ProgramSummary] = Field(description="from the initial program down to the program asked for")
 
 
+class ChildrenOut(BaseModel):
+    items: list[ProgramSummary] = Field(description="the first children, in iteration order")
+    total: int = Field(description="how many children the program has")
+
+
 class ArchiveCellOut(BaseModel):
     cell: str = Field(description="bin indices along the feature axes, comma-separated")
     coordinates: list[int]
@@ -193,3 +201,64 @@ class ArchiveOut(BaseModel):
 class ParetoOut(BaseModel):
     objectives: list[dict[str, Any]]
     items: list[ProgramDetail]
+
+
+# ----------------------------------------------------------------- dashboard
+class SeriesBucketOut(BaseModel):
+    first: int = Field(description="first iteration of the bucket")
+    last: int = Field(description="last iteration of the bucket (the same as first when the campaign is small)")
+    programs: int
+    valid: int
+    low: float | None = Field(description="lowest score among the bucket's valid programs")
+    high: float | None = Field(description="highest score among the bucket's valid programs")
+    best_id: str | None = Field(description="the bucket's best valid program (the objective's direction applied)")
+    best_score: float | None
+
+
+class BestStepOut(BaseModel):
+    iteration: int
+    program_id: str
+    score: float | None
+
+
+class IslandSummaryOut(BaseModel):
+    island: int
+    programs: int
+    valid: int
+    cells: int = Field(description="filled MAP-Elites cells")
+    best_id: str | None
+    best_score: float | None
+
+
+class ModelStatsOut(BaseModel):
+    model: str
+    template: str | None
+    proposals: int
+    valid: int
+    valid_rate: float
+    improved: int = Field(description="valid proposals that beat their parent")
+    mean_improvement: float | None
+    best_fitness: float | None
+    requests: int
+    failed_requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    mean_latency_s: float | None
+
+
+class CampaignOverview(BaseModel):
+    campaign: CampaignOut
+    objective: dict[str, Any]
+    known_best: float | None
+    series: list[SeriesBucketOut] = Field(description="every program, in at most ?points buckets of consecutive iterations")
+    best_steps: list[BestStepOut] = Field(description="the iterations where the best score improved")
+    islands: list[IslandSummaryOut]
+    models: list[ModelStatsOut]
+    last_event_id: int = Field(description="follow /events?after= this id for live updates")
+
+
+class HighlightedProgram(BaseModel):
+    code: str = Field(description="the code as HTML (Pygments, classes under .hl; /highlight.css styles them)")
+    diff: str | None
+    model_edit: str | None

@@ -188,17 +188,16 @@ class Queries:
 
     def model_stats(self, campaign_id: str) -> list[ModelStats]:
         """Per model and mode: proposals, valid share, improvement over the parent, requests, tokens, cost."""
-        child, parent = programs.alias("child"), programs.alias("parent")
+        child = programs  # a proposal; its parent's fitness was copied onto it when it was recorded
         is_ok = child.c.status == EvalStatus.OK.value
-        gain = case((is_ok, child.c.fitness - parent.c.fitness), else_=None)
+        gain = case((is_ok, child.c.fitness - child.c.parent_fitness), else_=None)
         calls = llm_calls_table
         with self._reading("reading model statistics") as conn:
             proposals = conn.execute(
                 select(child.c.model, child.c.template, func.count(), func.sum(case((is_ok, 1), else_=0)),
-                       func.sum(case((and_(is_ok, child.c.fitness > parent.c.fitness), 1), else_=0)), func.avg(gain),
+                       func.sum(case((and_(is_ok, child.c.fitness > child.c.parent_fitness), 1), else_=0)), func.avg(gain),
                        func.max(case((is_ok, child.c.fitness), else_=None)))
-                .select_from(child.outerjoin(parent, child.c.parent_id == parent.c.id))
-                .where(child.c.campaign_id == campaign_id, child.c.origin != Origin.INITIAL.value)
+                .where(child.c.campaign_id == campaign_id, child.c.iteration > 0)  # every program but the initial one
                 .group_by(child.c.model, child.c.template)
             ).all()
             requests = {

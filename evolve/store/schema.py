@@ -84,12 +84,16 @@ programs = Table(
     Column("n_children", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
     Column("stage", String(40), nullable=True),  # the last cascade stage the evaluation reached
+    Column("parent_fitness", Float, nullable=True),  # the parent's, copied when recorded: "improved?" needs no join
     # one program per iteration: a resumed campaign can never duplicate one
     UniqueConstraint("campaign_id", "iteration", name="uq_programs_campaign_iteration"),
     Index("ix_programs_island_iteration", "campaign_id", "island", "iteration"),
     Index("ix_programs_island_status_iteration", "campaign_id", "island", "status", "iteration"),
     Index("ix_programs_fitness", "campaign_id", "fitness"),
     Index("ix_programs_parent", "parent_id"),
+    # covers every column the campaign overview aggregates, so it never reads a program row (code, diff)
+    Index("ix_programs_overview", "campaign_id", "iteration", "status", "fitness", "score", "island", "model", "template",
+          "stage", "parent_fitness", "id"),
 )
 
 elites = Table(

@@ -28,6 +28,7 @@ from sqlalchemy.pool import StaticPool
 
 from evolve.errors import StoreError
 from evolve.problem import Problem
+from evolve.store.aggregates import Aggregates
 from evolve.store.queries import Queries, program_from_row
 from evolve.store.rows import CampaignRow, EliteRow, LLMCallRecord, RecordOutcome
 from evolve.store.schema import campaigns, elites, events, problems, programs
@@ -48,7 +49,7 @@ def database_url(spec: str) -> str:
     return f"sqlite:///{Path(spec).expanduser().resolve()}"
 
 
-class Store(Queries):
+class Store(Queries, Aggregates):
     """Campaigns, programs, elites, model calls and events in one SQL database."""
 
     def __init__(self, engine: Engine) -> None:
@@ -239,9 +240,11 @@ class Store(Queries):
         calls = list(llm_calls)
         ok = program.status is EvalStatus.OK and program.fitness is not None
         with self._writing("recording a program") as conn:
-            conn.execute(insert(programs).values(**_program_values(program)))
+            parent_fitness = None
             if program.parent_id is not None:
+                parent_fitness = conn.execute(select(programs.c.fitness).where(programs.c.id == program.parent_id)).scalar()
                 conn.execute(update(programs).where(programs.c.id == program.parent_id).values(n_children=programs.c.n_children + 1))
+            conn.execute(insert(programs).values(**_program_values(program), parent_fitness=parent_fitness))
             counters: dict[str, Any] = {
                 "iterations_done": campaigns.c.iterations_done + 1,
                 "valid_done": campaigns.c.valid_done + (1 if ok else 0),

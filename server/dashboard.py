@@ -1,0 +1,123 @@
+"""The web dashboard: its page and assets, and the two API reads made for it (a campaign overview, highlighted code).
+
+The page at ``/`` is a small script application (``static/``) that reads the
+same JSON API as any client, with the token when one is set: the page itself
+holds no data, so it is served to anyone. Every script, style and font comes
+from this server (no CDN): the dashboard works on a machine with no internet.
+Syntax highlighting is Pygments on the server, plots and maps are SVG drawn
+by the page. A strict Content-Security-Policy allows only this server's own
+scripts and styles: a program's code, errors and artifacts are untrusted text
+and are only ever inserted as text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import DiffLexer, PythonLexer
+
+from evolve.server.campaigns import campaign_out, campaign_row
+from evolve.server.programs import program_or_404
+from evolve.server.schemas import CampaignOverview, HighlightedProgram, errors
+from evolve.server.security import require_read
+from evolve.store import Store
+
+__all__ = ["install_dashboard"]
+
+STATIC = Path(__file__).with_name("static")
+_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+_PAGE_HEADERS = {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                 "Cache-Control": "no-cache"}
+MAX_POINTS = 2000
+
+router = APIRouter(tags=["dashboard"], dependencies=[Depends(require_read)])
+
+
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+@cache
+def _formatter(line_numbers: bool) -> HtmlFormatter[str]:
+    return HtmlFormatter(cssclass="hl", linenos="table" if line_numbers else False, wrapcode=True)
+
+
+def _html(code: str, *, diff: bool = False) -> str:
+    lexer = DiffLexer() if diff else PythonLexer()
+    return highlight(code, lexer, _formatter(not diff))
+
+
+@router.get("/campaigns/{campaign_id}/overview", response_model=CampaignOverview, responses=errors(404))
+def overview(
+    request: Request, campaign_id: str,
+    points: Annotated[int, Query(ge=10, le=MAX_POINTS, description="at most this many buckets of iterations in the score series")] = 600,
+) -> dict[str, Any]:
+    """Everything the campaign page shows at once, aggregated in the database: the campaign, its score series
+    (downsampled to ``points`` buckets of consecutive iterations), the best-so-far steps, islands, models and failures."""
+    row = campaign_row(request, campaign_id)
+    store = _store(request)
+    problem = store.load_problem(row.problem_id)
+    islands = int(row.config.get("islands", 1))
+    return {
+        "campaign": campaign_out(request, row, detail=True),
+        "objective": problem.config.objective.model_dump(mode="json", exclude_none=True),
+        "known_best": problem.config.known_best.value if problem.config.known_best else None,
+        "series": [_fields(b) for b in store.score_series(campaign_id, buckets=points)],
+        "best_steps": [_fields(s) for s in store.best_steps(campaign_id, limit=MAX_POINTS)],
+        "islands": [_fields(i) for i in store.island_summary(campaign_id, islands=islands)],
+        "models": [{**_fields(s), "valid_rate": s.success_rate} for s in store.model_stats(campaign_id)],
+        "last_event_id": store.last_event_id(campaign_id),
+    }
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+@router.get("/programs/{program_id}/highlighted", response_model=HighlightedProgram, responses=errors(404))
+async def highlighted(request: Request, program_id: str) -> dict[str, Any]:
+    """The program's code, its diff against the parent and the model's edit as syntax-highlighted HTML (Pygments)."""
+    store = _store(request)
+    program = program_or_404(store, program_id)
+    parent = store.get_program(program.parent_id) if program.parent_id else None
+
+    def render() -> dict[str, Any]:
+        diff = None
+        if parent is not None:
+            diff = "".join(difflib.unified_diff(parent.code.splitlines(keepends=True), program.code.splitlines(keepends=True),
+                                                fromfile=f"program {parent.id}", tofile=f"program {program.id}"))
+        return {"code": _html(program.code), "diff": _html(diff, diff=True) if diff else None,
+                "model_edit": _html(program.diff) if program.diff else None}
+
+    return await asyncio.to_thread(render)  # Pygments on a long program takes a few milliseconds: off the event loop
+
+
+def install_dashboard(app: FastAPI) -> None:
+    """Serve the dashboard at ``/`` (assets under ``/static``) and its API reads."""
+    app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers=_PAGE_HEADERS)
+
+    @app.get("/highlight.css", include_in_schema=False)
+    def highlight_css() -> Response:
+        return Response(_highlight_css(), media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+@cache
+def _highlight_css() -> str:
+    return str(_formatter(True).get_style_defs(".hl"))  # type: ignore[no-untyped-call]  # untyped in types-Pygments

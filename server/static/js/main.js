@@ -1,0 +1,85 @@
+// The dashboard's shell: hash routes (#/, #/campaigns/ID, #/programs/ID), the token dialog, page life cycle.
+// Each page renders into <main> and returns a function that stops what it started (event streams, timers).
+// <main data-state> is "loading", "ready" or "error", and data-page names the page: tests and benchmarks wait on them.
+
+import {api, onTokenNeeded, setToken, token} from "./api.js";
+import {campaignsPage} from "./campaigns.js";
+import {campaignPage} from "./campaign.js";
+import {programPage} from "./program.js";
+import {errorBox, h} from "./dom.js";
+
+const routes = [
+  [/^#?\/?$/, "campaigns", campaignsPage],
+  [/^#\/campaigns\/([A-Za-z0-9_-]+)$/, "campaign", campaignPage],
+  [/^#\/programs\/([A-Za-z0-9_-]+)$/, "program", programPage],
+];
+
+const app = document.getElementById("app");
+let stopPage = null;
+let generation = 0;
+
+function askToken(reason) {
+  const dialog = document.getElementById("token-dialog");
+  const input = document.getElementById("token-input");
+  document.getElementById("token-reason").textContent = reason;
+  input.value = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      resolve(dialog.returnValue === "ok" && input.value ? input.value : null);
+      showTokenButton();
+    }, {once: true});
+  });
+}
+
+let health = {writes_need_token: false, reads_need_token: false};
+
+function showTokenButton() {
+  const button = document.getElementById("token-button");
+  button.hidden = !health.writes_need_token;
+  button.textContent = token() ? "Forget token" : "Set token";
+}
+
+async function render() {
+  const mine = ++generation;
+  if (stopPage) { stopPage(); stopPage = null; }
+  const hash = location.hash || "#/";
+  const route = routes.find(([pattern]) => pattern.test(hash));
+  app.dataset.state = "loading";
+  window.scrollTo(0, 0);
+  if (!route) {
+    app.dataset.page = "missing";
+    app.replaceChildren(h("p", {}, "No such page. ", h("a", {href: "#/"}, "All campaigns")));
+    app.dataset.state = "error";
+    return;
+  }
+  const [pattern, name, page] = route;
+  app.dataset.page = name;
+  const args = hash.match(pattern).slice(1);
+  try {
+    const stop = await page(app, ...args);
+    if (mine !== generation) { if (stop) stop(); return; }  // the person navigated away meanwhile
+    stopPage = stop || null;
+    app.dataset.state = "ready";
+  } catch (err) {
+    if (mine !== generation) return;
+    app.replaceChildren(errorBox(err), h("p", {}, h("a", {href: "#/"}, "All campaigns")));
+    app.dataset.state = "error";
+  }
+}
+
+async function start() {
+  onTokenNeeded(askToken);
+  document.getElementById("token-button").addEventListener("click", async () => {
+    if (token()) { setToken(null); showTokenButton(); return; }
+    const given = await askToken("Writes (start, stop, resume) need this server's API token.");
+    if (given) setToken(given);
+    showTokenButton();
+  });
+  try { health = await api("/health"); } catch { /* the pages will say what fails */ }
+  showTokenButton();
+  window.addEventListener("hashchange", render);
+  await render();
+}
+
+start();
