@@ -59,7 +59,7 @@ def _html(code: str, *, diff: bool = False) -> str:
 
 
 @router.get("/campaigns/{campaign_id}/overview", response_model=CampaignOverview, responses=errors(404))
-def overview(
+async def overview(
     request: Request, campaign_id: str,
     points: Annotated[int, Query(ge=10, le=MAX_POINTS, description="at most this many buckets of iterations in the score series")] = 600,
 ) -> dict[str, Any]:
@@ -67,17 +67,26 @@ def overview(
     (downsampled to ``points`` buckets of consecutive iterations), the best-so-far steps, islands, models and failures."""
     row = campaign_row(request, campaign_id)
     store = _store(request)
-    problem = store.load_problem(row.problem_id)
     islands = int(row.config.get("islands", 1))
+    # independent reads of one index: in parallel threads (SQLite reads do not block each other in WAL mode)
+    problem, series, steps, summary, models, last_event, campaign = await asyncio.gather(
+        asyncio.to_thread(store.load_problem, row.problem_id),
+        asyncio.to_thread(store.score_series, campaign_id, buckets=points),
+        asyncio.to_thread(store.best_steps, campaign_id, limit=MAX_POINTS),
+        asyncio.to_thread(store.island_summary, campaign_id, islands=islands),
+        asyncio.to_thread(store.model_stats, campaign_id),
+        asyncio.to_thread(store.last_event_id, campaign_id),
+        asyncio.to_thread(campaign_out, request, row, detail=True),
+    )
     return {
-        "campaign": campaign_out(request, row, detail=True),
+        "campaign": campaign,
         "objective": problem.config.objective.model_dump(mode="json", exclude_none=True),
         "known_best": problem.config.known_best.value if problem.config.known_best else None,
-        "series": [_fields(b) for b in store.score_series(campaign_id, buckets=points)],
-        "best_steps": [_fields(s) for s in store.best_steps(campaign_id, limit=MAX_POINTS)],
-        "islands": [_fields(i) for i in store.island_summary(campaign_id, islands=islands)],
-        "models": [{**_fields(s), "valid_rate": s.success_rate} for s in store.model_stats(campaign_id)],
-        "last_event_id": store.last_event_id(campaign_id),
+        "series": [_fields(b) for b in series],
+        "best_steps": [_fields(s) for s in steps],
+        "islands": [_fields(i) for i in summary],
+        "models": [{**_fields(s), "valid_rate": s.success_rate} for s in models],
+        "last_event_id": last_event,
     }
 
 

@@ -73,6 +73,14 @@ function modelsTable(models) {
   ], models, {cls: "models"});
 }
 
+function programsPage(campaignId, {sort = "time", status = "", island = ""}, cursor = null) {
+  const q = new URLSearchParams({sort, order: "desc", limit: PAGE});
+  if (status) q.set("status", status);
+  if (island !== "") q.set("island", island);
+  if (cursor) q.set("cursor", cursor);
+  return api(`/campaigns/${campaignId}/programs?${q}`);
+}
+
 function programsBrowser(campaignId, islands) {
   const state = {sort: "time", status: "", island: ""};
   const body = h("tbody");
@@ -82,17 +90,13 @@ function programsBrowser(campaignId, islands) {
     h("td", {class: "num"}, fmt.int(p.iteration)), h("td", {}, programLink(p.id)), h("td", {}, statusBadge(p.status)),
     h("td", {class: "num"}, fmt.score(p.score)), h("td", {class: "num"}, p.island), h("td", {class: "num"}, p.generation),
     h("td", {}, p.model || "–"), h("td", {}, p.origin));
-  const load = async (append) => {
-    const q = new URLSearchParams({sort: state.sort, order: "desc", limit: PAGE});
-    if (state.status) q.set("status", state.status);
-    if (state.island !== "") q.set("island", state.island);
-    if (append && cursor) q.set("cursor", cursor);
-    const page = await api(`/campaigns/${campaignId}/programs?${q}`);
+  const show = (page, append = false) => {
     cursor = page.next_cursor;
     more.hidden = !cursor;
     if (append) body.append(...page.items.map(row));
     else body.replaceChildren(...page.items.map(row));
   };
+  const load = async (append) => show(await programsPage(campaignId, state, append ? cursor : null), append);
   more.addEventListener("click", () => load(true));
   const select = (key, options) => h("select", {dataset: {filter: key}, onchange: (e) => { state[key] = e.target.value; load(false); }},
     options.map(([value, label]) => h("option", {value}, label)));
@@ -107,13 +111,14 @@ function programsBrowser(campaignId, islands) {
       body),
     more);
   const filterStatus = (status) => { state.status = status; statusSelect.value = status; load(false); view.scrollIntoView(); };
-  return {view, load, filterStatus, isLive: () => state.sort === "time" && !state.status && state.island === ""};
+  return {view, load, show, filterStatus, isLive: () => state.sort === "time" && !state.status && state.island === ""};
 }
 
 export async function campaignPage(app, campaignId) {
-  const points = Math.max(100, Math.min(1200, Math.floor(app.clientWidth || 800)));
-  const [overview, archive] = await Promise.all([
-    api(`/campaigns/${campaignId}/overview?points=${points}`), api(`/campaigns/${campaignId}/archive`)]);
+  // about one bucket per pixel of the plot (half the page's width): more would not show
+  const points = Math.max(100, Math.min(800, Math.floor((app.clientWidth || 1200) / 2)));
+  const [overview, archive, firstPage] = await Promise.all([
+    api(`/campaigns/${campaignId}/overview?points=${points}`), api(`/campaigns/${campaignId}/archive`), programsPage(campaignId, {})]);
   const messages = h("div", {class: "messages"});
   const report = (err) => messages.replaceChildren(errorBox(err));
   const parts = {
@@ -184,7 +189,7 @@ export async function campaignPage(app, campaignId) {
     section("Models", parts.models),
     section("Programs", browser.view),
   );
-  await browser.load(false);
+  browser.show(firstPage);
   if (overview.campaign.running_here) follow(overview.last_event_id);
   return () => { stopFollowing(); clearTimeout(timer); };
 }

@@ -85,34 +85,46 @@ export function bestPlot({steps, lastIteration, knownBest, metric, onPick}) {
 }
 
 /**
- * Every candidate: per bucket of iterations a bar over the range of its valid scores and a dot at its best; below the
- * axis a strip whose height is the bucket's share of failed candidates.
+ * Every candidate: per bucket of iterations a bar over the range of its valid scores and a dot at its best (a click
+ * opens it); along the axis a strip whose height is the bucket's share of failed candidates. Ranges and the strip are
+ * one path each and the dots carry no tooltip element of their own: a readout under the plot follows the pointer, so a
+ * 100,000-program campaign stays a few hundred nodes.
  */
 export function candidatesPlot({series, metric, onPick}) {
   const valid = series.filter((b) => b.valid > 0);
   const xMax = Math.max(1, ...series.map((b) => b.last));
   const {svg, x, y} = frame({xMax, yDomain: domain(valid.flatMap((b) => [b.low, b.high])), xLabel: "iteration",
     yLabel: metric, label: "score of every candidate"});
-  const strip = s("g", {class: "failures"});
+  let strip = "";
   for (const b of series) {
     const failed = b.programs - b.valid;
     if (!failed) continue;
     const x0 = x(b.first);
     const w = Math.max(1, x(b.last + 1) - x0);
     const hgt = 10 * (failed / b.programs);
-    strip.append(s("rect", {x: x0, y: H - M.bottom - hgt, width: w, height: hgt},
-      s("title", {}, `iterations ${fmt.int(b.first)}–${fmt.int(b.last)}: ${fmt.int(failed)} of ${fmt.int(b.programs)} failed`)));
+    strip += `M${x0.toFixed(1)},${(H - M.bottom).toFixed(1)}v${(-hgt).toFixed(1)}h${w.toFixed(1)}v${hgt.toFixed(1)}z`;
   }
-  svg.append(strip);
+  let ranges = "";
   const marks = s("g", {class: "candidates"});
-  for (const b of valid) {
-    const cx = x((b.first + b.last) / 2);
-    if (b.high !== b.low) marks.append(s("line", {x1: cx, x2: cx, y1: y(b.low), y2: y(b.high), class: "range"}));
-    const label = b.first === b.last ? `iteration ${fmt.int(b.first)}` : `iterations ${fmt.int(b.first)}–${fmt.int(b.last)}`;
-    marks.append(clickable(s("circle", {cx, cy: y(b.best_score ?? b.high), r: 2.6, class: "candidate"},
-      s("title", {}, `${label}: ${fmt.int(b.valid)} valid of ${fmt.int(b.programs)}, scores ${fmt.score(b.low)} to ${fmt.score(b.high)}`)),
-    b.best_id, onPick));
+  const centre = (b) => x((b.first + b.last) / 2);
+  for (const [i, b] of valid.entries()) {
+    const cx = centre(b);
+    if (b.high !== b.low) ranges += `M${cx.toFixed(1)},${y(b.low).toFixed(1)}V${y(b.high).toFixed(1)}`;
+    const dot = s("circle", {cx: cx.toFixed(1), cy: y(b.best_score ?? b.high).toFixed(1), r: 2.6, class: "candidate", dataset: {bucket: i}});
+    marks.append(clickable(dot, b.best_id, onPick));
   }
-  svg.append(marks);
-  return svg;
+  svg.append(s("path", {d: strip, class: "failures"}), s("path", {d: ranges, class: "ranges"}), marks);
+  const readout = document.createElement("p");
+  readout.className = "readout muted";
+  readout.textContent = "Point at a dot for its iterations; click it to open that program.";
+  marks.addEventListener("mouseover", (e) => {
+    const b = valid[Number(e.target.dataset.bucket)];
+    if (!b) return;
+    const span = b.first === b.last ? `iteration ${fmt.int(b.first)}` : `iterations ${fmt.int(b.first)}–${fmt.int(b.last)}`;
+    readout.textContent = `${span}: ${fmt.int(b.valid)} valid of ${fmt.int(b.programs)}, scores ${fmt.score(b.low)} to ${fmt.score(b.high)}; `
+      + `best ${fmt.score(b.best_score)} (${b.best_id.slice(0, 8)})`;
+  });
+  const box = document.createElement("div");
+  box.append(svg, readout);
+  return box;
 }
