@@ -69,8 +69,8 @@ async def overview(
     store = _store(request)
     islands = int(row.config.get("islands", 1))
     # independent reads of one index: in parallel threads (SQLite reads do not block each other in WAL mode)
-    problem, series, steps, summary, models, last_event, campaign = await asyncio.gather(
-        asyncio.to_thread(store.load_problem, row.problem_id),
+    problem = asyncio.ensure_future(asyncio.to_thread(store.load_problem, row.problem_id))
+    series, steps, summary, models, last_event, campaign = await asyncio.gather(
         asyncio.to_thread(store.score_series, campaign_id, buckets=points),
         asyncio.to_thread(store.best_steps, campaign_id, limit=MAX_POINTS),
         asyncio.to_thread(store.island_summary, campaign_id, islands=islands),
@@ -78,10 +78,11 @@ async def overview(
         asyncio.to_thread(store.last_event_id, campaign_id),
         asyncio.to_thread(campaign_out, request, row, detail=True),
     )
+    config = (await problem).config
     return {
         "campaign": campaign,
-        "objective": problem.config.objective.model_dump(mode="json", exclude_none=True),
-        "known_best": problem.config.known_best.value if problem.config.known_best else None,
+        "objective": config.objective.model_dump(mode="json", exclude_none=True),
+        "known_best": config.known_best.value if config.known_best else None,
         "series": [_fields(b) for b in series],
         "best_steps": [_fields(s) for s in steps],
         "islands": [_fields(i) for i in summary],
