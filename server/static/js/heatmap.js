@@ -39,7 +39,7 @@ function islandMap({island, cells, axes, xi, yi, scale, onPick}) {
   const size = Math.max(8, Math.min(34, Math.floor(300 / Math.max(nx, ny))));
   const left = yi === null ? 8 : 46;
   const bottom = xi === null ? 8 : 34;
-  const width = left + nx * size + 8;
+  const width = left + nx * size + (xi === null ? 8 : 22);  // room for the last tick label
   const height = 8 + ny * size + bottom;
   const svg = s("svg", {viewBox: `0 0 ${width} ${height}`, width, height, class: "heatmap", role: "img",
     "aria-label": `MAP-Elites map of island ${island}`, dataset: {island}});

@@ -1,6 +1,7 @@
 // The dashboard's shell: hash routes (#/, #/campaigns/ID, #/programs/ID), the token dialog, page life cycle.
 // Each page renders into <main> and returns a function that stops what it started (event streams, timers).
-// <main data-state> is "loading", "ready" or "error", and data-page names the page: tests and benchmarks wait on them.
+// <main data-state> is "loading", "ready" or "error", data-page names the page and data-route the hash it shows:
+// tests and benchmarks wait on them.
 
 import {api, onTokenNeeded, setToken, token} from "./api.js";
 import {campaignsPage} from "./campaigns.js";
@@ -26,8 +27,10 @@ function askToken(reason) {
   dialog.showModal();
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => {
-      resolve(dialog.returnValue === "ok" && input.value ? input.value : null);
+      const given = dialog.returnValue === "ok" && input.value ? input.value : null;
+      if (given) setToken(given);
       showTokenButton();
+      resolve(given);
     }, {once: true});
   });
 }
@@ -46,6 +49,7 @@ async function render() {
   const hash = location.hash || "#/";
   const route = routes.find(([pattern]) => pattern.test(hash));
   app.dataset.state = "loading";
+  app.dataset.route = hash;
   window.scrollTo(0, 0);
   if (!route) {
     app.dataset.page = "missing";
@@ -72,9 +76,7 @@ async function start() {
   onTokenNeeded(askToken);
   document.getElementById("token-button").addEventListener("click", async () => {
     if (token()) { setToken(null); showTokenButton(); return; }
-    const given = await askToken("Writes (start, stop, resume) need this server's API token.");
-    if (given) setToken(given);
-    showTokenButton();
+    await askToken("Writes (start, stop, resume) need this server's API token.");
   });
   try { health = await api("/health"); } catch { /* the pages will say what fails */ }
   showTokenButton();
