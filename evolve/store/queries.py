@@ -115,7 +115,7 @@ class Queries:
                 where.append(it < after.iteration if descending else it > after.iteration)
         else:
             f = programs.c.fitness
-            sort = [f.is_(None).asc(), f.desc() if descending else f.asc(), it.asc()]  # unscored programs last
+            sort = [(f.desc() if descending else f.asc()).nulls_last(), it.asc()]  # unscored programs last
             if after is not None:
                 where.append(_after_fitness(after, descending))
         with self._reading("reading programs") as conn:

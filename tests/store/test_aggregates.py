@@ -7,15 +7,19 @@ import math
 import sqlite3
 from pathlib import Path
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import create_engine
 
 from benchmarks.synthetic import fill_campaign
 from evolve.problem import Problem
 from evolve.store import Store
 from evolve.store.schema import metadata
+from evolve.store.store import _MIGRATIONS
 from evolve.values import EvalStatus, Program
 from tests.store.helpers import make_campaign, make_program
 
@@ -140,10 +144,15 @@ def test_upgrading_a_store_fills_in_the_parents_fitness(tmp_path: Path, quadrati
     child = make_program(campaign_id, 1, fitness=2.0, parent_id=initial.id)
     store.record_program(child)
     store.close()
-    with sqlite3.connect(path) as db:  # back to the schema before parent_fitness, as an older evolve left it
-        db.execute("DROP INDEX ix_programs_overview")
-        db.execute("ALTER TABLE programs DROP COLUMN parent_fitness")
-        db.execute("UPDATE alembic_version SET version_num = '0003'")
+    cfg = AlembicConfig()  # back to the schema before parent_fitness, as an older evolve left it (the downgrade runs too)
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0003")
+    with sqlite3.connect(path) as db:
+        assert "parent_fitness" not in {row[1] for row in db.execute("PRAGMA table_info(programs)")}
+    engine.dispose()
     again = Store.open(str(path))
     [stats] = again.model_stats(campaign_id)
     assert stats.improved == 1

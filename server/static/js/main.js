@@ -50,6 +50,7 @@ async function render() {
   const route = routes.find(([pattern]) => pattern.test(hash));
   app.dataset.state = "loading";
   app.dataset.route = hash;
+  delete app.dataset.paintedMs;
   window.scrollTo(0, 0);
   if (!route) {
     app.dataset.page = "missing";
@@ -65,6 +66,8 @@ async function render() {
     if (mine !== generation) { if (stop) stop(); return; }  // the person navigated away meanwhile
     stopPage = stop || null;
     app.dataset.state = "ready";
+    // once the frame with the content has been painted: milliseconds since the document's navigation began
+    requestAnimationFrame(() => setTimeout(() => { app.dataset.paintedMs = String(Math.round(performance.now())); }, 0));
   } catch (err) {
     if (mine !== generation) return;
     app.replaceChildren(errorBox(err), h("p", {}, h("a", {href: "#/"}, "All campaigns")));
