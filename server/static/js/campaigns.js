@@ -91,8 +91,9 @@ export async function campaignsPage(app) {
       {label: "", cell: (c) => controls(c, () => reload(), report)},
     ], rows, {empty: "No campaign yet: start one below.", cls: "campaigns"}));
   };
+  let latest = campaigns;
   const reload = async () => {
-    try { render(await api("/campaigns")); messages.replaceChildren(); } catch (err) { report(err); }
+    try { latest = await api("/campaigns"); render(latest); messages.replaceChildren(); } catch (err) { report(err); }
   };
   render(campaigns);
   app.replaceChildren(
@@ -100,8 +101,10 @@ export async function campaignsPage(app) {
     section("All campaigns", body),
     section("Start a campaign", startForm(problems, report)),
   );
+  // progress of running campaigns every 5 s (a campaign page follows its events; this list only polls)
   const timer = setInterval(() => {
-    if (document.visibilityState === "visible" && !document.querySelector("#start-form button[disabled]")) reload();
+    const busy = document.querySelector("#start-form button[disabled]") || document.activeElement?.closest("table.campaigns");
+    if (document.visibilityState === "visible" && !busy && latest.some((c) => c.status === "running")) reload();
   }, 5000);
   return () => clearInterval(timer);
 }
