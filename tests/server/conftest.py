@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,16 @@ def wait_for(client: TestClient, campaign_id: str, *, until: Callable[[dict[str,
         if until(body) or time.monotonic() > deadline:
             return body
         time.sleep(0.1)
+
+
+@contextmanager
+def finished_campaign(tmp: Path, problem: str = "circle_packing", iterations: int = 30) -> Iterator[tuple[TestClient, str]]:
+    """A client of an application in ``tmp`` holding one finished ``mutator`` campaign; yields the client and its id."""
+    (tmp / "work").mkdir(exist_ok=True)
+    with TestClient(create_app(settings_for(tmp)), raise_server_exceptions=False) as client:
+        cid = start_campaign(client, problem, iterations=iterations)["id"]
+        assert wait_for(client, cid, until=lambda b: b["status"] != "running")["status"] == "finished"
+        yield client, cid
 
 
 def start_campaign(client: TestClient, problem: str, **config: Any) -> dict[str, Any]:

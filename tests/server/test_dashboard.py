@@ -10,19 +10,14 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from evolve.server import create_app
 from evolve.server.dashboard import STATIC
-from tests.server.conftest import TOKEN, settings_for, start_campaign, wait_for
+from tests.server.conftest import TOKEN, finished_campaign, start_campaign, wait_for
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
-    tmp = tmp_path_factory.mktemp("dashboard")
-    (tmp / "work").mkdir()
-    with TestClient(create_app(settings_for(tmp)), raise_server_exceptions=False) as client:
-        cid = start_campaign(client, "circle_packing", iterations=30)["id"]
-        assert wait_for(client, cid, until=lambda b: b["status"] != "running")["status"] == "finished"
-        yield client, cid
+    with finished_campaign(tmp_path_factory.mktemp("dashboard")) as found:
+        yield found
 
 
 def test_the_page_is_served_at_the_root_with_a_strict_content_security_policy(finished: tuple[TestClient, str]) -> None:

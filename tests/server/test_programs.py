@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.server.conftest import start_campaign, wait_for
+from tests.server.conftest import finished_campaign, start_campaign, wait_for
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from evolve.server import create_app
-    from tests.server.conftest import settings_for
-
-    tmp = tmp_path_factory.mktemp("archive")
-    (tmp / "work").mkdir()
-    with TestClient(create_app(settings_for(tmp)), raise_server_exceptions=False) as client:
-        cid = start_campaign(client, "circle_packing", iterations=30)["id"]
-        assert wait_for(client, cid, until=lambda b: b["status"] != "running")["status"] == "finished"
-        yield client, cid
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, str]]:
+    with finished_campaign(tmp_path_factory.mktemp("archive")) as found:
+        yield found
 
 
 def _all_pages(client: TestClient, cid: str, **params: Any) -> list[dict[str, Any]]:
