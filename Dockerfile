@@ -7,6 +7,13 @@
 #       evolve run circle_packing --iterations 50
 #   (podman: --security-opt unmask=ALL instead of systempaths=unconfined)
 #
+# The REST API and the dashboard (http://HOST:8000/): a server listening beyond
+# loopback refuses to start without a token (16+ characters), so give it one:
+#   docker run --rm -v evolve-data:/data -p 127.0.0.1:8000:8000 -e EVOLVE_API_TOKEN=... \
+#       --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+#       --security-opt systempaths=unconfined \
+#       evolve serve --host 0.0.0.0
+#
 # Which sandbox applies inside the container:
 # - bwrap (the default, chosen by --sandbox auto): bubblewrap creates user, pid,
 #   network and mount namespaces and mounts a fresh /proc. The engine's default
