@@ -44,8 +44,12 @@ def _variant(code: str, i: int, rng: np.random.Generator) -> str:
 
 
 def fill_campaign(store: Store, *, programs_n: int, problem: str = "circle_packing", islands: int = 4, seed: int = 0,
-                  with_diffs: bool = True) -> str:
-    """Write a finished campaign of ``programs_n`` programs (the initial one included); returns its id."""
+                  with_diffs: bool = True, models: list[str] | None = None) -> str:
+    """Write a finished campaign of ``programs_n`` programs (the initial one included); returns its id.
+
+    ``models`` are the campaign's configured models (default: the mutator and a hosted model, as recorded); a
+    benchmark that resumes the campaign gives ones that run here.
+    """
     prob: Problem = resolve_problem(problem)
     objective = prob.config.objective
     axes = prob.config.features
@@ -56,7 +60,7 @@ def fill_campaign(store: Store, *, programs_n: int, problem: str = "circle_packi
     start = now - programs_n * 0.5
     base = prob.initial_program
     base_score = 0.96
-    config = {"iterations": programs_n - 1, "islands": islands, "seed": seed, "models": [{"name": m} for m in _MODELS]}
+    config = {"iterations": programs_n - 1, "islands": islands, "seed": seed, "models": [{"name": m} for m in models or _MODELS]}
 
     best: dict[tuple[int, str], tuple[float, str]] = {}
     valid_ids: list[list[str]] = [[] for _ in range(islands)]
