@@ -16,9 +16,10 @@ real sandboxed evaluations (the default backend):
   10,000 and 100,000 programs (``benchmarks/synthetic.py``), resumed for
   ``--iterations`` more.
 - **latency hiding**: the stand-in with 1 s per answer at 1, 4, 8, 16 and 32
-  calls in flight on a trivial problem (evaluations take milliseconds):
+  calls in flight on a trivial problem (its evaluator does almost nothing):
   iterations/s against the ideal (calls in flight / latency), and the peak
-  resident memory of this process and all its descendants.
+  resident memory of this process and all its descendants (the stand-in's
+  own process left out).
 
 Medians of ``--runs`` runs. Results go to ``throughput.json`` and
 ``throughput.md``. A benchmark, not a test: it reports and never fails.
@@ -75,6 +76,10 @@ class Measure:
         return self.iterations / self.wall_s
 
 
+#: processes that are not evolve's (the stand-in model): left out of the memory figures with their descendants
+_NOT_OURS: set[int] = set()
+
+
 def _tree_rss_mb(root: int) -> float:
     children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
@@ -91,6 +96,8 @@ def _tree_rss_mb(root: int) -> float:
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()
+        if pid in _NOT_OURS:
+            continue
         total += rss.get(pid, 0)
         todo += children.get(pid, [])
     return total / 2**20
@@ -147,6 +154,7 @@ def _fresh(problem: Problem, models: list[ModelSpec], *, iterations: int, llm: i
 def standin(latency: float) -> Iterator[ModelSpec]:
     proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("standin.py")), "--latency", str(latency)],
                             stdout=subprocess.PIPE, text=True)
+    _NOT_OURS.add(proc.pid)
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline().split()[1])
