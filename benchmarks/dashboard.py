@@ -21,10 +21,6 @@ benchmark, not a test: it reports and never fails on a slow machine.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from the checkout
 
+from benchmarks.report import percentiles, write_results
 from benchmarks.synthetic import fill_campaign
 from evolve.store import Store
 from tests.server.browser import chromium
@@ -58,11 +55,6 @@ def _campaign(db: Path, programs: int) -> str:
     return cid
 
 
-def _stats(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {"median_ms": round(statistics.median(ordered), 1), "p90_ms": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 1)}
-
-
 def _api(base: str, paths: dict[str, str], runs: int) -> list[dict[str, Any]]:
     rows = []
     with httpx.Client(base_url=base, timeout=60) as http:
@@ -75,7 +67,7 @@ def _api(base: str, paths: dict[str, str], runs: int) -> list[dict[str, Any]]:
                 samples.append(1000 * (time.perf_counter() - t0))
                 response.raise_for_status()
                 size = len(response.content)
-            rows.append({"what": f"GET {name}", **_stats(samples), "bytes": size})
+            rows.append({"what": f"GET {name}", **percentiles(samples), "bytes": size})
             print(f"GET {name:32} median {rows[-1]['median_ms']:7.1f} ms", file=sys.stderr)
     return rows
 
@@ -99,8 +91,8 @@ def _browser(base: str, routes: dict[str, str], runs: int) -> list[dict[str, Any
                 warm.append(_painted_ms(page, route))
                 context.close()
             cold, warm = cold[1:], warm[1:]  # the first run starts the browser's own processes
-            rows.append({"what": f"{name} page, fresh browser context", **_stats(cold)})
-            rows.append({"what": f"{name} page, reload", **_stats(warm)})
+            rows.append({"what": f"{name} page, fresh browser context", **percentiles(cold)})
+            rows.append({"what": f"{name} page, reload", **percentiles(warm)})
             print(f"{name} page: fresh {rows[-2]['median_ms']:.0f} ms, reload {rows[-1]['median_ms']:.0f} ms", file=sys.stderr)
     return rows
 
@@ -133,10 +125,6 @@ def main() -> None:
             pages = _browser(serve.base, {"campaign": f"#/campaigns/{cid}", "program": f"#/programs/{best}"}, args.runs)
         finally:
             serve.stop()
-    meta = {"machine": f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}",
-            "programs": args.programs, "runs": args.runs, "target_campaign_page_ms": TARGET_MS}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "dashboard.json").write_text(json.dumps({"meta": meta, "pages": pages, "api": api}, indent=2) + "\n")
     lines = [f"Campaign of {args.programs:,} programs; median and 90th percentile of {args.runs} runs.", "",
              "| what | median ms | p90 ms | target |", "|---|---|---|---|"]
     for r in pages:
@@ -146,9 +134,8 @@ def main() -> None:
         lines.append(f"| {r['what']} | {r['median_ms']:.0f} | {r['p90_ms']:.0f} | {target} |")
     for r in api:
         lines.append(f"| {r['what']} ({r['bytes'] / 1024:.0f} KiB) | {r['median_ms']:.1f} | {r['p90_ms']:.1f} | |")
-    table = "\n".join(lines) + "\n"
-    (args.out / "dashboard.md").write_text(table)
-    print(table)
+    write_results(args.out, "dashboard", {"meta": {"programs": args.programs, "runs": args.runs, "target_campaign_page_ms": TARGET_MS},
+                                          "pages": pages, "api": api}, lines)
 
 
 if __name__ == "__main__":

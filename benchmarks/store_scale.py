@@ -20,10 +20,6 @@ Medians and 90th percentiles in milliseconds. Results go to
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -35,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.report import percentiles, write_results
 from benchmarks.synthetic import fill_campaign
 from evolve.archive import Archive
 from evolve.config import SamplingConfig
@@ -49,8 +46,7 @@ def _time(fn: Callable[[int], Any], runs: int) -> dict[str, float]:
         t0 = time.perf_counter()
         fn(i)
         samples.append(1000 * (time.perf_counter() - t0))
-    ordered = sorted(samples)
-    return {"median_ms": round(statistics.median(ordered), 3), "p90_ms": round(ordered[int(0.9 * (len(ordered) - 1))], 3)}
+    return percentiles(samples, digits=3)
 
 
 def measure(size: int, runs: int, folder: Path) -> dict[str, Any]:
@@ -92,17 +88,12 @@ def main() -> None:
             print(f"{size:>9,} programs (filled in {r['fill_s']} s): sample {r['sample_parent']['median_ms']:.2f} ms, upsert "
                   f"{r['upsert_elite']['median_ms']:.2f} ms, best {r['best_program']['median_ms']:.2f} ms, map "
                   f"{r['archive_cells']['median_ms']:.2f} ms, {r['bytes_per_program']} B/program", file=sys.stderr)
-    meta = {"machine": f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}", "runs": args.runs}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "store_scale.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     lines = ["| programs | sample a parent ms | elite upsert ms | best program ms | archive map ms | bytes/program |",
              "|---|---|---|---|---|---|"]
     for r in rows:
         cols = [f"{r[k]['median_ms']:.2f} (p90 {r[k]['p90_ms']:.2f})" for k in ("sample_parent", "upsert_elite", "best_program", "archive_cells")]
         lines.append(f"| {r['programs']:,} | {' | '.join(cols)} | {r['bytes_per_program']:,} |")
-    table = "\n".join(lines) + "\n"
-    (args.out / "store_scale.md").write_text(table)
-    print(table)
+    write_results(args.out, "store_scale", {"meta": {"runs": args.runs}, "rows": rows}, lines)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -47,6 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.report import write_results
 from benchmarks.synthetic import fill_campaign
 from evolve.campaign import Campaign
 from evolve.config import CampaignConfig, ModelSpec
@@ -223,10 +222,6 @@ def main() -> None:
                 ideal = k / 1.0
                 results["latency"].append({"in_flight": k, "ideal_per_s": ideal, "share_of_ideal": round(row["per_s"] / ideal, 3), **row})
                 _log(f"1 s model, {k} in flight (ideal {ideal:g}/s)", row)
-    meta = {"machine": f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}", "runs": args.runs,
-            "iterations": args.iterations}
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "throughput.json").write_text(json.dumps({"meta": meta, **results}, indent=2) + "\n")
     lines = ["| run | it/s | framework CPU ms/it | children CPU ms/it | peak MB |", "|---|---|---|---|---|"]
     for r in results["throughput"]:
         lines.append(f"| circle_packing, {r['model']} | {r['per_s']:.2f} | {r['framework_cpu_ms']:.2f} | "
@@ -237,9 +232,7 @@ def main() -> None:
     for r in results["latency"]:
         lines.append(f"| 1 s model, {r['in_flight']} in flight: {r['share_of_ideal']:.0%} of ideal | {r['per_s']:.2f} | "
                      f"{r['framework_cpu_ms']:.2f} | {r['children_cpu_ms']:.1f} | {r['peak_rss_mb']:.0f} |")
-    table = "\n".join(lines) + "\n"
-    (args.out / "throughput.md").write_text(table)
-    print(table)
+    write_results(args.out, "throughput", {"meta": {"runs": args.runs, "iterations": args.iterations}, **results}, lines)
 
 
 if __name__ == "__main__":
