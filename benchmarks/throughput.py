@@ -102,10 +102,9 @@ def _tree_rss_mb(root: int) -> float:
     return total / 2**20
 
 
-@contextmanager
-def _measure(iterations: list[int]) -> Iterator[list[Measure]]:
-    """Time, CPU and peak tree memory of the block; ``iterations[0]`` is set by the block."""
-    out: list[Measure] = []
+def _run(store: Store, campaign: Campaign) -> Measure:
+    """Run the campaign to its target: time, this process's and its children's CPU, and peak tree memory."""
+    before = store.get_campaign(campaign.id).iterations_done
     peak, sampler_cpu = [0.0], [0.0]
     done = threading.Event()
 
@@ -118,25 +117,15 @@ def _measure(iterations: list[int]) -> Iterator[list[Measure]]:
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu0, t0 = time.process_time(), time.perf_counter()
     sampler.start()
-    yield out
+    asyncio.run(campaign.run())
     wall = time.perf_counter() - t0
     done.set()
     sampler.join()
     cpu = time.process_time() - cpu0 - sampler_cpu[0]
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    n = max(1, iterations[0])
+    n = max(1, store.get_campaign(campaign.id).iterations_done - before)
     kids = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
-    out.append(Measure(iterations=n, wall_s=wall, framework_cpu_ms=1000 * cpu / n, children_cpu_ms=1000 * kids / n,
-                       peak_rss_mb=peak[0]))
-
-
-def _run(store: Store, campaign: Campaign) -> Measure:
-    before = store.get_campaign(campaign.id).iterations_done
-    count = [0]
-    with _measure(count) as result:
-        asyncio.run(campaign.run())
-        count[0] = store.get_campaign(campaign.id).iterations_done - before
-    return result[0]
+    return Measure(iterations=n, wall_s=wall, framework_cpu_ms=1000 * cpu / n, children_cpu_ms=1000 * kids / n, peak_rss_mb=peak[0])
 
 
 def _fresh(problem: Problem, models: list[ModelSpec], *, iterations: int, llm: int, tmp: Path) -> Measure:

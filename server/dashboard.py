@@ -13,7 +13,7 @@ and are only ever inserted as text.
 from __future__ import annotations
 
 import asyncio
-import difflib
+from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,7 +26,7 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer, PythonLexer
 
 from evolve.server.campaigns import campaign_out, campaign_row
-from evolve.server.programs import program_or_404
+from evolve.server.programs import parent_diff, program_or_404
 from evolve.server.schemas import CampaignOverview, HighlightedProgram, errors
 from evolve.server.security import require_read
 from evolve.store import Store
@@ -83,16 +83,12 @@ async def overview(
         "campaign": campaign,
         "objective": config.objective.model_dump(mode="json", exclude_none=True),
         "known_best": config.known_best.value if config.known_best else None,
-        "series": [_fields(b) for b in series],
-        "best_steps": [_fields(s) for s in steps],
-        "islands": [_fields(i) for i in summary],
-        "models": [{**_fields(s), "valid_rate": s.success_rate} for s in models],
+        "series": [asdict(b) for b in series],
+        "best_steps": [asdict(s) for s in steps],
+        "islands": [asdict(i) for i in summary],
+        "models": [{**asdict(s), "valid_rate": s.success_rate} for s in models],
         "last_event_id": last_event,
     }
-
-
-def _fields(obj: Any) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in obj.__slots__}
 
 
 @router.get("/programs/{program_id}/highlighted", response_model=HighlightedProgram, responses=errors(404))
@@ -100,13 +96,9 @@ async def highlighted(request: Request, program_id: str) -> dict[str, Any]:
     """The program's code, its diff against the parent and the model's edit as syntax-highlighted HTML (Pygments)."""
     store = _store(request)
     program = program_or_404(store, program_id)
-    parent = store.get_program(program.parent_id) if program.parent_id else None
 
     def render() -> dict[str, Any]:
-        diff = None
-        if parent is not None:
-            diff = "".join(difflib.unified_diff(parent.code.splitlines(keepends=True), program.code.splitlines(keepends=True),
-                                                fromfile=f"program {parent.id}", tofile=f"program {program.id}"))
+        diff = parent_diff(store, program)
         return {"code": _html(program.code), "diff": _html(diff, diff=True) if diff else None,
                 "model_edit": _html(program.diff) if program.diff else None}
 

@@ -19,7 +19,7 @@ from evolve.server.security import require_read
 from evolve.store import PageKey, ProgramOrder, Store
 from evolve.values import EvalStatus, Program
 
-__all__ = ["program_or_404", "router"]
+__all__ = ["parent_diff", "program_or_404", "router"]
 
 router = APIRouter(tags=["archive"], dependencies=[Depends(require_read)])
 
@@ -37,14 +37,18 @@ def _summary(p: Program) -> dict[str, Any]:
     }
 
 
+def parent_diff(store: Store, p: Program) -> str | None:
+    """The unified diff from the program's parent to it (None for the initial program)."""
+    if p.parent_id is None:
+        return None
+    parent = store.get_program(p.parent_id)
+    return "".join(difflib.unified_diff(parent.code.splitlines(keepends=True), p.code.splitlines(keepends=True),
+                                        fromfile=f"program {parent.id}", tofile=f"program {p.id}"))
+
+
 def _detail(store: Store, p: Program) -> dict[str, Any]:
-    diff = None
-    if p.parent_id is not None:
-        parent = store.get_program(p.parent_id)
-        diff = "".join(difflib.unified_diff(parent.code.splitlines(keepends=True), p.code.splitlines(keepends=True),
-                                            fromfile=f"program {parent.id}", tofile=f"program {p.id}"))
     return {
-        **_summary(p), "campaign_id": p.campaign_id, "code": p.code, "diff": diff, "model_edit": p.diff,
+        **_summary(p), "campaign_id": p.campaign_id, "code": p.code, "diff": parent_diff(store, p), "model_edit": p.diff,
         "metrics": p.metrics, "features": p.features, "artifacts": p.artifacts, "template": p.template,
         "eval_seconds": p.eval_seconds, "llm_seconds": p.llm_seconds, "children": store.children_ids(p.id),
     }

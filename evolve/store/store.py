@@ -241,9 +241,9 @@ class Store(Queries, Aggregates):
         ok = program.status is EvalStatus.OK and program.fitness is not None
         with self._writing("recording a program") as conn:
             parent_fitness = None
-            if program.parent_id is not None:
-                parent_fitness = conn.execute(select(programs.c.fitness).where(programs.c.id == program.parent_id)).scalar()
-                conn.execute(update(programs).where(programs.c.id == program.parent_id).values(n_children=programs.c.n_children + 1))
+            if program.parent_id is not None:  # one statement counts the child and reads the parent's fitness
+                parent_fitness = conn.execute(update(programs).where(programs.c.id == program.parent_id)
+                                              .values(n_children=programs.c.n_children + 1).returning(programs.c.fitness)).scalar()
             conn.execute(insert(programs).values(**_program_values(program), parent_fitness=parent_fitness))
             counters: dict[str, Any] = {
                 "iterations_done": campaigns.c.iterations_done + 1,

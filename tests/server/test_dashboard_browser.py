@@ -17,7 +17,7 @@ from playwright.sync_api import Browser, Page
 
 from tests.conftest import QUADRATIC_PROGRAM, QUADRATIC_YAML
 from tests.server.browser import chromium, screenshot_dir, wait_ready
-from tests.server.conftest import TOKEN
+from tests.server.conftest import TOKEN, quadratic_payload
 from tests.server.live import ServeProcess
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -40,12 +40,6 @@ def _three_axes_problem() -> dict[str, Any]:
     config["features"] = [{"name": "x", "min": -10, "max": 10, "bins": 8}, {"name": "gap", "min": 0, "max": 13, "bins": 6},
                           {"name": "square", "min": 0, "max": 100, "bins": 5}]
     return {"config": config, "initial_program": QUADRATIC_PROGRAM, "evaluator": THREE_AXES_EVALUATOR}
-
-
-def _one_axis_problem() -> dict[str, Any]:
-    from tests.server.conftest import quadratic_payload
-
-    return quadratic_payload()
 
 
 def _js_score(x: float) -> str:
@@ -224,7 +218,7 @@ def test_live_updates_arrive_while_a_campaign_runs_and_stop_works(page: Page, se
 
 
 def test_maps_of_problems_with_one_axis_and_with_three_axes(page: Page, server: ServeProcess, http: httpx.Client) -> None:
-    one = http.post("/problems", json=_one_axis_problem())
+    one = http.post("/problems", json=quadratic_payload())  # one feature axis: x
     three = http.post("/problems", json=_three_axes_problem())
     assert one.status_code == 201 and three.status_code == 201, (one.text, three.text)
     one_cid, three_cid = _run(http, one.json()["id"], 20), _run(http, three.json()["id"], 20)

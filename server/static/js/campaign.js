@@ -148,6 +148,7 @@ export async function campaignPage(app, campaignId) {
 
   let timer = null;
   let busy = false;
+  let following = false;
   let stopFollowing = () => {};
   const refresh = async (now = false) => {
     if (timer && !now) return;
@@ -164,7 +165,6 @@ export async function campaignPage(app, campaignId) {
       } catch (err) { report(err); } finally { busy = false; }
     }, now ? 0 : REFRESH_MS);
   };
-  let following = false;
   const follow = (after) => {
     following = true;
     stopFollowing = followEvents(campaignId, after, {
