@@ -11,7 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["RunOutcome", "RunSpec", "Sandbox", "SandboxLimits"]
+__all__ = ["SHM_BYTES", "RunOutcome", "RunSpec", "Sandbox", "SandboxLimits"]
+
+#: The size of a sandbox's /dev/shm (capped by the run's ``file_bytes`` too): POSIX
+#: semaphores and small shared buffers fit; it is not a second scratch disk.
+SHM_BYTES = 16 << 20
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 The candidate sees a new root holding a read-only ``/usr`` (the interpreter),
 the packages it may import mounted read-only, its own ``/proc`` and a minimal
-``/dev``, and a size-capped tmpfs as its working directory. It has no network
+read-only ``/dev``, a size-capped tmpfs as its working directory (``/tmp``)
+and a small one as ``/dev/shm``; the root itself is read-only, so every place
+a candidate can write has a size, with or without a memory cgroup. It has no network
 (an empty network namespace), no view of other processes (its own pid
 namespace, which dies with bubblewrap), no capabilities, an empty
 environment, and a seccomp filter against tracing, namespaces and mounts.
@@ -18,7 +20,7 @@ import subprocess
 from functools import cache
 
 from evolve.errors import SandboxError
-from evolve.sandbox.base import RunOutcome, RunSpec, SandboxLimits
+from evolve.sandbox.base import SHM_BYTES, RunOutcome, RunSpec, SandboxLimits
 from evolve.sandbox.confine import Confinement
 from evolve.sandbox.process import child_environment, harness_settings, harness_source, request_with_code
 from evolve.sandbox.runtime import SITE_DIR, SandboxRuntime, sandbox_runtime
@@ -38,13 +40,16 @@ def _bwrap_argv(bwrap: str, runtime: SandboxRuntime, *, tmpfs_bytes: int, seccom
         "--ro-bind", "/usr", "/usr",
         "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin",
         "--proc", "/proc", "--dev", "/dev",
+        "--size", str(min(tmpfs_bytes, SHM_BYTES)), "--tmpfs", "/dev/shm",
         "--size", str(tmpfs_bytes), "--tmpfs", _WORKDIR,
     ]
     if runtime.prefix is not None:
         argv += ["--ro-bind", runtime.prefix, runtime.prefix]
     for host, inside in runtime.packages:
         argv += ["--ro-bind", host, inside]
-    argv += ["--chdir", _WORKDIR, "--clearenv"]
+    # The new root and /dev are tmpfs mounts without a size: read-only, so the only
+    # writable places are the two sized tmpfs mounts above, cgroup or not.
+    argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", _WORKDIR, "--clearenv"]
     for key, value in _ENV.items():
         argv += ["--setenv", key, value]
     argv += ["--seccomp", str(seccomp_fd), "--"]

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from evolve.errors import SandboxError
-from evolve.sandbox.base import RunOutcome, RunSpec
+from evolve.sandbox.base import SHM_BYTES, RunOutcome, RunSpec
 from evolve.sandbox.process import harness_settings, harness_source, request_with_code
 from evolve.sandbox.runtime import SITE_DIR, sandbox_runtime
 
@@ -149,6 +149,7 @@ class DockerSandbox:
                     network_mode="none",
                     read_only=True,
                     tmpfs={_WORKDIR: f"rw,nosuid,nodev,size={limits.file_bytes},mode=1777"},
+                    shm_size=min(limits.file_bytes, SHM_BYTES),
                     working_dir=_WORKDIR,
                     mem_limit=limits.memory_bytes,
                     memswap_limit=limits.memory_bytes,
