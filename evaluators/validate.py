@@ -16,10 +16,16 @@ from evolve.evaluators.thresholds import threshold_failure
 from evolve.problem import BUILTIN_FEATURES, ProblemConfig, Stage
 from evolve.values import EvalResult, EvalStatus
 
-__all__ = ["builtin_features", "result_from_answer"]
+__all__ = ["EVALUATOR_ONLY_KEYS", "PROGRAM_KEYS", "artifact_source", "builtin_features", "result_from_answer"]
 
 MAX_ARTIFACT_CHARS = 2000
 MAX_ARTIFACTS = 12
+#: Artifacts that hold what the candidate program itself printed or raised: shown to
+#: a model only as the program's own output, never as the evaluator's words.
+PROGRAM_KEYS = frozenset({"program_output", "program_traceback"})
+#: Artifacts for the problem's author only (the trusted side's own tracebacks and
+#: output): kept in the store, never put into a prompt.
+EVALUATOR_ONLY_KEYS = frozenset({"evaluator_traceback", "evaluator_stderr"})
 _OUTCOME_STATUS = {
     "invalid": EvalStatus.INVALID,
     "candidate_timeout": EvalStatus.TIMEOUT,
@@ -55,16 +61,32 @@ def _numbers(raw: Any, what: str) -> tuple[dict[str, float], str | None]:
     return out, None
 
 
+def artifact_source(key: str) -> str:
+    """Who wrote an artifact: "program" (the candidate's own output), "author" (never prompted) or "evaluator".
+
+    Keys of a cascade carry their stage's name first (``small.program_output``).
+    """
+    base = key.rsplit(".", 1)[-1]
+    if base in PROGRAM_KEYS or base == "stderr":  # "stderr": the candidate's output, as stored before provenance
+        return "program"
+    # "traceback", as stored before provenance, may be the evaluator's own: never prompted
+    return "author" if base in EVALUATOR_ONLY_KEYS or base == "traceback" else "evaluator"
+
+
 def _artifacts(answer: dict[str, Any], value: dict[str, Any] | None) -> dict[str, str]:
+    """The evaluator's own artifacts and message, and the candidate's output under keys that say it is the program's."""
     arts: dict[str, str] = {}
     raw = value.get("artifacts") if value else None
     if isinstance(raw, dict):
         for key, text in list(raw.items())[:MAX_ARTIFACTS]:
-            arts[str(key)[:64]] = clip(str(text))
-    for key in ("message", "stderr", "traceback"):
+            name = str(key)[:64]
+            if name.rsplit(".", 1)[-1] not in PROGRAM_KEYS:  # only the harness's capture speaks as the program
+                arts[name] = clip(str(text))
+    traceback_key = "evaluator_traceback" if answer.get("outcome") == "evaluator_error" else "program_traceback"
+    for key, name in (("message", "error"), ("stderr", "program_output"), ("traceback", traceback_key)):
         text = answer.get(key)
         if isinstance(text, str) and text.strip():
-            arts[key if key != "message" else "error"] = clip(text)
+            arts[name] = clip(text)
     return arts
 
 

@@ -4,6 +4,12 @@ Templates get the problem description, the parent's code, metrics and
 evaluator feedback, the inspirations with their scores, and the errors of
 recent failed attempts. The problem's known best value is never given to a
 template, so it cannot leak into a prompt.
+
+Feedback keeps its provenance: what the evaluator said (its messages and
+artifacts) is ``parent_feedback``; what the candidate program printed or
+raised is ``program_output``, clipped and quoted line by line (``| ``), so a
+program cannot write a line that reads as the evaluator's; the trusted side's
+own tracebacks never reach a prompt.
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ from typing import Any, Literal
 import jinja2
 
 from evolve.archive import Sample
+from evolve.evaluators.validate import artifact_source
 from evolve.problem import ProblemConfig
 
 __all__ = ["PromptBuilder", "default_template_dir"]
 
 Mode = Literal["diff", "rewrite"]
 _ARTIFACT_CHARS = 1500
+_PROGRAM_OUTPUT_CHARS = 1000
 
 
 def default_template_dir() -> Path:
@@ -38,6 +46,15 @@ def _oneline(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
+def _quoted(text: str) -> str:
+    """Each line prefixed with ``| ``: text shown as a quotation that cannot start a line of its own."""
+    return "\n".join(f"| {line}" for line in str(text).strip("\n").split("\n"))
+
+
+def _tail(text: str, limit: int) -> str:
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
 class PromptBuilder:
     """Turns a ``Sample`` into chat messages for a model."""
 
@@ -51,6 +68,7 @@ class PromptBuilder:
         )
         self._env.filters["fmt"] = _fmt
         self._env.filters["oneline"] = _oneline
+        self._env.filters["quoted"] = _quoted
 
     def build(self, sample: Sample, *, mode: Mode) -> list[dict[str, str]]:
         """Messages for one proposal in ``mode`` ("diff" or "rewrite")."""
@@ -60,7 +78,10 @@ class PromptBuilder:
             "metric": objective.metric,
             "direction": objective.direction.value,
             "parent": sample.parent,
-            "parent_artifacts": {k: v[-_ARTIFACT_CHARS:] for k, v in sample.parent.artifacts.items()},
+            "parent_feedback": {k: _tail(v, _ARTIFACT_CHARS) for k, v in sample.parent.artifacts.items()
+                                if artifact_source(k) == "evaluator"},
+            "program_output": {k: _tail(v, _PROGRAM_OUTPUT_CHARS) for k, v in sample.parent.artifacts.items()
+                               if artifact_source(k) == "program"},
             "inspirations": sample.inspirations,
             "failures": sample.failures,
             "cascade": len(self._problem.stages) > 1,

@@ -30,6 +30,7 @@ class SandboxLimits:
     result_bytes: int = 64 << 20  # the returned value, serialized
     file_bytes: int = 64 << 20  # largest file, and the size of the scratch directory where it is a tmpfs
     open_files: int = 64
+    cpus: float = 1.0  # cores' worth of CPU time for all of the run's processes together
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,18 +1,31 @@
-"""Host-side confinement shared by the local backends: cgroups, rlimits, an unprivileged uid.
+"""Host-side confinement shared by the local backends: cgroups, rlimits, a CPU share, an unprivileged uid.
 
 ``Confinement.prepare(limits)`` makes a per-run cgroup (memory and process
-caps, where the host lets us create one) and returns the ``preexec_fn`` that
-the child runs between fork and exec: join the cgroup, lower the rlimits,
-drop supplementary groups and switch to a uid of its own. The uid is derived
-from the spawning process id, so two runs in flight at once never share a
-uid, and ``RLIMIT_NPROC`` (enforced only for non-root uids) bounds each run on
-its own. After the run, ``release()`` kills whatever is left in the cgroup
-and removes it.
+caps, and a CPU quota where the host offers the ``cpu`` controller) and
+returns the ``preexec_fn`` that the child runs between fork and exec: join the
+cgroups, lower the rlimits, drop supplementary groups and switch to a uid of
+its own. The uid is derived from the spawning process id, so two runs in
+flight at once never share a uid, and ``RLIMIT_NPROC`` (enforced only for
+non-root uids) bounds each run on its own.
+
+CPU share: a run gets ``limits.cpus`` cores' worth of time, however many
+processes it starts: a CFS quota on its own cgroup where the ``cpu``
+controller is offered; elsewhere (the documented fallback) the child is
+pinned to that many cores (``sched_setaffinity``, which the seccomp filter
+does not let a candidate undo) and runs at a lower priority (nice 10), so the
+controller and the other runs keep the rest of the machine.
+
+After the run, ``release()`` kills whatever is left in the cgroups and removes
+them. Every run cgroup is named after a *tag* (``EVOLVE_RUN_TAG`` in the
+environment, set per evaluation by the controller, else this process's pid),
+so ``sweep(tag)`` can remove what a killed evaluator process left behind, and
+``sweep_stale()`` what dead owners left.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import resource
 import signal
@@ -25,12 +38,17 @@ from pathlib import Path
 
 from evolve.sandbox.base import SandboxLimits
 
-__all__ = ["CGROUP_ROOT", "Confinement", "cgroup_layout", "run_uid"]
+__all__ = ["CGROUP_ROOT", "RUN_TAG_ENV", "Confinement", "cgroup_layout", "leftover_cgroups", "run_uid", "stale_cgroups", "sweep",
+           "sweep_stale"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+RUN_TAG_ENV = "EVOLVE_RUN_TAG"
 _GROUP = "evolve"
 _UID_BASE = 1_000_000  # far above any account a distribution creates
 _SPAWN_SLACK = 4  # bwrap's own monitor and init processes
+_CFS_PERIOD_US = 100_000
+_FALLBACK_NICE = 10
+_RELEASE_S = 5.0
 
 
 def run_uid() -> int:
@@ -38,13 +56,22 @@ def run_uid() -> int:
     return _UID_BASE + os.getpid()
 
 
+def _run_tag() -> str:
+    tag = os.environ.get(RUN_TAG_ENV, "")
+    return tag if tag.isalnum() else str(os.getpid())
+
+
 @dataclass(frozen=True, slots=True)
 class _Layout:
-    """Where per-run cgroups go, and which files carry the two limits."""
+    """Where per-run cgroups go: memory and pids parents, and the cpu parent where that controller is offered."""
 
     version: int
     memory_parent: Path
     pids_parent: Path
+    cpu_parent: Path | None = None
+
+    def parents(self) -> list[Path]:
+        return list(dict.fromkeys(p for p in (self.memory_parent, self.pids_parent, self.cpu_parent) if p is not None))
 
 
 @cache
@@ -55,9 +82,10 @@ def cgroup_layout() -> _Layout | None:
     root offers both controllers are supported. Anything else (no root, a v2
     tree without the memory controller, a read-only /sys) means rlimits only.
     """
-    v1_memory, v1_pids = CGROUP_ROOT / "memory", CGROUP_ROOT / "pids"
+    v1_memory, v1_pids, v1_cpu = CGROUP_ROOT / "memory", CGROUP_ROOT / "pids", CGROUP_ROOT / "cpu"
     if (v1_memory / "memory.limit_in_bytes").exists() and (v1_pids / "cgroup.procs").exists():
-        layout = _Layout(1, v1_memory / _GROUP, v1_pids / _GROUP)
+        cpu = v1_cpu / _GROUP if (v1_cpu / "cpu.cfs_quota_us").exists() else None
+        layout = _Layout(1, v1_memory / _GROUP, v1_pids / _GROUP, cpu)
     else:
         controllers = CGROUP_ROOT / "cgroup.controllers"
         try:
@@ -66,47 +94,65 @@ def cgroup_layout() -> _Layout | None:
             return None
         if not {"memory", "pids"} <= offered:
             return None
-        layout = _Layout(2, CGROUP_ROOT / _GROUP, CGROUP_ROOT / _GROUP)
+        unified = CGROUP_ROOT / _GROUP
+        layout = _Layout(2, unified, unified, unified if "cpu" in offered else None)
     try:
-        layout.memory_parent.mkdir(exist_ok=True)
-        layout.pids_parent.mkdir(exist_ok=True)
+        for parent in layout.parents():
+            parent.mkdir(exist_ok=True)
         if layout.version == 2:
-            (layout.memory_parent / "cgroup.subtree_control").write_text("+memory +pids")
-        probe = _RunCgroup.create(layout, memory_bytes=64 << 20, pids=8)
+            wanted = "+memory +pids" + (" +cpu" if layout.cpu_parent is not None else "")
+            (layout.memory_parent / "cgroup.subtree_control").write_text(wanted)
+        probe = _RunCgroup.create(layout, memory_bytes=64 << 20, pids=8, cpus=1.0)
         probe.release()
     except OSError:
-        return None
+        if layout.cpu_parent is None:
+            return None
+        # the cpu controller is optional: fall back to memory and pids (and the affinity pin for CPU)
+        layout = _Layout(layout.version, layout.memory_parent, layout.pids_parent, None)
+        try:
+            _RunCgroup.create(layout, memory_bytes=64 << 20, pids=8, cpus=1.0).release()
+        except OSError:
+            return None
     return layout
 
 
 @dataclass(slots=True)
 class _RunCgroup:
     dirs: list[Path]
+    has_cpu: bool = False
 
     @classmethod
-    def create(cls, layout: _Layout, *, memory_bytes: int, pids: int) -> _RunCgroup:
-        name = f"run-{uuid.uuid4().hex[:16]}"
-        if layout.version == 1:
-            memory, pid_dir = layout.memory_parent / name, layout.pids_parent / name
-            memory.mkdir()
-            group = cls([memory])
-            try:
+    def create(cls, layout: _Layout, *, memory_bytes: int, pids: int, cpus: float) -> _RunCgroup:
+        name = f"run-{_run_tag()}-{uuid.uuid4().hex[:12]}"
+        group = cls([])
+        quota = str(max(1000, round(cpus * _CFS_PERIOD_US)))
+        try:
+            if layout.version == 1:
+                memory, pid_dir = layout.memory_parent / name, layout.pids_parent / name
+                memory.mkdir()
+                group.dirs.append(memory)
                 pid_dir.mkdir()
                 group.dirs.append(pid_dir)
                 (memory / "memory.limit_in_bytes").write_text(str(memory_bytes))
                 (pid_dir / "pids.max").write_text(str(pids))
-            except OSError:
-                group.release()
-                raise
-            return group
-        unified = layout.memory_parent / name
-        unified.mkdir()
-        group = cls([unified])
-        try:
+                if layout.cpu_parent is not None:
+                    cpu = layout.cpu_parent / name
+                    cpu.mkdir()
+                    group.dirs.append(cpu)
+                    (cpu / "cpu.cfs_period_us").write_text(str(_CFS_PERIOD_US))
+                    (cpu / "cpu.cfs_quota_us").write_text(quota)
+                    group.has_cpu = True
+                return group
+            unified = layout.memory_parent / name
+            unified.mkdir()
+            group.dirs.append(unified)
             (unified / "memory.max").write_text(str(memory_bytes))
             (unified / "pids.max").write_text(str(pids))
             if (unified / "memory.swap.max").exists():
                 (unified / "memory.swap.max").write_text("0")
+            if layout.cpu_parent is not None:
+                (unified / "cpu.max").write_text(f"{quota} {_CFS_PERIOD_US}")
+                group.has_cpu = True
         except OSError:
             group.release()
             raise
@@ -117,22 +163,72 @@ class _RunCgroup:
 
     def release(self) -> None:
         """Kill every process left in the group, then remove it."""
-        deadline = time.monotonic() + 2.0
         for directory in self.dirs:
-            while directory.exists():
-                with contextlib.suppress(OSError):
-                    pids = [int(p) for p in (directory / "cgroup.procs").read_text().split()]
-                    for pid in pids:
-                        with contextlib.suppress(ProcessLookupError, PermissionError):
-                            os.kill(pid, signal.SIGKILL)
-                try:
-                    directory.rmdir()
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        break  # left for the host to reap; the processes in it are already killed
-                    time.sleep(0.01)
+            _remove_cgroup(directory)
+
+
+def _remove_cgroup(directory: Path, *, wait_s: float = _RELEASE_S) -> bool:
+    """Kill every process in a run cgroup, then remove it; whether it is gone."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        with contextlib.suppress(OSError):
+            for pid in (directory / "cgroup.procs").read_text().split():
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(int(pid), signal.SIGKILL)
+        try:
+            directory.rmdir()
+            return True
+        except FileNotFoundError:
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                return False  # the processes in it are killed; sweep_stale() removes it later
+            time.sleep(0.01)
+
+
+def leftover_cgroups(tag: str | None = None) -> list[Path]:
+    """Run cgroups that exist now (of ``tag`` only, if given)."""
+    layout = cgroup_layout() if os.geteuid() == 0 else None
+    if layout is None:
+        return []
+    prefix = "run-" if tag is None else f"run-{tag}-"
+    found: list[Path] = []
+    for parent in layout.parents():
+        with contextlib.suppress(OSError):
+            found += [entry for entry in parent.iterdir() if entry.is_dir() and entry.name.startswith(prefix)]
+    return found
+
+
+def sweep(tag: str) -> int:
+    """Kill and remove every run cgroup of ``tag`` (what a killed evaluator left); how many were removed."""
+    return sum(_remove_cgroup(path) for path in leftover_cgroups(tag))
+
+
+def _owner(path: Path) -> int | None:
+    """The pid in a run cgroup's tag: ``run-<pid>-…`` or, for a controller's per-evaluation tag, ``run-<pid>x<hex>-…``."""
+    parts = path.name.split("-")
+    owner = parts[1].split("x")[0] if len(parts) > 2 else ""
+    return int(owner) if owner.isdigit() else None
+
+
+def stale_cgroups() -> list[Path]:
+    """Run cgroups whose owner (the pid in their tag) is gone: what a killed process left behind."""
+    return [path for path in leftover_cgroups() if (owner := _owner(path)) is not None and not _alive(owner)]
+
+
+def sweep_stale() -> int:
+    """Kill and remove the run cgroups whose owner is gone; how many were removed."""
+    return sum(_remove_cgroup(path, wait_s=1.0) for path in stale_cgroups())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(slots=True)
@@ -157,7 +253,8 @@ class Confinement:
         cgroup = None
         if layout is not None:
             with contextlib.suppress(OSError):
-                cgroup = _RunCgroup.create(layout, memory_bytes=limits.memory_bytes, pids=limits.processes + _SPAWN_SLACK)
+                cgroup = _RunCgroup.create(layout, memory_bytes=limits.memory_bytes, pids=limits.processes + _SPAWN_SLACK,
+                                           cpus=limits.cpus)
         nproc = limits.processes + _SPAWN_SLACK
         if uid is None and not is_root:
             nproc += _count_processes_of(os.getuid())
@@ -177,11 +274,17 @@ class Confinement:
         """Whether the number of processes is bounded (a cgroup, or a non-root uid)."""
         return self.cgroup is not None or any(res == resource.RLIMIT_NPROC for res, _ in self.rlimits)
 
+    @property
+    def cpu_quota(self) -> bool:
+        """Whether the run's CPU share is a cgroup quota (else the affinity-and-nice fallback)."""
+        return self.cgroup is not None and self.cgroup.has_cpu
+
     def preexec(self) -> Callable[[], None]:
         """The function the child runs before exec. Only async-signal-tolerant calls inside."""
         procs_files = self.cgroup.procs_files() if self.cgroup else []
         rlimits = list(self.rlimits)
         uid = self.uid
+        pin = None if self.cpu_quota else _fallback_cores(self.limits.cpus)
 
         def _child() -> None:
             pid = str(os.getpid()).encode()
@@ -191,6 +294,9 @@ class Confinement:
                     os.write(fd, pid)
                 finally:
                     os.close(fd)
+            if pin is not None:
+                os.sched_setaffinity(0, pin)
+                os.setpriority(os.PRIO_PROCESS, 0, _FALLBACK_NICE)
             for res, value in rlimits:
                 _soft, hard = resource.getrlimit(res)
                 if hard != resource.RLIM_INFINITY:
@@ -206,6 +312,14 @@ class Confinement:
     def release(self) -> None:
         if self.cgroup is not None:
             self.cgroup.release()
+
+
+def _fallback_cores(cpus: float) -> set[int]:
+    """The cores a run is pinned to without a cpu cgroup: ``ceil(cpus)`` of this process's, chosen by pid."""
+    available = sorted(os.sched_getaffinity(0))
+    count = min(len(available), max(1, math.ceil(cpus)))
+    first = os.getpid() % len(available)
+    return {available[(first + i) % len(available)] for i in range(count)}
 
 
 def _count_processes_of(uid: int) -> int:
