@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from evolve.evaluators.candidate import Candidate, CandidateError, CandidateTimeout, Invalid
+from evolve.evaluators.candidate import Candidate, CandidateError, CandidateSession, CandidateTimeout, Invalid
 
-__all__ = ["Candidate", "CandidateError", "CandidateTimeout", "Invalid", "as_array", "as_list", "as_number"]
+__all__ = ["Candidate", "CandidateError", "CandidateSession", "CandidateTimeout", "Invalid", "as_array", "as_list", "as_number"]
 
 
 def __getattr__(name: str) -> Any:

@@ -4,6 +4,11 @@
 program inside the sandbox, in another process, and returns its decoded
 result (JSON values and NumPy arrays). The evaluator then validates that data
 itself and computes the score.
+
+``with candidate.session("priority") as session:`` starts one sandboxed
+process that loads the program once; each ``session.call(item, bins)`` is one
+round trip to it (well under a millisecond), so an evaluator can drive an
+online problem step by step and the candidate only ever sees what was sent.
 """
 
 from __future__ import annotations
@@ -13,13 +18,16 @@ import dataclasses
 import json
 import math
 import time
+from types import TracebackType
 from typing import Any
 
 from evolve.errors import SandboxError
-from evolve.sandbox import CandidateValueError, Sandbox, SandboxLimits, decode_result
-from evolve.sandbox.base import RunSpec
+from evolve.sandbox import CandidateValueError, RunOutcome, Sandbox, SandboxLimits, decode_result
+from evolve.sandbox.base import RunSpec, SandboxSession, SessionSpec
 
-__all__ = ["Candidate", "CandidateError", "CandidateTimeout", "Invalid"]
+__all__ = ["Candidate", "CandidateError", "CandidateSession", "CandidateTimeout", "Invalid"]
+
+_TAIL_BYTES = 8000
 
 
 class CandidateError(Exception):
@@ -51,6 +59,36 @@ def _tail(data: bytes, limit: int = 2000) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
+def _value_of(outcome: RunOutcome, what: str, limits: SandboxLimits, stderr: str) -> Any:
+    """The decoded value of one call's outcome; ``what`` names the call in messages.
+
+    Raises:
+        CandidateTimeout: when the call ran out of time.
+        CandidateError: when it crashed, printed past the output cap, raised, or
+            returned nothing, too much or malformed data.
+    """
+    if outcome.timed_out:
+        raise CandidateTimeout(f"{what} ran past its {limits.wall_s:.1f} s limit and was killed", stderr=stderr)
+    if outcome.output_exceeded:
+        raise CandidateError(f"{what} printed more than {limits.output_bytes} bytes and was killed", stderr=stderr)
+    if outcome.result_exceeded:
+        raise CandidateError(f"{what} returned more than {limits.result_bytes} bytes of data")
+    if outcome.result is None:
+        signal_note = f" (killed by signal {-outcome.exit_code})" if outcome.exit_code and outcome.exit_code < 0 else ""
+        raise CandidateError(
+            f"{what} exited with code {outcome.exit_code}{signal_note} without returning a result "
+            "(out of memory or CPU time, or the program exited early)",
+            stderr=stderr,
+        )
+    try:
+        envelope = decode_result(outcome.result)
+    except CandidateValueError as exc:
+        raise CandidateError(f"{what} returned malformed data: {exc}", stderr=stderr) from exc
+    if not envelope["ok"]:
+        raise CandidateError(f"{what} raised {envelope['error']}", stderr=stderr, traceback=envelope["traceback"])
+    return envelope["value"]
+
+
 class Candidate:
     """A candidate program, runnable only through the sandbox."""
 
@@ -69,6 +107,18 @@ class Candidate:
         """The candidate's source text (for static checks; never exec it here)."""
         return self._code
 
+    def _limits_for(self, timeout: float | None) -> SandboxLimits:
+        """The limits of a call or session: the time left in the evaluation's budget, or ``timeout`` if smaller.
+
+        Raises:
+            CandidateTimeout: when the evaluation's time budget is spent.
+        """
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise CandidateTimeout("the evaluation's time budget is spent")
+        wall = min(left, timeout) if timeout is not None else left
+        return dataclasses.replace(self._limits, wall_s=wall, cpu_s=min(self._limits.cpu_s, max(1, math.ceil(wall))))
+
     def call(self, function: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         """Run ``function(*args, **kwargs)`` of the candidate in the sandbox.
 
@@ -79,12 +129,10 @@ class Candidate:
             CandidateTimeout: when the call ran out of time.
             CandidateError: when it crashed, printed past the output cap, or
                 returned nothing or malformed data.
+            SandboxError: when the sandbox itself failed (also recorded in ``sandbox_failure``).
+            TypeError: when an argument is not JSON-serializable.
         """
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise CandidateTimeout("the evaluation's time budget is spent")
-        wall = min(left, timeout) if timeout is not None else left
-        limits = dataclasses.replace(self._limits, wall_s=wall, cpu_s=min(self._limits.cpu_s, max(1, math.ceil(wall))))
+        limits = self._limits_for(timeout)
         request = json.dumps({"function": function, "args": list(args), "kwargs": kwargs}).encode()
         try:
             outcome = asyncio.run(self._sandbox.run(RunSpec(code=self._code, request=request, limits=limits)))
@@ -93,27 +141,118 @@ class Candidate:
             raise
         self.calls += 1
         self.last_stdout, self.last_stderr = _tail(outcome.stdout), _tail(outcome.stderr)
-        if outcome.timed_out:
-            raise CandidateTimeout(f"{function}() ran past its {wall:.1f} s limit and was killed", stderr=self.last_stderr)
-        if outcome.output_exceeded:
-            raise CandidateError(
-                f"{function}() printed more than {limits.output_bytes} bytes and was killed", stderr=self.last_stderr
-            )
-        if outcome.result_exceeded:
-            raise CandidateError(f"{function}() returned more than {limits.result_bytes} bytes of data")
-        if outcome.result is None:
-            signal_note = f" (killed by signal {-outcome.exit_code})" if outcome.exit_code and outcome.exit_code < 0 else ""
-            raise CandidateError(
-                f"{function}() exited with code {outcome.exit_code}{signal_note} without returning a result "
-                "(out of memory or CPU time, or the program exited early)",
-                stderr=self.last_stderr,
-            )
+        return _value_of(outcome, f"{function}()", limits, self.last_stderr)
+
+    def session(self, function: str, *, timeout: float | None = None) -> CandidateSession:
+        """A context manager holding one sandboxed process that serves calls of ``function``.
+
+        Entering starts the process and loads the program once; ``session.call(*args,
+        **kwargs)`` is one round trip; leaving kills the process and all it started.
+        The session's wall clock is the time left in the evaluation's budget, or
+        ``timeout`` seconds if smaller, and the CPU and output limits hold for the
+        session as a whole. State the program keeps between calls persists (it only
+        ever saw the calls already made).
+        """
+        return CandidateSession(self, function, timeout=timeout)
+
+
+class CandidateSession:
+    """Calls of one function of the candidate, served by one live sandboxed process (see ``Candidate.session``).
+
+    After any error the session is over: the process is killed and later calls
+    raise ``CandidateError``.
+    """
+
+    def __init__(self, candidate: Candidate, function: str, *, timeout: float | None) -> None:
+        self._candidate = candidate
+        self._function = function
+        self._timeout = timeout
+        self._limits = candidate._limits  # replaced by the session's own when it starts
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: SandboxSession | None = None
+        self._failure: str | None = None
+        self._stdout, self._stderr = b"", b""
+        self.calls = 0
+
+    def __enter__(self) -> CandidateSession:
+        """Start the sandboxed process.
+
+        Raises:
+            CandidateTimeout: when the evaluation's time budget is already spent.
+            SandboxError: when the sandbox itself failed (also recorded in ``sandbox_failure``).
+            RuntimeError: when the session was entered before.
+        """
+        if self._loop is not None:
+            raise RuntimeError("a candidate session can be entered only once")
+        candidate = self._candidate
+        self._limits = candidate._limits_for(self._timeout)
+        spec = SessionSpec(code=candidate.code, function=self._function, limits=self._limits)
+        # The event loop lives as long as the session: the child's pipes and readers belong to it.
+        self._loop = asyncio.new_event_loop()
         try:
-            envelope = decode_result(outcome.result)
-        except CandidateValueError as exc:
-            raise CandidateError(f"{function}() returned malformed data: {exc}", stderr=self.last_stderr) from exc
-        if not envelope["ok"]:
-            raise CandidateError(
-                f"{function}() raised {envelope['error']}", stderr=self.last_stderr, traceback=envelope["traceback"]
-            )
-        return envelope["value"]
+            self._session = self._loop.run_until_complete(candidate._sandbox.session(spec))
+        except BaseException as exc:
+            if isinstance(exc, SandboxError):
+                candidate.sandbox_failure = str(exc)
+            self._loop.close()
+            raise
+        return self
+
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        """One round trip: ``function(*args, **kwargs)`` in the session's process, and its decoded result.
+
+        Arguments must be JSON-serializable.
+
+        Raises:
+            CandidateTimeout: when the session's wall clock ran out.
+            CandidateError: when the candidate raised, crashed, exited, printed past
+                the output cap or returned too much or malformed data, now or in an
+                earlier call of this session.
+            SandboxError: when the sandbox itself failed (also recorded in ``sandbox_failure``).
+            TypeError: when an argument is not JSON-serializable.
+            RuntimeError: when called outside the ``with`` block.
+        """
+        if self._failure is not None:
+            raise CandidateError(f"the session of {self._function}() is over after an earlier error: {self._failure}",
+                                 stderr=self._candidate.last_stderr)
+        if self._session is None or self._loop is None:
+            raise RuntimeError("session.call() works only inside `with candidate.session(...) as session:`")
+        request = json.dumps({"args": list(args), "kwargs": kwargs}).encode()
+        candidate = self._candidate
+        try:
+            outcome = self._loop.run_until_complete(self._session.call(request))
+        except SandboxError as exc:
+            candidate.sandbox_failure = self._failure = str(exc)
+            self._stop()
+            raise
+        self.calls += 1
+        candidate.calls += 1
+        if outcome.stdout:
+            self._stdout = (self._stdout + outcome.stdout)[-_TAIL_BYTES:]
+            candidate.last_stdout = _tail(self._stdout)
+        if outcome.stderr:
+            self._stderr = (self._stderr + outcome.stderr)[-_TAIL_BYTES:]
+            candidate.last_stderr = _tail(self._stderr)
+        try:
+            return _value_of(outcome, f"{self._function}() (call {self.calls} of its session)", self._limits,
+                             candidate.last_stderr)
+        except CandidateError as exc:
+            self._failure = str(exc)
+            self._stop()
+            raise
+
+    def _stop(self) -> None:
+        """Kill the process now (the session is over); the loop stays for ``__exit__``."""
+        if self._session is not None and self._loop is not None:
+            self._loop.run_until_complete(self._session.close())
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        """Kill the process and everything it started, whatever happened."""
+        if self._loop is None:
+            return
+        try:
+            self._stop()
+        finally:
+            self._session = None
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()

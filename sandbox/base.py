@@ -4,6 +4,11 @@ A backend places the candidate's source in a fresh working directory, runs the
 child harness (``harness.py``) with the resource limits, and returns what came
 back: the result bytes (from a dedicated channel, never stdout), capped
 stdout/stderr, the exit status and whether the wall clock ran out.
+
+A session (``Sandbox.session``) is the same confined child kept alive for many
+calls of one function: the candidate's module is loaded once, each call is one
+request in and one result out, and the limits (wall clock, CPU time, output
+bytes) hold for the session as a whole.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["SHM_BYTES", "RunOutcome", "RunSpec", "Sandbox", "SandboxLimits"]
+__all__ = ["SHM_BYTES", "RunOutcome", "RunSpec", "Sandbox", "SandboxLimits", "SandboxSession", "SessionSpec"]
 
 #: The size of a sandbox's /dev/shm (capped by the run's ``file_bytes`` too): POSIX
 #: semaphores and small shared buffers fit; it is not a second scratch disk.
@@ -43,8 +48,22 @@ class RunSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionSpec:
+    """What a session serves: the candidate's source, the one function its calls go to, and the session's limits."""
+
+    code: str
+    function: str
+    limits: SandboxLimits  # wall_s, cpu_s and output_bytes hold for the whole session, result_bytes for each call
+
+
+@dataclass(frozen=True, slots=True)
 class RunOutcome:
-    """What a run produced. ``result`` is None when the child wrote none."""
+    """What a run produced. ``result`` is None when the child wrote none.
+
+    For one call of a session: ``result`` is that call's envelope, ``stdout``
+    and ``stderr`` what the session's output gained since the previous call,
+    ``exit_code`` None while the child lives, and ``wall_s`` the round trip.
+    """
 
     exit_code: int | None
     result: bytes | None
@@ -68,4 +87,36 @@ class Sandbox(Protocol):
         Raises:
             SandboxError: only when the sandbox itself cannot work.
         """
+        ...
+
+    async def session(self, spec: SessionSpec) -> SandboxSession:
+        """Start a child that loads ``spec.code`` once and serves calls of ``spec.function``.
+
+        The caller must ``close()`` the session, whatever happens.
+
+        Raises:
+            SandboxError: only when the sandbox itself cannot work.
+        """
+        ...
+
+
+@runtime_checkable
+class SandboxSession(Protocol):
+    """A live sandboxed child serving calls of one function, one at a time.
+
+    After an outcome without a result (timeout, exit, output or result cap),
+    the child is gone and later calls return that at once. Never raises for a
+    bad candidate.
+    """
+
+    async def call(self, request: bytes) -> RunOutcome:
+        """Send one request (JSON: ``{"args": [...], "kwargs": {...}}``) and wait for its result.
+
+        Raises:
+            SandboxError: only when the sandbox itself stops working.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Kill the child and everything it started, and release what the session held. Idempotent."""
         ...

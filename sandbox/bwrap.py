@@ -14,18 +14,20 @@ and process caps), lowers the rlimits and switches to a uid of its own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from functools import cache
 
 from evolve.errors import SandboxError
-from evolve.sandbox.base import SHM_BYTES, RunOutcome, RunSpec, SandboxLimits
+from evolve.sandbox.base import SHM_BYTES, RunSpec, SandboxLimits, SessionSpec
 from evolve.sandbox.confine import Confinement
-from evolve.sandbox.process import child_environment, harness_settings, harness_source, request_with_code
+from evolve.sandbox.process import LocalSandbox, child_environment, harness_settings, harness_source
 from evolve.sandbox.runtime import SITE_DIR, SandboxRuntime, sandbox_runtime
 from evolve.sandbox.seccomp import bpf_fd, bpf_program
-from evolve.sandbox.supervise import supervise
+from evolve.sandbox.supervise import Spawn
 
 __all__ = ["BwrapSandbox", "bwrap_problem"]
 
@@ -88,8 +90,8 @@ def bwrap_problem() -> str | None:
     return None
 
 
-class BwrapSandbox:
-    """Runs each candidate in a fresh bubblewrap sandbox."""
+class BwrapSandbox(LocalSandbox):
+    """Runs each candidate (each run, or each session) in a fresh bubblewrap sandbox."""
 
     name = "bwrap"
 
@@ -102,23 +104,20 @@ class BwrapSandbox:
         self._harness = harness_source()
         self._paths = [SITE_DIR]
 
-    async def run(self, spec: RunSpec) -> RunOutcome:
-        confinement = Confinement.prepare(spec.limits)
-        seccomp_fd = bpf_fd()
-        argv = _bwrap_argv(self._bwrap, self._runtime, tmpfs_bytes=spec.limits.file_bytes, seccomp_fd=seccomp_fd)
-        try:
-            return await supervise(
+    @contextlib.contextmanager
+    def _spawn(self, spec: RunSpec | SessionSpec) -> Iterator[Spawn]:
+        with contextlib.ExitStack() as resources:
+            confinement = Confinement.prepare(spec.limits)
+            resources.callback(confinement.release)
+            seccomp_fd = bpf_fd()
+            resources.callback(os.close, seccomp_fd)
+            argv = _bwrap_argv(self._bwrap, self._runtime, tmpfs_bytes=spec.limits.file_bytes, seccomp_fd=seccomp_fd)
+            yield Spawn(
                 lambda fd: [*argv, self._runtime.python, "-I", "-B", "-c", self._harness,
                             harness_settings(spec, result=fd, paths=self._paths)],
-                stdin=request_with_code(spec),
                 env={},
                 cwd="/",
-                wall_s=spec.limits.wall_s,
                 output_bytes=spec.limits.output_bytes,
-                result_bytes=spec.limits.result_bytes,
                 extra_fds=(seccomp_fd,),
                 preexec_fn=confinement.preexec(),
             )
-        finally:
-            os.close(seccomp_fd)
-            confinement.release()

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from evolve.errors import SandboxError
-from evolve.sandbox.base import SHM_BYTES, RunOutcome, RunSpec
+from evolve.sandbox.base import SHM_BYTES, RunOutcome, RunSpec, SandboxSession, SessionSpec
 from evolve.sandbox.process import harness_settings, harness_source, request_with_code
 from evolve.sandbox.runtime import SITE_DIR, sandbox_runtime
 
@@ -128,6 +128,14 @@ class DockerSandbox:
 
     async def run(self, spec: RunSpec) -> RunOutcome:
         return await asyncio.to_thread(self._run, spec)
+
+    async def session(self, spec: SessionSpec) -> SandboxSession:
+        """Sessions are not served by containers yet.
+
+        Raises:
+            SandboxError: always, for now.
+        """
+        raise SandboxError("the docker backend does not serve sessions yet; use the bwrap or process backend")
 
     def _run(self, spec: RunSpec) -> RunOutcome:
         limits = spec.limits

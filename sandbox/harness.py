@@ -10,12 +10,24 @@ packages) and where the ``request`` comes from (a file path, or stdin when
 absent). The request (``function``, ``args``, ``kwargs``) and the candidate's
 code arrive as JSON; the result leaves as JSON, never mixed with the
 candidate's output.
+
+With ``"serve": true`` the harness serves a session instead of one call. The
+setup (``code`` and ``function``) is the first frame on stdin; the module is
+loaded once, then each further frame (``args``, ``kwargs``) is one call, and
+each call's envelope leaves as one frame on the result channel, flushed at
+once. A frame is a 4-byte big-endian length and that many bytes of JSON. A
+module that fails to load answers the first call with its error and exits.
+Stdin stays the request channel, open to the candidate as well: reading it
+only yields requests the host has already sent (the host sends the next one
+after this call's answer), and taking bytes from it breaks the session's own
+framing, a failure of that candidate alone.
 """
 
 import base64
 import json
 import os
 import resource
+import select
 import sys
 import traceback
 import types
@@ -108,6 +120,86 @@ def _result_fd(target) -> int:
     return fd
 
 
+def _failure(exc: BaseException) -> dict:
+    """The envelope of a candidate's failure; call inside the ``except`` that caught ``exc``."""
+    tb = traceback.format_exc(limit=-8)
+    return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": tb[-6000:]}
+
+
+def _load(request: dict):
+    """Run the candidate's module once and return the function the request names."""
+    module = types.ModuleType("candidate")
+    module.__file__ = os.path.abspath("candidate.py")
+    sys.modules["candidate"] = module
+    exec(compile(request["code"], module.__file__, "exec"), module.__dict__)
+    func = getattr(module, request["function"], None)
+    if not callable(func):
+        raise AttributeError(f"the program defines no function '{request['function']}'")
+    return func
+
+
+def _call(func, request: dict) -> dict:
+    value = func(*request.get("args", []), **request.get("kwargs", {}))
+    return {"ok": True, "value": _encode(value)}
+
+
+def _send(fd: int, payload: dict, *, framed: bool) -> None:
+    """Write one envelope (length-prefixed when ``framed``), then flush the candidate's prints.
+
+    Exits with code 3 when that fails (an unserializable value, a closed channel).
+    """
+    try:
+        data = json.dumps(payload, allow_nan=True).encode("utf-8")
+        if framed:
+            data = len(data).to_bytes(4, "big") + data
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+    except BaseException:
+        os._exit(3)
+
+
+def _read_exact(size: int):
+    """``size`` bytes from stdin, or None at end of input (the host closed the session)."""
+    data = bytearray()
+    while len(data) < size:
+        try:
+            chunk = os.read(0, size - len(data))
+        except BlockingIOError:  # the candidate made stdin non-blocking: wait for the host
+            select.select([0], [], [])
+            continue
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data)
+
+
+def _read_frame():
+    header = _read_exact(4)
+    return None if header is None else _read_exact(int.from_bytes(header, "big"))
+
+
+def _serve(result_fd: int) -> None:
+    """Load the candidate once, then answer one framed call per framed request until stdin ends."""
+    setup = _read_frame()
+    if setup is None:
+        os._exit(0)
+    try:
+        func = _load(json.loads(setup))
+    except BaseException as exc:  # the first call gets the load error
+        _send(result_fd, _failure(exc), framed=True)
+        os._exit(1)
+    while (frame := _read_frame()) is not None:
+        try:
+            payload = _call(func, json.loads(frame))
+        except BaseException as exc:  # the candidate's failure is reported; the host ends the session
+            payload = _failure(exc)
+        _send(result_fd, payload, framed=True)
+    os._exit(0)
+
+
 def main() -> None:
     settings = json.loads(sys.argv[1])
     result_fd = _result_fd(settings["result"])
@@ -115,6 +207,8 @@ def main() -> None:
     _apply_limits(settings["limits"])
     if settings.get("seccomp"):
         _apply_seccomp(settings["seccomp"])
+    if settings.get("serve"):
+        _serve(result_fd)
     if settings.get("request"):
         with open(settings["request"], "rb") as source:
             request = json.loads(source.read())
@@ -123,27 +217,11 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    out = os.fdopen(result_fd, "w", encoding="utf-8")
     try:
-        module = types.ModuleType("candidate")
-        module.__file__ = os.path.abspath("candidate.py")
-        sys.modules["candidate"] = module
-        exec(compile(request["code"], module.__file__, "exec"), module.__dict__)
-        func = getattr(module, request["function"], None)
-        if not callable(func):
-            raise AttributeError(f"the program defines no function '{request['function']}'")
-        value = func(*request.get("args", []), **request.get("kwargs", {}))
-        payload = {"ok": True, "value": _encode(value)}
+        payload = _call(_load(request), request)
     except BaseException as exc:  # the candidate's failure is reported, never hidden
-        tb = traceback.format_exc(limit=-8)
-        payload = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": tb[-6000:]}
-    try:
-        out.write(json.dumps(payload, allow_nan=True))
-        out.flush()
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-    except BaseException:
-        os._exit(3)
+        payload = _failure(exc)
+    _send(result_fd, payload, framed=False)
     os._exit(0 if payload["ok"] else 1)
 
 

@@ -12,20 +12,23 @@ whole process group.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from pathlib import Path
 
-from evolve.sandbox.base import RunOutcome, RunSpec
+from evolve.sandbox.base import RunOutcome, RunSpec, SandboxSession, SessionSpec
 from evolve.sandbox.confine import Confinement
 from evolve.sandbox.runtime import sandbox_runtime
 from evolve.sandbox.seccomp import bpf_program
-from evolve.sandbox.supervise import supervise
+from evolve.sandbox.supervise import Spawn
 
-__all__ = ["ProcessSandbox", "child_environment", "harness_settings", "harness_source"]
+__all__ = ["LocalSandbox", "ProcessSandbox", "child_environment", "harness_settings", "harness_source", "session_setup"]
 
 
 def harness_source() -> str:
@@ -33,14 +36,17 @@ def harness_source() -> str:
     return Path(__file__).with_name("harness.py").read_text()
 
 
-def harness_settings(spec: RunSpec, *, result: int | str, paths: list[str], request: str | None = None, seccomp: bool = True) -> str:
+def harness_settings(spec: RunSpec | SessionSpec, *, result: int | str, paths: list[str], request: str | None = None,
+                     seccomp: bool = True) -> str:
     """The harness's one argument: where the result goes, limits, import paths, the request's source, the seccomp filter.
 
-    ``seccomp=False`` exists only for the benchmark's unconfined baseline.
+    A ``SessionSpec`` puts the harness in serve mode. ``seccomp=False`` exists only
+    for the benchmark's unconfined baseline.
     """
     return json.dumps({
         "result": result, "limits": asdict(spec.limits), "paths": paths, "request": request,
         "seccomp": base64.b64encode(bpf_program()).decode("ascii") if seccomp else None,
+        "serve": isinstance(spec, SessionSpec),
     })
 
 
@@ -66,7 +72,42 @@ def request_with_code(spec: RunSpec) -> bytes:
     return json.dumps(request).encode()
 
 
-class ProcessSandbox:
+def session_setup(spec: SessionSpec) -> bytes:
+    """The first frame a serving harness reads: the candidate's code and the function its calls go to."""
+    return json.dumps({"code": spec.code, "function": spec.function}).encode()
+
+
+class LocalSandbox:
+    """The backends that start the harness on this host: one spawn path (``_spawn``) for runs and sessions."""
+
+    name: str
+
+    def _spawn(self, spec: RunSpec | SessionSpec) -> AbstractContextManager[Spawn]:
+        """How to start the harness for ``spec``; leaving the context releases what the start needed."""
+        raise NotImplementedError
+
+    async def run(self, spec: RunSpec) -> RunOutcome:
+        """Run one call in a fresh child (see ``Sandbox.run``).
+
+        Raises:
+            SandboxError: when the child cannot be started at all.
+        """
+        with self._spawn(spec) as spawn:
+            return await spawn.run(request_with_code(spec), wall_s=spec.limits.wall_s, result_bytes=spec.limits.result_bytes)
+
+    async def session(self, spec: SessionSpec) -> SandboxSession:
+        """Start a child serving calls of ``spec.function`` (see ``Sandbox.session``).
+
+        Raises:
+            SandboxError: when the child cannot be started at all.
+        """
+        resources = contextlib.ExitStack()
+        spawn = resources.enter_context(self._spawn(spec))
+        return await spawn.session(session_setup(spec), wall_s=spec.limits.wall_s, result_bytes=spec.limits.result_bytes,
+                                   on_close=resources.close)
+
+
+class ProcessSandbox(LocalSandbox):
     """Runs the harness in its own session, process group, cgroup and uid."""
 
     name = "process"
@@ -77,20 +118,18 @@ class ProcessSandbox:
         self._python = runtime.python
         self._paths = sorted({str(Path(host).parent) for host, _inside in runtime.packages})
 
-    async def run(self, spec: RunSpec) -> RunOutcome:
+    @contextlib.contextmanager
+    def _spawn(self, spec: RunSpec | SessionSpec) -> Iterator[Spawn]:
         workdir = tempfile.mkdtemp(prefix="evolve-run-")
         confinement = Confinement.prepare(spec.limits)
         try:
             if confinement.uid is not None:
                 os.chown(workdir, confinement.uid, confinement.uid)
-            return await supervise(
+            yield Spawn(
                 lambda fd: [self._python, "-I", "-B", "-c", self._harness, harness_settings(spec, result=fd, paths=self._paths)],
-                stdin=request_with_code(spec),
                 env=child_environment(workdir),
                 cwd=workdir,
-                wall_s=spec.limits.wall_s,
                 output_bytes=spec.limits.output_bytes,
-                result_bytes=spec.limits.result_bytes,
                 preexec_fn=confinement.preexec(),
             )
         finally:

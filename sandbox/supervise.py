@@ -6,6 +6,12 @@ a working directory. The supervisor caps captured stdout+stderr and result
 bytes, enforces a wall-clock timeout, and on any exit kills the whole process
 group, so no descendant outlives the run and nothing here can hang on a pipe a
 survivor holds open.
+
+``supervise`` runs a child to its end with one request on stdin;
+``SupervisedSession`` keeps one alive and exchanges framed requests and
+results with it (4-byte big-endian length, then the bytes), under the same
+caps and one wall clock for the whole session. Both start the child the same
+way (``Spawn``).
 """
 
 from __future__ import annotations
@@ -15,13 +21,16 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from evolve.errors import SandboxError
 from evolve.sandbox.base import RunOutcome
 
-__all__ = ["kill_group", "supervise"]
+__all__ = ["Spawn", "SupervisedSession", "frame", "kill_group", "supervise"]
 
 _READ_CHUNK = 1 << 16
 _DRAIN_GRACE_S = 0.5
@@ -67,6 +76,169 @@ def kill_group(pgid: int) -> None:
         os.killpg(pgid, signal.SIGKILL)
 
 
+def frame(data: bytes) -> bytes:
+    """``data`` as one frame of a session: its length as 4 big-endian bytes, then the bytes."""
+    return len(data).to_bytes(4, "big") + data
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    """How to start a supervised child: its argv (given the result pipe's fd), environment, directory and output cap.
+
+    ``extra_fds`` are inherited by the child as well (e.g. a seccomp program);
+    ``preexec_fn`` runs in the child between fork and exec (cgroup, rlimits, uid).
+    """
+
+    argv_for: Callable[[int], Sequence[str]]
+    env: dict[str, str]
+    cwd: str
+    output_bytes: int
+    extra_fds: Sequence[int] = ()
+    preexec_fn: Callable[[], None] | None = None
+
+    async def start(self) -> _Child:
+        """Start the child in its own session with piped stdio and a result pipe.
+
+        Raises:
+            SandboxError: when the child cannot be started at all.
+        """
+        read_fd, write_fd = os.pipe()
+        loop = asyncio.get_running_loop()
+        argv: list[str] = []
+        try:
+            argv = list(self.argv_for(write_fd))
+            proc_transport, protocol = await loop.subprocess_exec(
+                lambda: _Protocol(loop),
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=self.cwd,
+                env=self.env,
+                pass_fds=(write_fd, *self.extra_fds),
+                start_new_session=True,
+                preexec_fn=self.preexec_fn,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            os.close(read_fd)
+            raise SandboxError(f"cannot start {argv[0] if argv else 'the child'}: {exc}") from exc
+        finally:
+            os.close(write_fd)
+        result_reader = asyncio.StreamReader(limit=_READ_CHUNK)
+        result_transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(result_reader), os.fdopen(read_fd, "rb", buffering=0)
+        )
+        return _Child(proc_transport, protocol, result_transport, result_reader, output_bytes=self.output_bytes)
+
+    async def run(self, stdin: bytes, *, wall_s: float, result_bytes: int) -> RunOutcome:
+        """Start the child, give it ``stdin`` and supervise it to the end.
+
+        Raises:
+            SandboxError: when the child cannot be started at all.
+        """
+        child = await self.start()
+        result_overflow = asyncio.Event()
+        result = _Capped([result_bytes], result_overflow)
+        result_reader = asyncio.ensure_future(result.drain(child.result_reader))
+        child.stop_events.append(asyncio.ensure_future(result_overflow.wait()))
+        timed_out = False
+        try:
+            child.stdin.write(stdin)
+            with contextlib.suppress(ConnectionError):
+                await child.stdin.drain()
+            child.stdin.close()
+            done, _ = await asyncio.wait({child.waiter, *child.stop_events}, timeout=wall_s,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if child.waiter not in done:
+                timed_out = not done
+                kill_group(child.pid)
+            await child.waiter
+        finally:
+            await child.close(result_reader)
+        return RunOutcome(
+            exit_code=child.exit_code,
+            result=bytes(result.data) if result.data and not result_overflow.is_set() else None,
+            stdout=bytes(child.out.data),
+            stderr=bytes(child.err.data),
+            timed_out=timed_out,
+            output_exceeded=child.overflow.is_set(),
+            result_exceeded=result_overflow.is_set(),
+            wall_s=time.monotonic() - child.started,
+        )
+
+    async def session(self, setup: bytes, *, wall_s: float, result_bytes: int,
+                      on_close: Callable[[], None]) -> SupervisedSession:
+        """Start a child serving a session (the harness in serve mode) and send it ``setup``, its first frame.
+
+        ``on_close`` runs once the child is gone (release the cgroup, remove the work dir);
+        it also runs when the start fails.
+
+        Raises:
+            SandboxError: when the child cannot be started at all.
+        """
+        try:
+            child = await self.start()
+        except BaseException:
+            on_close()
+            raise
+        child.stdin.write(frame(setup))
+        return SupervisedSession(child, wall_s=wall_s, result_bytes=result_bytes, on_close=on_close)
+
+
+class _Child:
+    """A started child: its process, the capped readers of its output, and its result channel."""
+
+    def __init__(self, proc_transport: asyncio.SubprocessTransport, protocol: _Protocol,
+                 result_transport: asyncio.ReadTransport, result_reader: asyncio.StreamReader, *, output_bytes: int) -> None:
+        loop = asyncio.get_running_loop()
+        self.proc = asyncio.subprocess.Process(proc_transport, protocol, loop)
+        self.started = time.monotonic()
+        self.result_reader = result_reader
+        self.overflow = asyncio.Event()
+        output_budget = [output_bytes]
+        self.out, self.err = _Capped(output_budget, self.overflow), _Capped(output_budget, self.overflow)
+        assert self.proc.stdin is not None and self.proc.stdout is not None and self.proc.stderr is not None
+        self.stdin = self.proc.stdin
+        self.readers = [asyncio.ensure_future(self.out.drain(self.proc.stdout)),
+                        asyncio.ensure_future(self.err.drain(self.proc.stderr))]
+        self.waiter = asyncio.ensure_future(protocol.exited.wait())
+        self.stop_events = [asyncio.ensure_future(self.overflow.wait())]
+        self._proc_transport = proc_transport
+        self._result_transport = result_transport
+        self._closed = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._proc_transport.get_returncode()
+
+    async def close(self, *extra: asyncio.Future[None]) -> None:
+        """Kill the group, wait briefly for the exit and the readers, and close every pipe. Idempotent.
+
+        ``extra`` are more readers to give the same grace and then cancel.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        kill_group(self.pid)
+        if not self.waiter.done():
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await asyncio.wait({self.waiter}, timeout=_DRAIN_GRACE_S)
+        readers = [*self.readers, *extra]
+        await asyncio.wait(readers, timeout=_DRAIN_GRACE_S)
+        pending: list[asyncio.Future[Any]] = [*readers, *self.stop_events, self.waiter]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self._result_transport.close()
+        # A survivor outside the group may still hold the pipes: close our ends.
+        self._proc_transport.close()
+
+
 async def supervise(
     argv_for: Callable[[int], Sequence[str]],
     *,
@@ -79,86 +251,120 @@ async def supervise(
     extra_fds: Sequence[int] = (),
     preexec_fn: Callable[[], None] | None = None,
 ) -> RunOutcome:
-    """Start ``argv_for(result_fd)`` and supervise it to the end.
-
-    ``extra_fds`` are inherited by the child as well (e.g. a seccomp program);
-    ``preexec_fn`` runs in the child between fork and exec (cgroup, rlimits, uid).
+    """Start ``argv_for(result_fd)`` and supervise it to the end (see ``Spawn``).
 
     Raises:
         SandboxError: when the child cannot be started at all.
     """
-    read_fd, write_fd = os.pipe()
-    started = time.monotonic()
-    loop = asyncio.get_running_loop()
-    try:
-        argv = list(argv_for(write_fd))
-        proc_transport, protocol = await loop.subprocess_exec(
-            lambda: _Protocol(loop),
-            *argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=cwd,
-            env=env,
-            pass_fds=(write_fd, *extra_fds),
-            start_new_session=True,
-            preexec_fn=preexec_fn,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        os.close(read_fd)
-        raise SandboxError(f"cannot start {argv[0] if argv else 'the child'}: {exc}") from exc
-    finally:
-        os.close(write_fd)
-    proc = asyncio.subprocess.Process(proc_transport, protocol, loop)
+    spawn = Spawn(argv_for, env, cwd, output_bytes, extra_fds, preexec_fn)
+    return await spawn.run(stdin, wall_s=wall_s, result_bytes=result_bytes)
 
-    result_reader = asyncio.StreamReader(limit=_READ_CHUNK)
-    transport, _ = await loop.connect_read_pipe(
-        lambda: asyncio.StreamReaderProtocol(result_reader), os.fdopen(read_fd, "rb", buffering=0)
-    )
-    overflow, result_overflow = asyncio.Event(), asyncio.Event()
-    output_budget = [output_bytes]
-    out, err = _Capped(output_budget, overflow), _Capped(output_budget, overflow)
-    result = _Capped([result_bytes], result_overflow)
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    readers = [
-        asyncio.ensure_future(out.drain(proc.stdout)),
-        asyncio.ensure_future(err.drain(proc.stderr)),
-        asyncio.ensure_future(result.drain(result_reader)),
-    ]
-    waiter = asyncio.ensure_future(protocol.exited.wait())
-    stop_events = [asyncio.ensure_future(overflow.wait()), asyncio.ensure_future(result_overflow.wait())]
-    timed_out = False
-    try:
-        proc.stdin.write(stdin)
+
+class _ResultTooLargeError(Exception):
+    """A frame announced more bytes than a result may hold."""
+
+
+class SupervisedSession:
+    """A ``SandboxSession`` over a child started by ``Spawn.session``: the harness in serve mode.
+
+    One wall clock for the whole session: a call gets the time left, and a
+    watchdog kills the group at the deadline even between calls.
+    """
+
+    def __init__(self, child: _Child, *, wall_s: float, result_bytes: int, on_close: Callable[[], None]) -> None:
+        self._child = child
+        self._deadline = child.started + wall_s
+        self._result_bytes = result_bytes
+        self._on_close: Callable[[], None] | None = on_close
+        self._timed_out = self._result_exceeded = self._ended = False
+        self._seen_out = self._seen_err = 0
+        self._watchdog = threading.Timer(max(0.0, self._deadline - time.monotonic()), self._expire)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+    def _expire(self) -> None:
+        """The watchdog's end of the session (another thread): kill the group; the next call reports it."""
+        self._timed_out = True
+        if self._child.exit_code is None:
+            kill_group(self._child.pid)
+
+    async def _read_result(self) -> bytes | None:
+        reader = self._child.result_reader
+        try:
+            size = int.from_bytes(await reader.readexactly(4), "big")
+            if size > self._result_bytes:
+                raise _ResultTooLargeError
+            return await reader.readexactly(size)
+        except asyncio.IncompleteReadError:
+            return None
+
+    async def call(self, request: bytes) -> RunOutcome:
+        """Send one request and wait for its result, the child's end, an output flood or the deadline.
+
+        Never raises for what the candidate does: an outcome without a result ends the session.
+        """
+        child = self._child
+        started = time.monotonic()
+        result: bytes | None = None
+        if not self._ended:
+            result = await self._exchange(request)
+            if result is None:
+                await self._end()
+        out, err = child.out.data, child.err.data
+        stdout, stderr = bytes(out[self._seen_out:]), bytes(err[self._seen_err:])
+        self._seen_out, self._seen_err = len(out), len(err)
+        return RunOutcome(
+            exit_code=child.exit_code,
+            result=result,
+            stdout=stdout,
+            stderr=stderr,
+            timed_out=self._timed_out,
+            output_exceeded=child.overflow.is_set(),
+            result_exceeded=self._result_exceeded,
+            wall_s=time.monotonic() - started,
+        )
+
+    async def _exchange(self, request: bytes) -> bytes | None:
+        child = self._child
+        left = self._deadline - time.monotonic()
+        if left <= 0 or self._timed_out:
+            self._timed_out = True
+            return None
+        child.stdin.write(frame(request))
         with contextlib.suppress(ConnectionError):
-            await proc.stdin.drain()
-        proc.stdin.close()
-        done, _ = await asyncio.wait({waiter, *stop_events}, timeout=wall_s, return_when=asyncio.FIRST_COMPLETED)
-        if waiter not in done:
-            timed_out = not done
-            kill_group(proc.pid)
-        await waiter
-    finally:
-        kill_group(proc.pid)
-        if not waiter.done():
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await asyncio.wait({waiter}, timeout=_DRAIN_GRACE_S)
-        await asyncio.wait(readers, timeout=_DRAIN_GRACE_S)
-        pending = [*readers, *stop_events, waiter]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        transport.close()
-        # A survivor outside the group may still hold the pipes: close our ends.
-        proc_transport.close()
-    return RunOutcome(
-        exit_code=proc_transport.get_returncode(),
-        result=bytes(result.data) if result.data and not result_overflow.is_set() else None,
-        stdout=bytes(out.data),
-        stderr=bytes(err.data),
-        timed_out=timed_out,
-        output_exceeded=overflow.is_set(),
-        result_exceeded=result_overflow.is_set(),
-        wall_s=time.monotonic() - started,
-    )
+            await child.stdin.drain()
+        read = asyncio.ensure_future(self._read_result())
+        try:
+            done, _ = await asyncio.wait({read, child.waiter, *child.stop_events}, timeout=left,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if child.overflow.is_set():
+                return None
+            if read not in done and child.waiter in done:  # the child ended: its last frame may still be in the pipe
+                done, _ = await asyncio.wait({read}, timeout=_DRAIN_GRACE_S)
+            if read not in done:
+                self._timed_out = self._timed_out or not child.waiter.done()
+                return None
+            try:
+                return read.result()
+            except _ResultTooLargeError:
+                self._result_exceeded = True
+                return None
+        finally:
+            if not read.done():
+                read.cancel()
+                await asyncio.gather(read, return_exceptions=True)
+
+    async def _end(self) -> None:
+        """The child is done for (or must be): kill it and release its pipes, keeping what it printed."""
+        self._ended = True
+        self._watchdog.cancel()
+        await self._child.close()
+
+    async def close(self) -> None:
+        """Kill the child's group and release the session's resources. Idempotent."""
+        try:
+            await self._end()
+        finally:
+            if self._on_close is not None:
+                on_close, self._on_close = self._on_close, None
+                on_close()
