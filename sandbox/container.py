@@ -44,6 +44,10 @@ ROOTFS_REPOSITORY = "evolve-sandbox-root"
 _IO_DIR = "/io"
 _WORKDIR = "/tmp"
 _REMOVE_TIMEOUT_S = 30.0
+# With a read-only root, podman mounts /run and /var/tmp as tmpfs of unbounded size (1777 for
+# /var/tmp): a candidate filled it up to the memory limit. Mounting them here, small and not
+# writable by the candidate's user, leaves /tmp and /dev/shm the only places it can write.
+_ENGINE_TMPFS = {"/run": "rw,nosuid,nodev,noexec,size=1m,mode=755", "/var/tmp": "ro,nosuid,nodev,noexec,size=64k,mode=755"}
 
 
 def rootfs_tar() -> bytes:
@@ -156,13 +160,13 @@ class DockerSandbox:
                     user="65534:65534",
                     network_mode="none",
                     read_only=True,
-                    tmpfs={_WORKDIR: f"rw,nosuid,nodev,size={limits.file_bytes},mode=1777"},
+                    tmpfs={_WORKDIR: f"rw,nosuid,nodev,size={limits.file_bytes},mode=1777", **_ENGINE_TMPFS},
                     shm_size=min(limits.file_bytes, SHM_BYTES),
                     working_dir=_WORKDIR,
                     mem_limit=limits.memory_bytes,
                     memswap_limit=limits.memory_bytes,
                     pids_limit=limits.processes,
-                    nano_cpus=1_000_000_000,
+                    nano_cpus=round(limits.cpus * 1e9),  # the run's CPU share, like the local backends' quota
                     cap_drop=["ALL"],
                     security_opt=["no-new-privileges"],
                     environment={"HOME": _WORKDIR, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
