@@ -33,6 +33,7 @@ from evolve.errors import DiffError, ProblemError
 
 __all__ = [
     "BUILTIN_FEATURES",
+    "MAX_PROGRAM_BYTES",
     "Direction",
     "FeatureAxis",
     "KnownBest",
@@ -43,8 +44,10 @@ __all__ = [
     "Stage",
     "Threshold",
     "builtin_problem_names",
+    "compile_problem",
     "load_problem",
     "resolve_problem",
+    "text_problem",
 ]
 
 CONFIG_FILE = "problem.yaml"
@@ -57,6 +60,11 @@ _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", "tests"}
 #: Features computed from the program text itself; any other axis name must be
 #: returned by the evaluator (in ``features`` or ``metrics``).
 BUILTIN_FEATURES = frozenset({"code_length", "line_count"})
+
+#: The largest program (UTF-8 bytes) evolve compiles, evaluates or stores. The
+#: built-in problems' programs are a few KiB; 256 KiB leaves a model room for
+#: forty times that while bounding what one compile, one prompt and one row cost.
+MAX_PROGRAM_BYTES = 256 << 10
 
 
 class _Strict(BaseModel):
@@ -344,11 +352,58 @@ def config_from_data(data: Any, *, source: str) -> ProblemConfig:
         raise ProblemError(_format_validation(exc, source)) from exc
 
 
-def _check_program(code: str, where: str) -> None:
+def text_problem(code: str, *, what: str = "the program") -> str | None:
+    """What makes a program's text unusable before it is even compiled, or None.
+
+    Three things: more than ``MAX_PROGRAM_BYTES`` of UTF-8, a NUL character
+    (no Python source may hold one, and PostgreSQL cannot store it), and a lone
+    surrogate (JSON from an HTTP model can carry ``\\ud800``; no UTF-8 file,
+    row or prompt can hold it). Linear in the text's length; never raises.
+    """
+    if len(code) > MAX_PROGRAM_BYTES:  # every character is at least one byte: no need to encode
+        return f"{what} is {len(code)} characters long, over the limit of {MAX_PROGRAM_BYTES} bytes"
     try:
-        compile(code, where, "exec")
+        size = len(code.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        return f"{what} holds a lone surrogate character ({code[exc.start]!r} at offset {exc.start}), which is not text"
+    if size > MAX_PROGRAM_BYTES:
+        return f"{what} is {size} bytes long in UTF-8, over the limit of {MAX_PROGRAM_BYTES} bytes"
+    nul = code.find("\0")
+    if nul >= 0:
+        return f"{what} holds a NUL character (offset {nul}), which Python source cannot contain"
+    return None
+
+
+def compile_problem(code: str, filename: str) -> str | None:
+    """Why ``code`` cannot be compiled, as a message naming what is wrong, or None when it compiles.
+
+    Never raises for any text: besides syntax errors, a program of one
+    expression nested a few thousand levels deep makes CPython's parser or
+    compiler raise ``RecursionError`` or ``MemoryError``, and odd text raises
+    ``ValueError`` or ``OverflowError``; each becomes a message. The text is
+    first checked by ``text_problem``, so one compile costs at most that of
+    ``MAX_PROGRAM_BYTES`` of source.
+    """
+    problem = text_problem(code)
+    if problem is not None:
+        return problem
+    try:
+        compile(code, filename, "exec", dont_inherit=True)
     except SyntaxError as exc:
-        raise ProblemError(f"{where}: line {exc.lineno}: syntax error: {exc.msg}") from exc
+        return f"syntax error{f' on line {exc.lineno}' if exc.lineno else ''}: {exc.msg}"
+    except RecursionError:
+        return "the program is nested too deeply to compile (RecursionError); split deep expressions into statements"
+    except MemoryError:
+        return "the program is nested too deeply for the parser (MemoryError); split deep expressions into statements"
+    except (ValueError, OverflowError) as exc:
+        return f"the program cannot be compiled: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _check_program(code: str, where: str) -> None:
+    problem = compile_problem(code, where)
+    if problem is not None:
+        raise ProblemError(f"{where}: {problem}")
     try:
         find_regions(code)
     except DiffError as exc:
@@ -360,6 +415,8 @@ def _check_evaluator(code: str, where: str, config: ProblemConfig) -> None:
         tree = ast.parse(code, where)
     except SyntaxError as exc:
         raise ProblemError(f"{where}: line {exc.lineno}: syntax error: {exc.msg}") from exc
+    except (RecursionError, MemoryError, ValueError, OverflowError) as exc:
+        raise ProblemError(f"{where}: cannot be parsed ({type(exc).__name__}): nested too deeply, or not Python text") from exc
     defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     held_out = config.held_out_stage()
     for stage in config.pipeline() + ([held_out] if held_out else []):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from evolve.blocks import find_regions
 from evolve.diff import (
+    MAX_ANSWER_CHARS,
+    MAX_BLOCKS,
+    MAX_PROGRAM_BYTES,
     SearchReplace,
     apply_diff,
     apply_rewrite,
@@ -179,3 +184,102 @@ def test_any_answer_either_fails_cleanly_or_keeps_frozen_parts(program_body: str
         except DiffError:
             continue
         assert find_regions(child).frozen == find_regions(program).frozen
+
+
+# ------------------------------------------------------- bounds on every step (issue 16)
+
+DEEP_SOURCES = {
+    "a 3000-term sum": "x = " + "1+" * 3000 + "1",
+    "10000 unary minuses": "x = " + "-" * 10000 + "1",
+    "5000 lambdas": "x = " + "lambda: " * 5000 + "1",
+    "50000 attributes": "x = a" + ".b" * 50000,
+}
+
+
+@pytest.mark.parametrize("source", list(DEEP_SOURCES.values()), ids=list(DEEP_SOURCES))
+def test_a_deeply_nested_cut_off_answer_fails_cleanly(source: str) -> None:
+    with pytest.raises(DiffError, match="empty once cut"):
+        apply_rewrite(PROGRAM, f"```python\n{source}\nY = (")
+    assert longest_parsable_prefix(f"{source}\nY = (") == ""
+
+
+@pytest.mark.parametrize("source", list(DEEP_SOURCES.values()), ids=list(DEEP_SOURCES))
+def test_a_deeply_nested_whole_answer_is_spliced_for_the_evaluator_to_judge(source: str) -> None:
+    child = apply_rewrite(PROGRAM, f"```python\n{source}\n```")
+    assert source in child and find_regions(child).frozen == find_regions(PROGRAM).frozen
+
+
+def test_an_answer_over_the_size_limit_is_refused_unread() -> None:
+    answer = "```python\n" + "x = 1\n" * (MAX_ANSWER_CHARS // 6) + "```"
+    for apply in (lambda: apply_rewrite(PROGRAM, answer), lambda: parse_diff(answer)):
+        with pytest.raises(DiffError, match=f"characters long, over the limit of {MAX_ANSWER_CHARS}"):
+            apply()
+
+
+def test_more_blocks_than_the_limit_are_refused() -> None:
+    answer = render_diff([SearchReplace(f"line {i}", "x") for i in range(MAX_BLOCKS + 1)])
+    with pytest.raises(DiffError, match=f"more than {MAX_BLOCKS} SEARCH/REPLACE blocks"):
+        parse_diff(answer)
+    with pytest.raises(DiffError, match=f"more than {MAX_BLOCKS}"):
+        apply_diff(PROGRAM, [SearchReplace("y = x * 2", "y = 1")] * (MAX_BLOCKS + 1))
+
+
+def test_a_child_over_the_program_size_limit_is_refused() -> None:
+    big = "    s = '" + "é" * (MAX_PROGRAM_BYTES // 2) + "'"  # under the answer limit in characters, over the program limit in bytes
+    with pytest.raises(DiffError, match=f"bytes long in UTF-8, over the limit of {MAX_PROGRAM_BYTES}"):
+        apply_diff(PROGRAM, [SearchReplace("    y = x * 2", big)])
+    with pytest.raises(DiffError, match="over the limit"):
+        apply_rewrite(PROGRAM, f"```python\ndef f(x):\n{big}\n```")
+
+
+@pytest.mark.parametrize(("char", "fragment"), [("\0", "NUL character"), ("\ud800", "lone surrogate")])
+def test_a_child_holding_a_nul_or_a_lone_surrogate_is_refused(char: str, fragment: str) -> None:
+    with pytest.raises(DiffError, match=fragment):
+        apply_diff(PROGRAM, [SearchReplace("y = x * 2", f"y = '{char}'")])
+    with pytest.raises(DiffError, match=fragment):
+        apply_rewrite(PROGRAM, f"```python\ndef f(x):\n    return '{char}'\n```")
+
+
+def test_a_long_cut_off_answer_costs_a_bounded_number_of_compiles() -> None:
+    """An unterminated string early in a long answer cost one compile per line (8 s at 200k characters); now a few."""
+    answer = "```python\nA = 1\ny = '''\n" + "".join(f"x{i} = {i}\n" for i in range(14_000))
+    started = time.perf_counter()
+    child = apply_rewrite(PROGRAM, answer)
+    assert "A = 1\n# EVOLVE-BLOCK-END" in child and time.perf_counter() - started < 1.0
+    many_bad = "```python\nA = 1\n" + "".join(f"x{i} = {i}\n)\n" for i in range(9_000))  # every cut but the first fails
+    started = time.perf_counter()
+    assert "A = 1\n# EVOLVE-BLOCK-END" in apply_rewrite(PROGRAM, many_bad) and time.perf_counter() - started < 1.0
+
+
+def test_a_markerless_answer_of_many_blank_lines_is_linear() -> None:
+    started = time.perf_counter()
+    child = apply_rewrite(PROGRAM, "```python\n" + "\n" * 150_000 + "def f(x):\n    return 3\n```")
+    assert "def f(x):\n    return 3\n# EVOLVE-BLOCK-END" in child and time.perf_counter() - started < 1.0
+
+
+def _exhaustive_prefix(code: str) -> str:
+    """The reference: one compile per cut, longest first."""
+    lines = code.split("\n")
+    cuts = [i for i, line in enumerate(lines) if line[:1] not in ("", " ", "\t", ")", "]", "}", "#")] + [len(lines)]
+    for cut in sorted(set(cuts), reverse=True):
+        prefix = "\n".join(lines[:cut]).rstrip() + "\n"
+        try:
+            compile(prefix, "<rewrite>", "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            continue
+        if prefix.strip():
+            return prefix
+    return ""
+
+
+_statement = st.sampled_from([
+    "a = 1", "def f(:", "b = (", ")", "  x = 2", "return 3", "@d", "def g():", "    pass", "else:", "'''", "try:",
+    "except E:", "c = [", "]", "if c:", "x = " + "-" * 3000 + "1", "# note", "", "class K:", "s = 'open",
+])
+
+
+@given(st.lists(_statement, max_size=30).map("\n".join))
+@settings(max_examples=400)
+def test_the_bounded_search_finds_the_exhaustive_prefix_when_the_cuts_fit_its_budget(code: str) -> None:
+    """With few cuts the skips taken on a syntax error's line number never skip the answer."""
+    assert longest_parsable_prefix(code) == _exhaustive_prefix(code)
