@@ -33,6 +33,7 @@ class SandboxLimits:
     processes: int = 32  # processes and threads of the run
     output_bytes: int = 1 << 20  # stdout + stderr kept; the run is killed past it
     result_bytes: int = 64 << 20  # the returned value, serialized
+    result_elements: int = 1_000_000  # JSON elements of the returned value the evaluator will decode (codec.count_elements)
     file_bytes: int = 64 << 20  # largest file, and the size of the scratch directory where it is a tmpfs
     open_files: int = 64
     cpus: float = 1.0  # cores' worth of CPU time for all of the run's processes together
