@@ -3,31 +3,68 @@
 ``Evaluator.evaluate(code)`` never raises for a bad candidate and never hangs:
 the evaluator process has the problem's wall-clock budget plus a grace period,
 after which its whole process group is killed and the result is TIMEOUT.
+
+The evaluator process is bounded as well (``evaluator_bounds``): a soft
+address-space limit of the larger of 1 GiB and twice the candidate's memory,
+and a soft CPU-time limit of one core for its whole wall-clock budget. Only
+the soft limits, so the sandboxed child it spawns still sets its own. The
+controller reads at most ``_EVALUATOR_RESULT_BYTES`` of its answer, and
+parses it within an element budget.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import signal
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from evolve.errors import ProblemError, SandboxError
 from evolve.evaluators.validate import clip, result_from_answer
-from evolve.problem import Limits, Problem, Stage
-from evolve.sandbox import SandboxLimits, resolve_backend
+from evolve.problem import Limits, Problem, Stage, compile_problem
+from evolve.sandbox import CandidateValueError, SandboxLimits, resolve_backend
+from evolve.sandbox.codec import loads_within
 from evolve.sandbox.process import child_environment
 from evolve.sandbox.supervise import supervise
 from evolve.values import EvalResult, EvalStatus
 
-__all__ = ["Evaluator", "sandbox_limits"]
+__all__ = ["Evaluator", "EvaluatorBounds", "evaluator_bounds", "sandbox_limits"]
 
 _GRACE_S = 5.0
 _DOCKER_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "EVOLVE_SANDBOX_IMAGE")
 _EVALUATOR_OUTPUT_BYTES = 256 << 10
+# The evaluator's answer: per stage, metrics, features, artifacts (which validation clips to
+# 12 x 2000 characters) and the candidate's clipped messages; a real one is a few KiB. 16 MiB
+# leaves an evaluator room for bulky artifacts, and with the element budget below parsing it
+# costs the controller at most ~150 MiB (see evolve.sandbox.codec), whatever the worker sent.
 _EVALUATOR_RESULT_BYTES = 16 << 20
+_EVALUATOR_RESULT_ELEMENTS = 1_000_000
+_EVALUATOR_MIN_MEMORY = 1 << 30
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluatorBounds:
+    """The trusted evaluator process's own soft limits (see ``evaluator_bounds``)."""
+
+    memory_bytes: int
+    cpu_s: int
+
+
+def evaluator_bounds(stages: list[Stage]) -> EvaluatorBounds:
+    """The evaluator process's limits for an evaluation through ``stages``.
+
+    Address space: the larger of 1 GiB and twice the largest candidate memory
+    of the stages (the evaluator holds the candidate's decoded result, at most
+    a few times its byte size, next to its own data). CPU time: one core for
+    the whole wall-clock budget (the stages' timeouts plus the grace period).
+    """
+    memory = max(_EVALUATOR_MIN_MEMORY, *(2 * (_limits(s).memory_mb << 20) for s in stages))
+    cpu = math.ceil(sum(_limits(s).timeout_s for s in stages) + _GRACE_S)
+    return EvaluatorBounds(memory_bytes=memory, cpu_s=cpu)
 
 
 def sandbox_limits(limits: Limits) -> SandboxLimits:
@@ -76,20 +113,17 @@ class Evaluator:
             ProblemError: ``held_out`` for a problem without a held-out stage.
         """
         started = time.monotonic()
-        try:
-            compile(code, "candidate.py", "exec")
-        except (SyntaxError, ValueError) as exc:
-            line = getattr(exc, "lineno", None)
-            return EvalResult(
-                status=EvalStatus.ERROR,
-                artifacts={"error": f"syntax error{f' on line {line}' if line else ''}: {getattr(exc, 'msg', exc)}"},
-            )
+        problem = compile_problem(code, "candidate.py")  # never raises: too large, NUL, too deep, syntax...
+        if problem is not None:
+            return EvalResult(status=EvalStatus.ERROR, artifacts={"error": problem})
         stages = self._stages(held_out)
         timeout_s = sum(_limits(s).timeout_s for s in stages)
+        bounds = evaluator_bounds(stages)
         request = {
             "problem_dir": str(self._dir),
             "code": code,
             "sandbox": self.backend,
+            "evaluator": asdict(bounds),
             "stages": [
                 {
                     "name": s.name,
@@ -121,13 +155,14 @@ class Evaluator:
         if outcome.result is None:
             return EvalResult(
                 status=EvalStatus.ERROR,
-                artifacts={"error": f"the evaluator process exited with code {outcome.exit_code} without an answer", "evaluator_stderr": stderr},
+                artifacts={"error": _no_answer(outcome.exit_code, outcome.result_exceeded, stderr, bounds), "evaluator_stderr": stderr},
                 duration_s=duration,
             )
         try:
-            answer = json.loads(outcome.result)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            answer = None
+            answer = loads_within(outcome.result, max_elements=_EVALUATOR_RESULT_ELEMENTS, what="the evaluator's answer")
+        except CandidateValueError as exc:
+            return EvalResult(status=EvalStatus.ERROR, artifacts={"error": f"the evaluator process sent an unreadable answer: {exc}"},
+                              duration_s=duration)
         if isinstance(answer, dict) and answer.get("outcome") == "sandbox_error":
             raise SandboxError(f"the {self.backend} sandbox failed: {answer.get('message')}")
         return result_from_answer(answer, self.problem.config, code, duration, stages=stages)
@@ -139,6 +174,18 @@ class Evaluator:
         if stage is None:
             raise ProblemError(f"problem '{self.problem.name}' has no held-out instances")
         return [stage]
+
+
+def _no_answer(exit_code: int | None, exceeded: bool, stderr: str, bounds: EvaluatorBounds) -> str:
+    """Why the evaluator process gave no answer, naming the bound it hit where one did."""
+    if exceeded:
+        return f"the evaluator process sent an answer over {_EVALUATOR_RESULT_BYTES} bytes"
+    if exit_code == -signal.SIGXCPU:
+        return f"the evaluator process used up its CPU-time bound of {bounds.cpu_s} s and was killed"
+    if "MemoryError" in stderr:
+        return (f"the evaluator process exceeded its memory bound of {bounds.memory_bytes >> 20} MiB "
+                "while processing the candidate's result")
+    return f"the evaluator process exited with code {exit_code} without an answer"
 
 
 def _limits(stage: Stage) -> Limits:

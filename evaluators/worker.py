@@ -7,6 +7,13 @@ Started by ``evolve.evaluators.runner`` as ``python -I -B -m evolve.evaluators.w
 The request arrives as JSON on stdin; the outcome goes to FD as JSON. The
 evaluator's own prints go to stderr, so they can never be mistaken for a
 result. The candidate is not run here: ``Candidate.call`` asks the sandbox.
+
+Before anything else the process lowers its own soft limits to the request's
+``evaluator`` bounds (address space and CPU time, see
+``evolve.evaluators.runner.evaluator_bounds``). The hard limits stay as they
+are, so the sandboxed child it spawns can still set its own, higher or lower.
+Out of memory, it answers that it exceeded its memory bound while processing
+the candidate's result, rather than dying with a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import resource
 import sys
 import time
 import traceback
@@ -47,6 +55,17 @@ def _load_evaluator(problem_dir: Path) -> Any:
     return module
 
 
+def _bound_self(bounds: dict[str, int]) -> None:
+    """Lower this process's soft address-space and CPU-time limits; the hard limits stay for the child's own."""
+    for res, value in ((resource.RLIMIT_AS, bounds["memory_bytes"]), (resource.RLIMIT_CPU, bounds["cpu_s"])):
+        _soft, hard = resource.getrlimit(res)
+        resource.setrlimit(res, (value if hard == resource.RLIM_INFINITY else min(value, hard), hard))
+
+
+def _out_of_memory(bounds: dict[str, int]) -> str:
+    return f"exceeded its memory bound of {bounds['memory_bytes'] >> 20} MiB while processing the candidate's result"
+
+
 def _run(request: dict[str, Any]) -> dict[str, Any]:
     """Run the cascade's stages in order; stop at the first that fails or misses its threshold."""
     try:
@@ -62,7 +81,7 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
     for stage in request["stages"]:
         deadline = time.monotonic() + float(stage["timeout_s"])
         candidate = Candidate(request["code"], sandbox=sandbox, limits=SandboxLimits(**stage["limits"]), deadline=deadline)
-        answer = _evaluate(candidate, getattr(module, stage["function"], None), stage["function"])
+        answer = _evaluate(candidate, getattr(module, stage["function"], None), stage["function"], request["evaluator"])
         if candidate.sandbox_failure is not None:  # however the evaluator handled it, the sandbox broke, not the candidate
             return {"outcome": "sandbox_error", "message": candidate.sandbox_failure}
         answers.append({"stage": stage["name"], **answer})
@@ -74,7 +93,7 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
     return {"stages": answers}
 
 
-def _evaluate(candidate: Candidate, evaluate: Any, name: str) -> dict[str, Any]:
+def _evaluate(candidate: Candidate, evaluate: Any, name: str, bounds: dict[str, int]) -> dict[str, Any]:
     if not callable(evaluate):
         return {"outcome": "evaluator_error", "message": f"evaluator.py defines no function '{name}'"}
     try:
@@ -85,6 +104,8 @@ def _evaluate(candidate: Candidate, evaluate: Any, name: str) -> dict[str, Any]:
         return {"outcome": "candidate_timeout", "message": str(exc), "stderr": exc.stderr}
     except CandidateError as exc:
         return {"outcome": "candidate_error", "message": str(exc), "stderr": exc.stderr, "traceback": exc.traceback}
+    except MemoryError:  # the data is gone with the frames that held it: there is room to answer again
+        return {"outcome": "evaluator_error", "message": _out_of_memory(bounds), "stderr": candidate.last_stderr}
     except BaseException as exc:
         return {
             "outcome": "evaluator_error",
@@ -94,18 +115,28 @@ def _evaluate(candidate: Candidate, evaluate: Any, name: str) -> dict[str, Any]:
     return {"outcome": "returned", "value": value, "stderr": candidate.last_stderr}
 
 
+def _answer(request: dict[str, Any]) -> bytes:
+    """The cascade's answer as UTF-8 JSON; a lone surrogate a candidate smuggled in (as ``\\ud800``) becomes '?'."""
+    answer = _run(request)
+    try:
+        text = json.dumps(answer, default=_jsonable, allow_nan=True, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        failure = {"outcome": "evaluator_error", "message": f"the evaluator returned data that cannot be serialized: {exc}"}
+        text = json.dumps({"stages": [failure]})
+    return text.encode("utf-8", errors="replace")
+
+
 def main() -> None:
     result_fd = int(sys.argv[1])
     request = json.loads(sys.stdin.buffer.read())
+    _bound_self(request["evaluator"])
     sys.stdout = sys.stderr  # an evaluator's print() must never reach a channel we read
-    answer = _run(request)
     try:
-        text = json.dumps(answer, default=_jsonable, allow_nan=True)
-    except (TypeError, ValueError) as exc:
-        failure = {"outcome": "evaluator_error", "message": f"the evaluator returned data that cannot be serialized: {exc}"}
-        text = json.dumps({"stages": [failure]})
-    with os.fdopen(result_fd, "w", encoding="utf-8") as out:
-        out.write(text)
+        data = _answer(request)
+    except MemoryError:  # outside a stage (serializing the answer): what held the memory is unwound by now
+        data = json.dumps({"stages": [{"outcome": "evaluator_error", "message": _out_of_memory(request["evaluator"])}]}).encode()
+    with os.fdopen(result_fd, "wb") as out:
+        out.write(data)
 
 
 if __name__ == "__main__":
