@@ -83,7 +83,7 @@ def test_invalid_raised_by_the_evaluator_carries_its_message(tmp_path: Path) -> 
 def test_crash_timeout_and_syntax_error_statuses(tmp_path: Path) -> None:
     crashed = evaluate(tmp_path, block("def solve():\n    return 1 / 0"))
     assert crashed.status is EvalStatus.ERROR and "ZeroDivisionError" in crashed.artifacts["error"]
-    assert "traceback" in crashed.artifacts
+    assert "program_traceback" in crashed.artifacts  # the candidate's own, labelled as such
     slow = evaluate(tmp_path, block("import time\ndef solve():\n    time.sleep(60)"),
                     evaluator=QUADRATIC_EVALUATOR.replace('candidate.call("solve")', 'candidate.call("solve", timeout=1)'))
     assert slow.status is EvalStatus.TIMEOUT
