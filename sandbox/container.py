@@ -15,6 +15,11 @@ image's ``python3`` instead, with nothing of the host mounted.
 The request arrives as a read-only mounted file; the result leaves on the
 container's stdout, which the harness reserves for it (the candidate's own
 prints are sent to stderr), read with a byte cap.
+
+A session is one such container kept running, with the same options, and the
+harness in serve mode: the engine's attach socket (``stdin_open``) carries
+the framed requests in and the multiplexed stdout (the framed results) and
+stderr out. It needs the engine on a unix or plain TCP socket.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ import io
 import json
 import os
 import shutil
+import signal
+import socket
+import ssl
 import tarfile
 import tempfile
 import threading
@@ -34,9 +42,10 @@ from pathlib import Path
 from typing import Any
 
 from evolve.errors import SandboxError
-from evolve.sandbox.base import SHM_BYTES, RunOutcome, RunSpec, SandboxSession, SessionSpec
-from evolve.sandbox.process import harness_settings, harness_source, request_with_code
+from evolve.sandbox.base import SHM_BYTES, RunOutcome, RunSpec, SandboxLimits, SandboxSession, SessionSpec
+from evolve.sandbox.process import harness_settings, harness_source, request_with_code, session_setup
 from evolve.sandbox.runtime import SITE_DIR, sandbox_runtime
+from evolve.sandbox.supervise import CappedOutput, SupervisedSession, frame
 
 __all__ = ["ROOTFS_REPOSITORY", "DockerSandbox", "rootfs_tar"]
 
@@ -134,12 +143,74 @@ class DockerSandbox:
         return await asyncio.to_thread(self._run, spec)
 
     async def session(self, spec: SessionSpec) -> SandboxSession:
-        """Sessions are not served by containers yet.
+        """Start a container serving calls of ``spec.function``, talking to it over the engine's attach socket.
 
         Raises:
-            SandboxError: always, for now.
+            SandboxError: when the engine cannot create, attach to or start the container, or
+                serves its API over ssh:// or TLS (the session needs the plain socket).
         """
-        raise SandboxError("the docker backend does not serve sessions yet; use the bwrap or process backend")
+        started = time.monotonic()
+        container, attach = await asyncio.to_thread(self._start_serving, spec)
+        try:
+            reader, writer = await asyncio.open_connection(sock=_plain_socket(attach))
+        except BaseException:
+            await asyncio.to_thread(_remove, container)
+            raise
+        child = _ServingContainer(container, attach, reader, writer, output_bytes=spec.limits.output_bytes, started=started)
+        child.stdin.write(frame(session_setup(spec)))
+        return SupervisedSession(child, wall_s=spec.limits.wall_s, result_bytes=spec.limits.result_bytes, on_close=lambda: None)
+
+    def _create(self, limits: SandboxLimits, settings: str, *, volumes: dict[str, dict[str, str]],
+                stdin_open: bool = False) -> Any:
+        """Create (not start) a sandbox container running the harness with ``settings``: every run and session gets these options."""
+        ulimit = self._docker.types.Ulimit
+        return self._client.containers.create(
+            self._image,
+            [self._python, "-I", "-B", "-c", self._harness, settings],
+            user="65534:65534",
+            network_mode="none",
+            read_only=True,
+            tmpfs={_WORKDIR: f"rw,nosuid,nodev,size={limits.file_bytes},mode=1777", **_ENGINE_TMPFS},
+            shm_size=min(limits.file_bytes, SHM_BYTES),
+            working_dir=_WORKDIR,
+            mem_limit=limits.memory_bytes,
+            memswap_limit=limits.memory_bytes,
+            pids_limit=limits.processes,
+            nano_cpus=round(limits.cpus * 1e9),  # the run's CPU share, like the local backends' quota
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            environment={"HOME": _WORKDIR, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+            init=True,
+            log_config={"type": "none"},  # output is streamed and capped here; nothing lands on disk
+            volumes=volumes,
+            ulimits=[
+                ulimit(name="cpu", soft=limits.cpu_s, hard=limits.cpu_s),
+                ulimit(name="nofile", soft=limits.open_files, hard=limits.open_files),
+                ulimit(name="nproc", soft=limits.processes, hard=limits.processes),
+                ulimit(name="fsize", soft=limits.file_bytes, hard=limits.file_bytes),
+                ulimit(name="core", soft=0, hard=0),
+            ],
+            stdin_open=stdin_open,
+            runtime=self.runtime,
+        )
+
+    def _start_serving(self, spec: SessionSpec) -> tuple[Any, Any]:
+        """Create the session's container, attach to its stdin, stdout and stderr, and start it.
+
+        Raises:
+            SandboxError: when the engine refuses any of it (the container is removed).
+        """
+        settings = harness_settings(spec, result="stdout", paths=self._paths)
+        container = None
+        try:
+            container = self._create(spec.limits, settings, volumes=self._mounts, stdin_open=True)
+            attach = container.attach_socket(params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+            container.start()
+        except Exception as exc:  # the SDK raises DockerException and requests' errors alike
+            if container is not None:
+                _remove(container)
+            raise SandboxError(f"the Docker engine could not start a sandbox container: {exc}") from exc
+        return container, attach
 
     def _run(self, spec: RunSpec) -> RunOutcome:
         limits = spec.limits
@@ -151,37 +222,9 @@ class DockerSandbox:
             request_file = Path(iodir) / "request.json"
             request_file.write_bytes(request_with_code(spec))
             request_file.chmod(0o644)
-            ulimit = self._docker.types.Ulimit
             settings = harness_settings(spec, result="stdout", paths=self._paths, request=f"{_IO_DIR}/request.json")
             try:
-                container = self._client.containers.create(
-                    self._image,
-                    [self._python, "-I", "-B", "-c", self._harness, settings],
-                    user="65534:65534",
-                    network_mode="none",
-                    read_only=True,
-                    tmpfs={_WORKDIR: f"rw,nosuid,nodev,size={limits.file_bytes},mode=1777", **_ENGINE_TMPFS},
-                    shm_size=min(limits.file_bytes, SHM_BYTES),
-                    working_dir=_WORKDIR,
-                    mem_limit=limits.memory_bytes,
-                    memswap_limit=limits.memory_bytes,
-                    pids_limit=limits.processes,
-                    nano_cpus=round(limits.cpus * 1e9),  # the run's CPU share, like the local backends' quota
-                    cap_drop=["ALL"],
-                    security_opt=["no-new-privileges"],
-                    environment={"HOME": _WORKDIR, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
-                    init=True,
-                    log_config={"type": "none"},  # output is streamed and capped here; nothing lands on disk
-                    volumes={**self._mounts, iodir: {"bind": _IO_DIR, "mode": "ro"}},
-                    ulimits=[
-                        ulimit(name="cpu", soft=limits.cpu_s, hard=limits.cpu_s),
-                        ulimit(name="nofile", soft=limits.open_files, hard=limits.open_files),
-                        ulimit(name="nproc", soft=limits.processes, hard=limits.processes),
-                        ulimit(name="fsize", soft=limits.file_bytes, hard=limits.file_bytes),
-                        ulimit(name="core", soft=0, hard=0),
-                    ],
-                    runtime=self.runtime,
-                )
+                container = self._create(limits, settings, volumes={**self._mounts, iodir: {"bind": _IO_DIR, "mode": "ro"}})
                 stream = container.attach(stdout=True, stderr=True, stream=True, demux=True, logs=False)
                 container.start()
             except Exception as exc:
@@ -189,8 +232,7 @@ class DockerSandbox:
             return self._collect(container, stream, spec, started)
         finally:
             if container is not None:
-                with contextlib.suppress(Exception):
-                    container.remove(force=True)
+                _remove(container)
             shutil.rmtree(iodir, ignore_errors=True)
 
     def _collect(self, container: Any, stream: Any, spec: RunSpec, started: float) -> RunOutcome:
@@ -246,3 +288,115 @@ class DockerSandbox:
             result_exceeded=result_overflow,
             wall_s=time.monotonic() - started,
         )
+
+
+def _remove(container: Any) -> None:
+    """Remove a container, killing it if it runs; a container already gone is fine."""
+    with contextlib.suppress(Exception):
+        container.remove(force=True)
+
+
+def _plain_socket(attach: Any) -> socket.socket:
+    """The stream socket under the SDK's attach handle.
+
+    Raises:
+        SandboxError: when it is not a plain socket (an ssh:// or TLS engine URL).
+    """
+    raw = getattr(attach, "_sock", attach)
+    if not isinstance(raw, socket.socket) or isinstance(raw, ssl.SSLSocket):
+        raise SandboxError("docker sessions need the engine's API on a unix or plain TCP socket, not ssh:// or TLS")
+    return raw
+
+
+class _Demultiplexed:
+    """The container's stdout (the result channel) out of the attach stream, read only when a result is awaited.
+
+    The stream is the engine's multiplexed format: an 8-byte header (stream 1 or 2, three
+    zero bytes, the payload's size big-endian) before each payload. Stderr met on the way
+    goes to the capped output; the end of the stream sets ``ended``.
+    """
+
+    def __init__(self, stream: asyncio.StreamReader, err: CappedOutput, ended: asyncio.Event) -> None:
+        self._stream = stream
+        self._err = err
+        self._ended = ended
+        self._pending = bytearray()
+
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes of the container's stdout.
+
+        Raises:
+            asyncio.IncompleteReadError: when the stream ends first.
+        """
+        while len(self._pending) < n:
+            try:
+                header = await self._stream.readexactly(8)
+                payload = await self._stream.readexactly(int.from_bytes(header[4:], "big"))
+            except (asyncio.IncompleteReadError, ConnectionError) as exc:
+                self._ended.set()
+                raise asyncio.IncompleteReadError(bytes(self._pending), n) from exc
+            if header[0] == 1:
+                self._pending += payload
+            else:
+                self._err.add(payload)
+        data = bytes(self._pending[:n])
+        del self._pending[:n]
+        return data
+
+
+class _ServingContainer:
+    """A started container serving a session, as the ``ServedChild`` that ``SupervisedSession`` drives."""
+
+    def __init__(self, container: Any, attach: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                 output_bytes: int, started: float) -> None:
+        self.started = started
+        self.stdin = writer
+        self.overflow = asyncio.Event()
+        budget = [output_bytes]
+        self.out, self.err = CappedOutput(budget, self.overflow), CappedOutput(budget, self.overflow)
+        ended = asyncio.Event()
+        self.result_reader = _Demultiplexed(reader, self.err, ended)
+        self.waiter: asyncio.Future[Any] = asyncio.ensure_future(ended.wait())
+        self.stop_events: list[asyncio.Future[Any]] = [asyncio.ensure_future(self.overflow.wait())]
+        self._container = container
+        self._attach = attach  # holds the SDK's response, and with it the socket
+        self._exit_code: int | None = None
+        self._killed = False
+        self._closed = False
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._exit_code
+
+    def kill(self) -> None:
+        """Kill the container (from the session's watchdog thread)."""
+        with contextlib.suppress(Exception):
+            self._container.kill()
+            self._killed = True
+
+    async def close(self) -> None:
+        """Stop reading, kill and remove the container; keep its exit status. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        # Close the socket first: an engine blocked on a full attach socket cannot process the kill.
+        self.stdin.close()
+        with contextlib.suppress(Exception):
+            self._attach.close()
+        self._exit_code = await asyncio.to_thread(self._finish)
+        pending = [self.waiter, *self.stop_events]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    def _finish(self) -> int | None:
+        self.kill()
+        try:
+            status = self._container.wait(timeout=_REMOVE_TIMEOUT_S)
+            code: int | None = int(status.get("StatusCode", -1))
+        except Exception:  # an engine hiccup: the status is unknown, the container is removed all the same
+            code = None
+        _remove(self._container)
+        if self._killed and (code is None or code >= 128 or code == 0):
+            code = -signal.SIGKILL  # report our kill the way subprocess does
+        return code

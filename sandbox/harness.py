@@ -23,6 +23,8 @@ after this call's answer), and taking bytes from it breaks the session's own
 framing, a failure of that candidate alone.
 """
 
+from __future__ import annotations
+
 import base64
 import json
 import os
@@ -31,13 +33,14 @@ import select
 import sys
 import traceback
 import types
+from typing import Any, Callable, cast
 
 _NUMERIC_KINDS = "biuf"
 _MAX_DEPTH = 32
 _EXIT_NO_SECCOMP = 86
 
 
-def _apply_limits(limits: dict) -> None:
+def _apply_limits(limits: dict[str, Any]) -> None:
     pairs = [
         (resource.RLIMIT_AS, limits["memory_bytes"]),
         (resource.RLIMIT_CPU, limits["cpu_s"]),
@@ -60,7 +63,7 @@ def _apply_limits(limits: dict) -> None:
         pass
 
 
-def _apply_seccomp(program_b64) -> None:
+def _apply_seccomp(program_b64: str) -> None:
     """Install the seccomp deny-list (compiled on the host) before any candidate code runs.
 
     Fails closed: a harness that cannot install it exits without running the candidate.
@@ -79,7 +82,7 @@ def _apply_seccomp(program_b64) -> None:
         os._exit(_EXIT_NO_SECCOMP)
 
 
-def _encode(value, depth=0):
+def _encode(value: Any, depth: int = 0) -> Any:
     if depth > _MAX_DEPTH:
         raise TypeError("the returned value is nested too deeply")
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -111,7 +114,7 @@ def _encode(value, depth=0):
     raise TypeError(f"cannot return a value of type {type(value).__name__}; return numbers, lists, dicts, str or NumPy arrays")
 
 
-def _result_fd(target) -> int:
+def _result_fd(target: int | str) -> int:
     if target != "stdout":
         return int(target)
     sys.stdout.flush()
@@ -120,13 +123,13 @@ def _result_fd(target) -> int:
     return fd
 
 
-def _failure(exc: BaseException) -> dict:
+def _failure(exc: BaseException) -> dict[str, Any]:
     """The envelope of a candidate's failure; call inside the ``except`` that caught ``exc``."""
     tb = traceback.format_exc(limit=-8)
     return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:2000], "traceback": tb[-6000:]}
 
 
-def _load(request: dict):
+def _load(request: dict[str, Any]) -> Callable[..., Any]:
     """Run the candidate's module once and return the function the request names."""
     module = types.ModuleType("candidate")
     module.__file__ = os.path.abspath("candidate.py")
@@ -135,15 +138,15 @@ def _load(request: dict):
     func = getattr(module, request["function"], None)
     if not callable(func):
         raise AttributeError(f"the program defines no function '{request['function']}'")
-    return func
+    return cast(Callable[..., Any], func)
 
 
-def _call(func, request: dict) -> dict:
+def _call(func: Callable[..., Any], request: dict[str, Any]) -> dict[str, Any]:
     value = func(*request.get("args", []), **request.get("kwargs", {}))
     return {"ok": True, "value": _encode(value)}
 
 
-def _send(fd: int, payload: dict, *, framed: bool) -> None:
+def _send(fd: int, payload: dict[str, Any], *, framed: bool) -> None:
     """Write one envelope (length-prefixed when ``framed``), then flush the candidate's prints.
 
     Exits with code 3 when that fails (an unserializable value, a closed channel).
@@ -161,7 +164,7 @@ def _send(fd: int, payload: dict, *, framed: bool) -> None:
         os._exit(3)
 
 
-def _read_exact(size: int):
+def _read_exact(size: int) -> bytes | None:
     """``size`` bytes from stdin, or None at end of input (the host closed the session)."""
     data = bytearray()
     while len(data) < size:
@@ -176,7 +179,7 @@ def _read_exact(size: int):
     return bytes(data)
 
 
-def _read_frame():
+def _read_frame() -> bytes | None:
     header = _read_exact(4)
     return None if header is None else _read_exact(int.from_bytes(header, "big"))
 

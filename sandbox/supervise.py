@@ -25,33 +25,36 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from evolve.errors import SandboxError
 from evolve.sandbox.base import RunOutcome
 
-__all__ = ["Spawn", "SupervisedSession", "frame", "kill_group", "supervise"]
+__all__ = ["CappedOutput", "ServedChild", "Spawn", "SupervisedSession", "frame", "kill_group", "supervise"]
 
 _READ_CHUNK = 1 << 16
 _DRAIN_GRACE_S = 0.5
 
 
-class _Capped:
-    """Reads a stream into a buffer, up to a byte budget shared with siblings."""
+class CappedOutput:
+    """A stream's bytes kept in a buffer, up to a byte budget shared with siblings; past it, ``overflow`` is set."""
 
     def __init__(self, budget: list[int], overflow: asyncio.Event) -> None:
         self.data = bytearray()
         self._budget = budget
         self._overflow = overflow
 
+    def add(self, chunk: bytes) -> None:
+        room = self._budget[0]
+        if room:
+            self.data += chunk[:room]
+            self._budget[0] = max(0, room - len(chunk))
+        if len(chunk) > room:
+            self._overflow.set()  # the supervisor kills the run
+
     async def drain(self, stream: asyncio.StreamReader) -> None:
         while chunk := await stream.read(_READ_CHUNK):
-            room = self._budget[0]
-            if room:
-                self.data += chunk[:room]
-                self._budget[0] = max(0, room - len(chunk))
-            if len(chunk) > room:
-                self._overflow.set()  # the supervisor kills the run; keep reading to EOF
+            self.add(chunk)  # past the budget, keep reading to EOF
 
 
 class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
@@ -68,6 +71,46 @@ class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
     def process_exited(self) -> None:
         super().process_exited()
         self.exited.set()
+
+
+class ResultReader(Protocol):
+    async def readexactly(self, n: int) -> bytes:
+        """Exactly ``n`` bytes of the result channel; ``asyncio.IncompleteReadError`` at its end."""
+        ...
+
+
+class ServedChild(Protocol):
+    """What ``SupervisedSession`` needs of a started child, whatever started it (a local process, a container).
+
+    ``out`` and ``err`` share one output budget; ``overflow`` is set past it. ``waiter``
+    resolves when the child has ended, ``stop_events`` when it must be stopped.
+    """
+
+    started: float
+    stdin: asyncio.StreamWriter
+    out: CappedOutput
+    err: CappedOutput
+    overflow: asyncio.Event
+    waiter: asyncio.Future[Any]
+    stop_events: list[asyncio.Future[Any]]
+
+    @property
+    def result_reader(self) -> ResultReader:
+        """The result channel, one frame per call."""
+        ...
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit status once the child has ended and been reaped (negative: killed by that signal)."""
+        ...
+
+    def kill(self) -> None:
+        """Kill the child and all it started now; safe to call from another thread."""
+        ...
+
+    async def close(self) -> None:
+        """Kill the child, wait briefly for its end and release its channels. Idempotent."""
+        ...
 
 
 def kill_group(pgid: int) -> None:
@@ -138,7 +181,7 @@ class Spawn:
         """
         child = await self.start()
         result_overflow = asyncio.Event()
-        result = _Capped([result_bytes], result_overflow)
+        result = CappedOutput([result_bytes], result_overflow)
         result_reader = asyncio.ensure_future(result.drain(child.result_reader))
         child.stop_events.append(asyncio.ensure_future(result_overflow.wait()))
         timed_out = False
@@ -196,13 +239,13 @@ class _Child:
         self.result_reader = result_reader
         self.overflow = asyncio.Event()
         output_budget = [output_bytes]
-        self.out, self.err = _Capped(output_budget, self.overflow), _Capped(output_budget, self.overflow)
+        self.out, self.err = CappedOutput(output_budget, self.overflow), CappedOutput(output_budget, self.overflow)
         assert self.proc.stdin is not None and self.proc.stdout is not None and self.proc.stderr is not None
         self.stdin = self.proc.stdin
         self.readers = [asyncio.ensure_future(self.out.drain(self.proc.stdout)),
                         asyncio.ensure_future(self.err.drain(self.proc.stderr))]
-        self.waiter = asyncio.ensure_future(protocol.exited.wait())
-        self.stop_events = [asyncio.ensure_future(self.overflow.wait())]
+        self.waiter: asyncio.Future[Any] = asyncio.ensure_future(protocol.exited.wait())
+        self.stop_events: list[asyncio.Future[Any]] = [asyncio.ensure_future(self.overflow.wait())]
         self._proc_transport = proc_transport
         self._result_transport = result_transport
         self._closed = False
@@ -214,6 +257,10 @@ class _Child:
     @property
     def exit_code(self) -> int | None:
         return self._proc_transport.get_returncode()
+
+    def kill(self) -> None:
+        if self.exit_code is None:
+            kill_group(self.pid)
 
     async def close(self, *extra: asyncio.Future[None]) -> None:
         """Kill the group, wait briefly for the exit and the readers, and close every pipe. Idempotent.
@@ -265,13 +312,13 @@ class _ResultTooLargeError(Exception):
 
 
 class SupervisedSession:
-    """A ``SandboxSession`` over a child started by ``Spawn.session``: the harness in serve mode.
+    """A ``SandboxSession`` over a child running the harness in serve mode (``Spawn.session``, or a container).
 
     One wall clock for the whole session: a call gets the time left, and a
     watchdog kills the group at the deadline even between calls.
     """
 
-    def __init__(self, child: _Child, *, wall_s: float, result_bytes: int, on_close: Callable[[], None]) -> None:
+    def __init__(self, child: ServedChild, *, wall_s: float, result_bytes: int, on_close: Callable[[], None]) -> None:
         self._child = child
         self._deadline = child.started + wall_s
         self._result_bytes = result_bytes
@@ -285,8 +332,7 @@ class SupervisedSession:
     def _expire(self) -> None:
         """The watchdog's end of the session (another thread): kill the group; the next call reports it."""
         self._timed_out = True
-        if self._child.exit_code is None:
-            kill_group(self._child.pid)
+        self._child.kill()
 
     async def _read_result(self) -> bytes | None:
         reader = self._child.result_reader
