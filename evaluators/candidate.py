@@ -151,7 +151,9 @@ class Candidate:
         The session's wall clock is the time left in the evaluation's budget, or
         ``timeout`` seconds if smaller, and the CPU and output limits hold for the
         session as a whole. State the program keeps between calls persists (it only
-        ever saw the calls already made).
+        ever saw the calls already made). Entering raises ``CandidateTimeout`` when
+        the evaluation's budget is spent and ``SandboxError`` when the sandbox
+        cannot start (see ``CandidateSession.__enter__``).
         """
         return CandidateSession(self, function, timeout=timeout)
 

@@ -39,11 +39,13 @@ def test_calls_return_values_in_order_and_state_persists(sandbox: Sandbox) -> No
     code = "seen = []\ndef step(item, bins):\n    seen.append(item)\n    return {'sum': sum(seen), 'bins': [b - item for b in bins]}\n"
     c = candidate(sandbox, code)
     with c.session("step") as session:
-        answers = [session.call(item, [10, 20]) for item in (1, 2, 3, 4)]
+        answers = [session.call(item, [10, 20]) for item in (1, 2)]
+        assert c.call("step", 100, []) == {"sum": 100, "bins": []}, "a one-shot call shares the session's state"
+        answers += [session.call(item, [10, 20]) for item in (3, 4)]
         assert session.call(item=5, bins=[]) == {"sum": 15, "bins": []}
     assert [a["sum"] for a in answers] == [1, 3, 6, 10]
     assert answers[2]["bins"] == [7, 17]
-    assert c.calls == 5 and c.sandbox_failure is None
+    assert c.calls == 6 and c.sandbox_failure is None
 
 
 def test_numpy_results_decode_as_in_a_call(sandbox: Sandbox) -> None:
