@@ -6,13 +6,17 @@ their values, and answers with the next batch of points; this process computes
 the values itself. So the evaluation budget cannot be exceeded (only
 ``ROUNDS × BATCH`` points are ever evaluated) and the function cannot be
 minimized analytically: each instance is the base function shifted and rotated
-by amounts the candidate never sees. The score is the mean gap between the
+by amounts the candidate never sees, drawn afresh at every evaluation from a
+seed this process takes from ``secrets``. So a program cannot learn the
+instances either: what it (or a model reading its output) found in one
+evaluation is of no use in the next. The score is the mean gap between the
 best value found and the global minimum.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 from typing import Any
 
 import numpy as np
@@ -22,8 +26,7 @@ from evolve.evaluators import Candidate, as_array, as_list
 ROUNDS = 10
 BATCH = 40  # points per instance per round: a budget of 400 evaluations
 BOUNDS = (-5.0, 5.0)
-SEARCH_SEEDS = (11, 23, 37, 41, 53, 67, 79, 83)
-HELD_OUT_SEEDS = (101, 211, 307, 401, 503, 601, 701, 809)
+INSTANCES = 32  # per evaluation; the held-out figure uses twice as many
 # min of the base function over the plane, at (-1.7040828, 0.6775078); a dense
 # grid over [-12, 12]^2 plus local refinement. Every instance's minimizer lies
 # inside the box (shift <= 1 per axis, |minimizer| = 1.83, box half-width 5).
@@ -36,10 +39,9 @@ def base(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 class Instance:
-    """The base function, shifted and rotated by secret amounts drawn from ``seed``."""
+    """The base function, shifted and rotated by amounts drawn from ``rng``."""
 
-    def __init__(self, seed: int) -> None:
-        rng = np.random.default_rng([20251124, seed])
+    def __init__(self, rng: np.random.Generator) -> None:
         self.shift = rng.uniform(-1.0, 1.0, size=2)
         angle = rng.uniform(0, 2 * math.pi)
         self.rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
@@ -49,14 +51,24 @@ class Instance:
         return np.asarray(base(p[:, 0], p[:, 1]), dtype=np.float64)
 
 
-def _search(candidate: Candidate, seeds: tuple[int, ...]) -> dict[str, Any]:
-    instances = [Instance(s) for s in seeds]
-    histories: list[list[list[float]]] = [[] for _ in seeds]
-    best = np.full(len(seeds), np.inf)
+def secret_instances(count: int) -> list[Instance]:
+    """``count`` instances from a seed drawn here, never shown to the candidate."""
+    return [Instance(np.random.default_rng(s)) for s in np.random.SeedSequence(secrets.randbits(128)).spawn(count)]
+
+
+def search(candidate: Candidate, instances: list[Instance]) -> dict[str, Any]:
+    """Run the ask/tell rounds on ``instances``; the metrics, features and artifacts of the evaluation.
+
+    Raises:
+        Invalid: when a batch of points is malformed or outside the box.
+        CandidateError: when the candidate crashes or runs out of time.
+    """
+    histories: list[list[list[float]]] = [[] for _ in instances]
+    best = np.full(len(instances), np.inf)
     for round_ in range(ROUNDS):
-        rng_seeds = [1000 * round_ + i for i in range(len(seeds))]
+        rng_seeds = [1000 * round_ + i for i in range(len(instances))]  # the candidate's own randomness
         answer = candidate.call("propose_all", histories, BATCH, list(BOUNDS), rng_seeds)
-        batches = as_list(answer, f"round {round_}: propose_all() result", length=len(seeds))
+        batches = as_list(answer, f"round {round_}: propose_all() result", length=len(instances))
         for i, raw in enumerate(batches):
             points = as_array(raw, f"round {round_}, instance {i}: points", shape=(BATCH, 2), low=BOUNDS[0], high=BOUNDS[1])
             values = instances[i](points)
@@ -71,9 +83,10 @@ def _search(candidate: Candidate, seeds: tuple[int, ...]) -> dict[str, Any]:
 
 
 def evaluate(candidate: Candidate) -> dict[str, Any]:
-    return _search(candidate, SEARCH_SEEDS)
+    return search(candidate, secret_instances(INSTANCES))
 
 
 def evaluate_held_out(candidate: Candidate) -> dict[str, Any]:
-    return _search(candidate, HELD_OUT_SEEDS)
+    # another secret draw, twice as large: instances new at every evaluation leave no fixed set to hold out
+    return search(candidate, secret_instances(2 * INSTANCES))
 
