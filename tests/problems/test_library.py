@@ -38,7 +38,8 @@ def test_evolve_problems_lists_every_problem_with_objective_and_known_best(tmp_p
 def test_each_problem_is_documented_in_its_folder_and_in_the_readme_table(name: str) -> None:
     problem = resolve_problem(name)
     doc = (Path(problem.source) / "README.md").read_text()
-    for section in ("**What it is.**", "**How it is scored.**", "**Known best.**", "**What the evaluator rejects"):
+    for section in ("**What it is.**", "**How it is scored.**", "**Why a program cannot learn its instances.**",
+                    "**Known best.**", "**What the evaluator rejects"):
         assert section in doc, f"{name}/README.md lacks {section}"
     assert problem.config.known_best is not None
     assert f"{problem.config.known_best.value:.10g}" in doc.replace(",", "")
