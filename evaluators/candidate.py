@@ -59,6 +59,9 @@ def _tail(data: bytes, limit: int = 2000) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
+_QUOTED_CHARS = 300
+
+
 def _value_of(outcome: RunOutcome, what: str, limits: SandboxLimits, stderr: str) -> Any:
     """The decoded value of one call's outcome; ``what`` names the call in messages.
 
@@ -85,7 +88,11 @@ def _value_of(outcome: RunOutcome, what: str, limits: SandboxLimits, stderr: str
     except CandidateValueError as exc:
         raise CandidateError(f"{what} returned malformed data: {exc}", stderr=stderr) from exc
     if not envelope["ok"]:
-        raise CandidateError(f"{what} raised {envelope['error']}", stderr=stderr, traceback=envelope["traceback"])
+        # The exception's text is the program's own words (a hostile one writes them to sound like the
+        # evaluator's): quoted, never spliced into the evaluator's sentence.
+        said = envelope["error"] if len(envelope["error"]) <= _QUOTED_CHARS else envelope["error"][:_QUOTED_CHARS] + "…"
+        raise CandidateError(f"{what} raised an exception; the program says: {said!r}", stderr=stderr,
+                             traceback=envelope["traceback"])
     return envelope["value"]
 
 

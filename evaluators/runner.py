@@ -14,12 +14,16 @@ parses it within an element budget.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +32,8 @@ from evolve.evaluators.validate import clip, result_from_answer
 from evolve.problem import Limits, Problem, Stage, compile_problem
 from evolve.sandbox import CandidateValueError, SandboxLimits, resolve_backend
 from evolve.sandbox.codec import loads_within
+from evolve.sandbox.confine import RUN_TAG_ENV, sweep, sweep_stale
+from evolve.sandbox.container import sweep_containers
 from evolve.sandbox.process import child_environment
 from evolve.sandbox.supervise import supervise
 from evolve.values import EvalResult, EvalStatus
@@ -91,6 +97,7 @@ class Evaluator:
         self._dir = problem.write_to(problem_dir)
         self.backend = resolve_backend(sandbox)
         self._python = python or sys.executable
+        sweep_stale()  # run cgroups of evaluator processes that were killed before they could clean up
 
     def _worker_env(self) -> dict[str, str]:
         """The trusted evaluator's environment: minimal, plus how to reach a container engine.
@@ -135,15 +142,25 @@ class Evaluator:
                 for s in stages
             ],
         }
-        outcome = await supervise(
-            lambda fd: [self._python, "-I", "-B", "-m", "evolve.evaluators.worker", str(fd)],
-            stdin=json.dumps(request).encode(),
-            env=self._worker_env(),
-            cwd=str(self._dir),
-            wall_s=timeout_s + _GRACE_S,
-            output_bytes=_EVALUATOR_OUTPUT_BYTES,
-            result_bytes=_EVALUATOR_RESULT_BYTES,
-        )
+        # Everything the evaluation makes on the host carries this tag or lives in this directory,
+        # so it is removed here however the evaluator process ended (killed at its deadline included).
+        tag = f"{os.getpid()}x{uuid.uuid4().hex[:10]}"
+        scratch = tempfile.mkdtemp(prefix=f"evolve-eval-{tag}-")
+        try:
+            outcome = await supervise(
+                lambda fd: [self._python, "-I", "-B", "-m", "evolve.evaluators.worker", str(fd)],
+                stdin=json.dumps(request).encode(),
+                env={**self._worker_env(), "TMPDIR": scratch, RUN_TAG_ENV: tag},
+                cwd=str(self._dir),
+                wall_s=timeout_s + _GRACE_S,
+                output_bytes=_EVALUATOR_OUTPUT_BYTES,
+                result_bytes=_EVALUATOR_RESULT_BYTES,
+            )
+        finally:
+            sweep(tag)
+            if self.backend == "docker":
+                await asyncio.to_thread(sweep_containers, tag)
+            shutil.rmtree(scratch, ignore_errors=True)
         duration = time.monotonic() - started
         stderr = clip(outcome.stderr.decode("utf-8", errors="replace"))
         if outcome.timed_out:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from evolve.sandbox.base import SandboxLimits
 
-__all__ = ["CGROUP_ROOT", "RUN_TAG_ENV", "Confinement", "cgroup_layout", "leftover_cgroups", "run_uid", "stale_cgroups", "sweep",
+__all__ = ["CGROUP_ROOT", "RUN_TAG_ENV", "Confinement", "cgroup_layout", "leftover_cgroups", "run_tag", "run_uid", "stale_cgroups", "sweep",
            "sweep_stale"]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -56,7 +56,8 @@ def run_uid() -> int:
     return _UID_BASE + os.getpid()
 
 
-def _run_tag() -> str:
+def run_tag() -> str:
+    """This process's run tag: ``EVOLVE_RUN_TAG`` when the controller set one (alphanumeric), else the pid."""
     tag = os.environ.get(RUN_TAG_ENV, "")
     return tag if tag.isalnum() else str(os.getpid())
 
@@ -123,7 +124,7 @@ class _RunCgroup:
 
     @classmethod
     def create(cls, layout: _Layout, *, memory_bytes: int, pids: int, cpus: float) -> _RunCgroup:
-        name = f"run-{_run_tag()}-{uuid.uuid4().hex[:12]}"
+        name = f"run-{run_tag()}-{uuid.uuid4().hex[:12]}"
         group = cls([])
         quota = str(max(1000, round(cpus * _CFS_PERIOD_US)))
         try:

@@ -43,16 +43,18 @@ from typing import Any
 
 from evolve.errors import SandboxError
 from evolve.sandbox.base import SHM_BYTES, RunOutcome, RunSpec, SandboxLimits, SandboxSession, SessionSpec
+from evolve.sandbox.confine import run_tag
 from evolve.sandbox.process import harness_settings, harness_source, request_with_code, session_setup
 from evolve.sandbox.runtime import SITE_DIR, sandbox_runtime
 from evolve.sandbox.supervise import CappedOutput, SupervisedSession, frame
 
-__all__ = ["ROOTFS_REPOSITORY", "DockerSandbox", "rootfs_tar"]
+__all__ = ["ROOTFS_REPOSITORY", "RUN_LABEL", "DockerSandbox", "rootfs_tar", "sweep_containers"]
 
 ROOTFS_REPOSITORY = "evolve-sandbox-root"
 _IO_DIR = "/io"
 _WORKDIR = "/tmp"
 _REMOVE_TIMEOUT_S = 30.0
+RUN_LABEL = "evolve.run"
 # With a read-only root, podman mounts /run and /var/tmp as tmpfs of unbounded size (1777 for
 # /var/tmp): a candidate filled it up to the memory limit. Mounting them here, small and not
 # writable by the candidate's user, leaves /tmp and /dev/shm the only places it can write.
@@ -192,6 +194,7 @@ class DockerSandbox:
             ],
             stdin_open=stdin_open,
             runtime=self.runtime,
+            labels={RUN_LABEL: run_tag()},  # what sweep_containers removes when the evaluator was killed
         )
 
     def _start_serving(self, spec: SessionSpec) -> tuple[Any, Any]:
@@ -288,6 +291,23 @@ class DockerSandbox:
             result_exceeded=result_overflow,
             wall_s=time.monotonic() - started,
         )
+
+
+def sweep_containers(tag: str) -> int:
+    """Remove every sandbox container of evaluation ``tag`` (what a killed evaluator left); how many.
+
+    The engine is the one ``DOCKER_HOST`` names. An engine that cannot be reached has nothing of ours to remove.
+    """
+    try:
+        import docker
+
+        client = docker.DockerClient(base_url=os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock", timeout=30)
+        found = client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={tag}"})
+    except Exception:  # the SDK raises DockerException and requests' errors alike
+        return 0
+    for container in found:
+        _remove(container)
+    return len(found)
 
 
 def _remove(container: Any) -> None:

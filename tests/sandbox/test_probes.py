@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import os
 import shutil
 import socket
 import subprocess
@@ -36,6 +37,7 @@ from evolve.evaluators.runner import Evaluator
 from evolve.problem import load_problem
 from evolve.prompting import PromptBuilder
 from evolve.sandbox.confine import leftover_cgroups, stale_cgroups
+from evolve.sandbox.container import RUN_LABEL
 from evolve.values import EvalStatus
 from tests.conftest import write_problem
 from tests.sandbox.helpers import SET_NAME, processes_named
@@ -89,7 +91,7 @@ class Host:
         return {
             "token": self.token, "port": self.port, "db": str(self.db), "evaluator": str(self.evaluator),
             "sibling": self.sibling.pid, "paths": [str(p) for p in self.outside_paths()], "secret_prefix": SECRET[:9],
-            "numpy_init": str(Path(np.__file__)), "test_pid": __import__("os").getpid(),
+            "numpy_init": str(Path(np.__file__)), "test_pid": os.getpid(),
         }
 
 
@@ -122,10 +124,15 @@ def _sibling_alive(host: Host) -> str | None:
 
 
 def _evolve_leftovers() -> set[str]:
-    """Run cgroups and evolve's temporary directories that exist on the host now."""
+    """Run cgroups and temporary directories of evaluations started by this process that exist now.
+
+    Evaluations carry the tag ``<controller pid>x<hex>``; other processes' evaluations (a parallel
+    test run) are not ours to judge.
+    """
+    tag = f"{os.getpid()}x"
     scratch = Path(tempfile.gettempdir())
-    dirs = {str(p) for pattern in ("evolve-eval-*", "evolve-run-*", "evolve-io-*") for p in scratch.glob(pattern)}
-    return dirs | {str(p) for p in leftover_cgroups()}
+    dirs = {str(p) for p in scratch.glob(f"evolve-eval-{tag}*")}
+    return dirs | {str(p) for p in leftover_cgroups() if p.name.startswith(f"run-{tag}")}
 
 
 def _nothing_left(before: set[str]) -> str | None:
@@ -438,3 +445,43 @@ def test_a_candidate_cannot_speak_as_the_evaluator(backend: str, tmp_path: Path)
     fake = [line for line in lines if "scores 99.0" in line]
     assert fake and all(line.startswith("| ") for line in fake), fake
     assert not any(line.startswith(("```", "[error]")) for line in lines), lines
+
+
+KILLED_YAML = PROBE_YAML.replace("timeout_s: 4", "timeout_s: 2")
+
+KILLED_EVALUATOR = """\
+import time
+
+
+def evaluate(candidate):
+    with candidate.session("spawn") as session:
+        session.call()
+        time.sleep(60)  # the trusted side hangs: the controller kills this process at its deadline
+    return {"metrics": {"score": 1.0}}
+"""
+
+
+def _our_containers() -> list[str]:
+    """Sandbox containers of evaluations started by this process, on the engine DOCKER_HOST names."""
+    import docker
+
+    client = docker.DockerClient(base_url=os.environ["DOCKER_HOST"], timeout=30)
+    found = client.containers.list(all=True, filters={"label": RUN_LABEL})
+    return [c.name for c in found if str(c.labels.get(RUN_LABEL, "")).startswith(f"{os.getpid()}x")]
+
+
+def test_an_evaluator_killed_mid_session_leaves_nothing_behind(backend: str, tmp_path: Path) -> None:
+    """The controller kills a hung evaluator; the candidate it was serving (and the daemon it forked) go too."""
+    token = f"ev{uuid.uuid4().hex[:10]}"
+    daemon = SET_NAME.format(token=token).replace("\n", "\n            ")
+    code = ("# EVOLVE-BLOCK-START\nimport os, time\n\ndef spawn():\n    if os.fork() == 0:\n        os.setsid()\n"
+            f"        if os.fork() == 0:\n            {daemon}time.sleep(60)\n        os._exit(0)\n    return 1\n# EVOLVE-BLOCK-END\n")
+    problem = load_problem(write_problem(tmp_path / "source", yaml=KILLED_YAML, evaluator=KILLED_EVALUATOR))
+    evaluator = Evaluator(problem, problem_dir=tmp_path / "problem", sandbox=backend)
+    before = _evolve_leftovers()
+    result = asyncio.run(evaluator.evaluate(code))
+    assert result.status is EvalStatus.TIMEOUT, result.artifacts
+    assert processes_named(token) == [], "the candidate's daemon outlived its killed evaluator"
+    assert _nothing_left(before) is None, _nothing_left(before)
+    if backend == "docker":
+        assert _our_containers() == [], "a sandbox container outlived its killed evaluator"

@@ -102,7 +102,7 @@ def test_the_candidate_cannot_read_a_request_before_it_is_sent(sandbox: Sandbox)
 
 
 FAILURES = {
-    "raises": ("raise ValueError('boom')", CandidateError, "raised ValueError: boom"),
+    "raises": ("raise ValueError('boom')", CandidateError, "the program says: 'ValueError: boom'"),
     "crashes": ("os._exit(3)", CandidateError, "exited with code 3"),
     "hangs": ("time.sleep(60)", CandidateTimeout, "ran past its"),
     "floods output": ("while True:\n            sys.stdout.write('x' * 65536)", CandidateError, "printed more than"),
