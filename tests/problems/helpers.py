@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.util
 import re
 import tempfile
+import time
 from pathlib import Path
+from types import ModuleType
 
 from evolve.blocks import END_MARKER, START_MARKER
 from evolve.campaign import Campaign
 from evolve.config import CampaignConfig
+from evolve.evaluators import Candidate
 from evolve.evaluators.runner import Evaluator
 from evolve.problem import Problem, resolve_problem
+from evolve.sandbox import SandboxLimits, get_sandbox
 from evolve.store import Store
 from evolve.values import CampaignStatus, EvalResult, EvalStatus
 
-__all__ = ["assert_rejected", "evaluate", "mutator_improves", "replace_block"]
+__all__ = ["assert_rejected", "evaluate", "evaluator_module", "mutator_improves", "replace_block", "sandboxed"]
 
 
 @functools.cache
@@ -31,6 +36,21 @@ def _evaluator(name: str) -> Evaluator:
 def evaluate(name: str, code: str, *, held_out: bool = False) -> EvalResult:
     """Score ``code`` with the built-in problem ``name``."""
     return asyncio.run(_evaluator(name).evaluate(code, held_out=held_out))
+
+
+def evaluator_module(name: str) -> ModuleType:
+    """The problem's ``evaluator.py``, loaded here: to draw its instances, or to run its functions on chosen ones."""
+    spec = importlib.util.spec_from_file_location(f"{name}_evaluator", Path(resolve_problem(name).source) / "evaluator.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sandboxed(code: str, *, seconds: float = 60.0) -> Candidate:
+    """``code`` as the candidate an evaluator function gets, run by the real sandbox backend (``auto``)."""
+    limits = SandboxLimits(wall_s=seconds, cpu_s=int(seconds), memory_bytes=1 << 30)
+    return Candidate(code, sandbox=get_sandbox("auto"), limits=limits, deadline=time.monotonic() + seconds)
 
 
 def replace_block(name: str, body: str) -> str:

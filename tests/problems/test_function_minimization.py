@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -12,23 +10,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evolve.evaluators import Candidate
 from evolve.problem import resolve_problem
-from evolve.sandbox import SandboxLimits, get_sandbox
 from evolve.values import EvalStatus
-from tests.problems.helpers import assert_rejected, evaluate, mutator_improves, replace_block
+from tests.problems.helpers import assert_rejected, evaluate, evaluator_module, mutator_improves, replace_block, sandboxed
 
 NAME = "function_minimization"
 P_STAR = (-1.7040828, 0.6775078)  # minimizer of the unshifted base function
 
 
-def evaluator_module() -> ModuleType:
-    path = Path(resolve_problem(NAME).source) / "evaluator.py"
-    spec = importlib.util.spec_from_file_location("fm_evaluator", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def proposing(body: str) -> str:
@@ -75,14 +64,12 @@ def minimizer(instance: Any) -> list[float]:
 
 def search_known(module: ModuleType, code: str, instances: list[Any]) -> dict[str, Any]:
     """The evaluator's search on instances chosen here, through a real sandbox."""
-    candidate = Candidate(code, sandbox=get_sandbox("auto"), limits=SandboxLimits(wall_s=30, cpu_s=30),
-                          deadline=time.monotonic() + 30)
-    result: dict[str, Any] = module.search(candidate, instances)
+    result: dict[str, Any] = module.search(sandboxed(code, seconds=30), instances)
     return result
 
 
 def test_a_search_that_knows_every_minimizer_scores_zero_and_a_fixed_point_does_not() -> None:
-    module = evaluator_module()
+    module = evaluator_module(NAME)
     instances = [module.Instance(np.random.default_rng(s)) for s in range(8)]
     oracle = replace_block(NAME, f"MIN = {[minimizer(i) for i in instances]}\n"
                                  "def propose(history, n, bounds, seed):\n    return [MIN[seed % 1000]] * n")
@@ -134,7 +121,7 @@ def propose(history, n, bounds, seed):
 
 
 def test_every_evaluation_draws_new_instances() -> None:
-    module = evaluator_module()
+    module = evaluator_module(NAME)
     first, second = module.secret_instances(32), module.secret_instances(32)
     assert not any(np.array_equal(a.shift, b.shift) for a in first for b in second)
     initial = resolve_problem(NAME).initial_program

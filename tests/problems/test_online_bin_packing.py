@@ -10,21 +10,17 @@ back to. The figures the bands use are measured in the problem's README.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
-from evolve.evaluators import Candidate
 from evolve.problem import resolve_problem
-from evolve.sandbox import SandboxLimits, get_sandbox
 from evolve.values import EvalResult, EvalStatus
-from tests.problems.helpers import assert_rejected, evaluate, mutator_improves, replace_block
+from tests.problems.helpers import assert_rejected, evaluate, evaluator_module, mutator_improves, replace_block, sandboxed
 
 NAME = "online_bin_packing"
 # Measured through this evaluator, 20 evaluations each (README): the mean and standard deviation of excess_weibull.
@@ -34,12 +30,6 @@ FUNSEARCH_MEAN, FUNSEARCH_STD = 0.69, 0.04  # FunSearch's published Weibull heur
 BEST_FIT_FLOOR = BEST_FIT_MEAN - 6 * BEST_FIT_STD
 
 
-def evaluator_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("obp_evaluator", Path(resolve_problem(NAME).source) / "evaluator.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def with_priority(body: str, extra: str = "") -> str:
@@ -192,7 +182,7 @@ def _planner() -> dict[str, Any]:
 
 
 def test_the_probes_planner_would_beat_every_online_heuristic_if_it_could_see_the_items() -> None:
-    module = evaluator_module()
+    module = evaluator_module(NAME)
     rng = np.random.default_rng(3)
     items = module.draw(module.WEIBULL, rng).astype(np.int64)
     table, bins = _planner()["_plan"](items, 100)
@@ -261,20 +251,18 @@ ELEMENTWISE = [  # priorities of each bin alone (or of its position): one empty 
 @pytest.mark.parametrize(("body", "reference"), [h[1:] for h in ELEMENTWISE], ids=[h[0] for h in ELEMENTWISE])
 def test_the_packing_is_funsearchs_rule_exactly(body: str, reference: Any) -> None:
     """The evaluator's packing through a real sandbox on instances chosen here, against FunSearch's loop."""
-    module = evaluator_module()
+    module = evaluator_module(NAME)
     rng = np.random.default_rng(11)
     instances = [("weibull instance 0", module.draw(module.WEIBULL, rng)[:1500], 100),
                  ("uniform instance 0", module.draw(module.UNIFORM, rng), 150)]
-    candidate = Candidate(with_priority(body), sandbox=get_sandbox("auto"),
-                          limits=SandboxLimits(wall_s=60, cpu_s=60, memory_bytes=1 << 30), deadline=time.monotonic() + 60)
-    excess = module.pack(candidate, instances)
+    excess = module.pack(sandboxed(with_priority(body)), instances)
     for (_label, items, capacity), got in zip(instances, excess, strict=True):
         want = reference_bins(items.astype(int).tolist(), capacity, reference)
         assert got == pytest.approx(100 * (want / math.ceil(items.sum() / capacity) - 1), abs=1e-12)
 
 
 def test_every_evaluation_draws_new_instances() -> None:
-    module = evaluator_module()
+    module = evaluator_module(NAME)
     first, second = module.secret_instances(), module.secret_instances()
     assert len(first) == 20 and [len(i) for _l, i, _c in first] == [5000] * 10 + [500] * 10
     assert not any(np.array_equal(a, b) for (_l, a, _c), (_m, b, _d) in zip(first, second, strict=True))

@@ -6,20 +6,15 @@ The instances are drawn per evaluation from a secret seed: a table of tours of t
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import time
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
-from evolve.evaluators import Candidate
 from evolve.problem import resolve_problem
-from evolve.sandbox import SandboxLimits, get_sandbox
 from evolve.values import EvalStatus
-from tests.problems.helpers import assert_rejected, evaluate, mutator_improves, replace_block
+from tests.problems.helpers import assert_rejected, evaluate, evaluator_module, mutator_improves, replace_block, sandboxed
 
 NAME = "tsp_heuristic"
 # LKH tours of the former fixed instances (best of three elkai runs of 20 trials each, distances scaled to integers
@@ -27,12 +22,6 @@ NAME = "tsp_heuristic"
 REFERENCE_TOURS: dict[str, list[int]] = json.loads((Path(__file__).with_name("tsp_reference_tours.json")).read_text())
 
 
-def evaluator_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tsp_evaluator", Path(resolve_problem(NAME).source) / "evaluator.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def former_points(key: str) -> np.ndarray:
@@ -79,7 +68,7 @@ def test_a_poor_heuristic_stops_at_the_quick_stage() -> None:
 
 def test_the_bound_is_below_every_near_optimal_tour_and_close_to_it() -> None:
     """The known best: LKH's tours score 1.0057 on average over the 10 former 100-city instances (std 0.0028)."""
-    module = evaluator_module()
+    module = evaluator_module(NAME)
     keys = [k for k in REFERENCE_TOURS if k.startswith("100:")]
     points = [former_points(k) for k in keys]
     lengths = np.array([module.tour_length(p, np.array(REFERENCE_TOURS[k])) for k, p in zip(keys, points, strict=True)])
@@ -92,7 +81,7 @@ def test_the_bound_is_below_every_near_optimal_tour_and_close_to_it() -> None:
 
 
 def test_tours_are_measured_by_the_evaluator_however_rotated_or_reversed() -> None:
-    module = evaluator_module()
+    module = evaluator_module(NAME)
     keys = [k for k in REFERENCE_TOURS if k.startswith("100:")][:3]
     instances = [former_points(k) for k in keys]
     body = (f"    tours = {[REFERENCE_TOURS[k] for k in keys]!r}\n"
@@ -100,9 +89,7 @@ def test_tours_are_measured_by_the_evaluator_however_rotated_or_reversed() -> No
             "    SOLVED.append(1)\n"
             "    return tour[3:] + tour[:3] if len(SOLVED) % 2 else tour[::-1]")
     code = replace_block(NAME, f"SOLVED = []\ndef solve(points):\n{body}")
-    candidate = Candidate(code, sandbox=get_sandbox("auto"), limits=SandboxLimits(wall_s=30, cpu_s=30),
-                          deadline=time.monotonic() + 30)
-    got = module.ratios(candidate, instances)
+    got = module.ratios(sandboxed(code, seconds=30), instances)
     bounds = module.held_karp_bounds(instances)
     for k, pts, bound, ratio in zip(keys, instances, bounds, got, strict=True):
         closed = pts[REFERENCE_TOURS[k]]
@@ -130,7 +117,7 @@ def test_tours_learned_for_the_former_fixed_instances_are_of_no_use() -> None:
 
 
 def test_every_evaluation_draws_new_instances() -> None:
-    module = evaluator_module()
+    module = evaluator_module(NAME)
     first, second = module.secret_instances(100, 20), module.secret_instances(100, 20)
     assert not any(np.array_equal(a, b) for a in first for b in second)
     held = evaluate(NAME, resolve_problem(NAME).initial_program, held_out=True)
