@@ -7,9 +7,11 @@ sandbox (``auto``: bubblewrap here), exactly as in a campaign.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import importlib.util
 import re
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +32,9 @@ __all__ = ["assert_rejected", "evaluate", "evaluator_module", "mutator_improves"
 
 @functools.cache
 def _evaluator(name: str) -> Evaluator:
-    return Evaluator(resolve_problem(name), problem_dir=Path(tempfile.mkdtemp(prefix=f"evolve-test-{name}-")))
+    folder = tempfile.mkdtemp(prefix=f"evolve-test-{name}-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # the suite leaves nothing of evolve on the host
+    return Evaluator(resolve_problem(name), problem_dir=Path(folder))
 
 
 def evaluate(name: str, code: str, *, held_out: bool = False) -> EvalResult:
