@@ -51,6 +51,7 @@ def _load_evaluator(problem_dir: Path) -> Any:
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {problem_dir / 'evaluator.py'}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # registered like any import, so dataclasses and pickling inside it work
     spec.loader.exec_module(module)
     return module
 

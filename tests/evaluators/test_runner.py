@@ -96,6 +96,29 @@ def test_an_evaluator_bug_is_an_error_naming_the_evaluator(tmp_path: Path) -> No
     assert result.status is EvalStatus.ERROR and result.artifacts["error"].startswith("evaluator:")
 
 
+DATACLASS_EVALUATOR = """\
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Point:
+    x: float
+
+
+def evaluate(candidate):
+    point = Point(candidate.call("solve"))
+    return {"metrics": {"value": -(point.x - 3.0) ** 2}, "features": {"x": point.x}}
+"""
+
+
+def test_an_evaluator_may_define_dataclasses(tmp_path: Path) -> None:
+    # dataclasses look their module up in sys.modules: the worker registers evaluator.py like an import
+    result = evaluate(tmp_path, block("def solve():\n    return 2.0"), evaluator=DATACLASS_EVALUATOR)
+    assert result.status is EvalStatus.OK and result.metrics == {"value": -1.0}, result.artifacts
+
+
 def test_builtin_circle_packing_rejects_overlaps_and_nan(tmp_path: Path) -> None:
     problem = load_problem(Path(__file__).parents[2] / "problems" / "circle_packing")
     evaluator = Evaluator(problem, problem_dir=tmp_path / "cp")
