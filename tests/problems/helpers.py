@@ -70,7 +70,6 @@ def assert_rejected(result: EvalResult, fragment: str, *, status: EvalStatus = E
     error = result.artifacts.get("error", "")
     assert result.status is status, f"expected {status.value}, got {result.status.value}: {error}"
     assert fragment in error, f"{fragment!r} not in {error!r}"
-    assert result.objective("x") is None
 
 
 def mutator_improves(name: str, tmp_path: Path, *, iterations: int, seed: int = 1) -> tuple[float, float]:

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from evolve.archive import Sample, SampleMode
+from evolve.blocks import find_regions
+from evolve.diff import apply_diff
 from evolve.llm.mutator import propose_edits
 from evolve.problem import builtin_problem_names, resolve_problem
 from evolve.prompting import PromptBuilder
@@ -69,4 +71,13 @@ def test_the_initial_program_evaluates_and_the_prompt_leaks_no_known_best(name: 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_the_mutator_can_edit_every_initial_program(name: str) -> None:
-    assert propose_edits(resolve_problem(name).initial_program, np.random.default_rng(0))
+    initial = resolve_problem(name).initial_program
+    children = set()
+    for seed in range(5):
+        edits = propose_edits(initial, np.random.default_rng(seed))
+        assert edits, f"{name}: the mutator found nothing to change"
+        child = apply_diff(initial, edits)  # raises DiffError for an edit outside the blocks or a broken frame
+        assert child != initial and find_regions(child).frozen == find_regions(initial).frozen
+        compile(child, f"{name} child", "exec")
+        children.add(child)
+    assert len(children) > 1, f"{name}: five seeds made the same child"
