@@ -9,12 +9,21 @@ a loop over those primitives.
 Every iteration is committed in one transaction, so ``kill -9`` at any moment
 loses at most the proposals in flight; ``Campaign.resume`` continues from the
 store alone (the initial program is never re-added, counters continue).
+
+Nothing a model or a candidate produces can stop the loop: every known way an
+answer or a program can be bad ends, where it happens, in a recorded non-OK
+program with a message (``evolve.diff``, ``Evaluator.evaluate``). As a last
+net, an unexpected exception from generating or evaluating one proposal is
+recorded as that proposal's failure, naming the exception, and logged with
+its traceback; only a broken sandbox (``SandboxError``), the store and
+cancellation still end a run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import socket
 import time
@@ -29,7 +38,7 @@ import numpy as np
 from evolve.archive import Archive, Sample
 from evolve.config import CampaignConfig, ModelSpec, parse_campaign_config
 from evolve.diff import apply_diff, apply_rewrite, parse_diff
-from evolve.errors import DiffError, EvolveError, LLMError, ProblemError
+from evolve.errors import DiffError, EvolveError, LLMError, ProblemError, SandboxError
 from evolve.evaluators.runner import Evaluator
 from evolve.evaluators.validate import clip
 from evolve.llm import CallAttempt, CallFailedError, Completion, Ensemble
@@ -41,6 +50,7 @@ from evolve.values import CampaignStatus, EvalResult, EvalStatus, Origin, Progra
 __all__ = ["Campaign", "Progress", "Proposal", "owner_alive", "this_owner"]
 
 _MAX_ANSWER_CHARS = 20_000
+_log = logging.getLogger("evolve.campaign")
 
 
 def this_owner() -> str:
@@ -108,6 +118,20 @@ class Progress:
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+def _child_code(parent: str, mode: str, answer: str) -> str:
+    """The child program an answer makes of ``parent``.
+
+    Raises:
+        DiffError: when it makes none, or leaves the parent unchanged.
+    """
+    if not answer.strip():
+        raise DiffError("the model's answer is empty")
+    code = apply_diff(parent, parse_diff(answer)) if mode == "diff" else apply_rewrite(parent, answer)
+    if code == parent:
+        raise DiffError("the edit leaves the program unchanged")
+    return code
 
 
 class Campaign:
@@ -199,7 +223,12 @@ class Campaign:
         return proposal
 
     async def generate(self, proposal: Proposal) -> Child:
-        """Ask the proposal's model and turn its answer into a child program (or a recorded failure)."""
+        """Ask the proposal's model and turn its answer into a child program (or a recorded failure).
+
+        Never raises for anything a model answers: a bad answer is a
+        DIFF_FAILED child whose error says what was wrong (see ``evolve.diff``
+        for the bounds on each step).
+        """
         spec = proposal.model
         try:
             completion = await self.ensemble.model_for(spec).complete(
@@ -208,20 +237,17 @@ class Campaign:
         except CallFailedError as exc:
             return Child(code=None, answer="", completion=None, failure=EvalStatus.LLM_FAILED, error=str(exc),
                          attempts=exc.attempts, fatal=exc.fatal)
-        parent = proposal.sample.parent.code
         try:
-            if not completion.text.strip():
-                raise DiffError("the model's answer is empty")
-            if spec.mode == "diff":
-                code = apply_diff(parent, parse_diff(completion.text))
-            else:
-                code = apply_rewrite(parent, completion.text)
-            if code == parent:
-                raise DiffError("the edit leaves the program unchanged")
+            code = _child_code(proposal.sample.parent.code, spec.mode, completion.text)
         except DiffError as exc:
-            return Child(code=None, answer=completion.text, completion=completion, failure=EvalStatus.DIFF_FAILED,
-                         error=str(exc), attempts=completion.attempts)
-        return Child(code=code, answer=completion.text, completion=completion, attempts=completion.attempts)
+            error = str(exc)
+        except Exception as exc:  # the LLM boundary: an answer no check foresaw is still this proposal's failure
+            _log.exception("applying the answer of iteration %d failed unexpectedly", proposal.iteration)
+            error = f"turning the model's answer into a program failed: {type(exc).__name__}: {exc}"
+        else:
+            return Child(code=code, answer=completion.text, completion=completion, attempts=completion.attempts)
+        return Child(code=None, answer=completion.text, completion=completion, failure=EvalStatus.DIFF_FAILED,
+                     error=error, attempts=completion.attempts)
 
     def tell(self, proposal_id: str, child: Child, result: EvalResult | None) -> RecordOutcome:
         """Commit one iteration (whatever its outcome) to the store.
@@ -289,11 +315,23 @@ class Campaign:
         shared_slots: asyncio.Semaphore | None,
     ) -> tuple[Child, EvalStatus]:
         async with llm_slots:
-            child = await self.generate(proposal)
+            try:
+                child = await self.generate(proposal)
+            except Exception as exc:  # the last net (generate catches what follows the call): a model that broke oddly
+                _log.exception("the model call of iteration %d failed unexpectedly", proposal.iteration)
+                child = Child(code=None, answer="", completion=None, failure=EvalStatus.LLM_FAILED,
+                              error=f"the model call failed unexpectedly: {type(exc).__name__}: {exc}")
         result: EvalResult | None = None
         if child.code is not None:
             async with eval_slots, shared_slots or contextlib.nullcontext():
-                result = await self.evaluator.evaluate(child.code)
+                try:
+                    result = await self.evaluator.evaluate(child.code)
+                except SandboxError:
+                    raise  # the sandbox broke, not the candidate: fail loudly
+                except Exception as exc:  # the last net, as above: recorded as this candidate's failure
+                    _log.exception("evaluating iteration %d failed unexpectedly", proposal.iteration)
+                    result = EvalResult(status=EvalStatus.ERROR,
+                                        artifacts={"error": clip(f"the evaluation failed: {type(exc).__name__}: {exc}")})
         await asyncio.to_thread(self.tell, proposal.id, child, result)
         return child, child.failure or (result.status if result else EvalStatus.ERROR)
 

@@ -254,7 +254,7 @@ class Store(Queries, Aggregates):
                 conn.execute(insert(llm_calls_table), [{
                     "campaign_id": cid, "iteration": program.iteration, "model": c.model, "template": c.template,
                     "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "cost_usd": c.cost_usd,
-                    "latency_s": c.latency_s, "ok": c.ok, "error": c.error, "outcome": c.outcome, "attempt": c.attempt,
+                    "latency_s": c.latency_s, "ok": c.ok, "error": _storable(c.error), "outcome": c.outcome, "attempt": c.attempt,
                     "created_at": now,
                 } for c in calls])
                 counters["prompt_tokens"] = campaigns.c.prompt_tokens + sum(c.prompt_tokens for c in calls)
@@ -408,13 +408,27 @@ def _short(exc: BaseException) -> str:
     return text[:300]
 
 
+def _storable(text: str | None) -> str | None:
+    """``text`` as every backend can hold it: NUL (PostgreSQL refuses it) and lone surrogates (no UTF-8 holds them) become '?'.
+
+    A model's answer or a provider's error message may carry either (JSON can
+    spell ``\\ud800`` and ``\\u0000``); the campaign refuses such text as a
+    program, but records the answer. Artifacts get the same, so whatever is
+    stored can be served again as UTF-8 (the API, the dashboard).
+    """
+    if text is None:
+        return None
+    return text.replace("\0", "?").encode("utf-8", errors="replace").decode("utf-8")
+
+
 def _program_values(p: Program) -> dict[str, Any]:
+    code = _storable(p.code) or ""
     return {
         "id": p.id, "campaign_id": p.campaign_id, "parent_id": p.parent_id, "island": p.island,
         "generation": p.generation, "iteration": p.iteration, "origin": p.origin.value, "status": p.status.value,
         "score": p.score, "fitness": p.fitness, "metrics": p.metrics, "features": p.features,
-        "artifacts": p.artifacts, "cell": p.cell, "code": p.code,
-        "code_hash": hashlib.sha256(p.code.encode()).hexdigest()[:32], "diff": p.diff, "model": p.model,
+        "artifacts": {k: _storable(v) for k, v in p.artifacts.items()}, "cell": p.cell, "code": code,
+        "code_hash": hashlib.sha256(code.encode()).hexdigest()[:32], "diff": _storable(p.diff), "model": p.model,
         "template": p.template, "eval_seconds": p.eval_seconds, "llm_seconds": p.llm_seconds, "n_children": 0,
         "created_at": p.created_at or time.time(), "stage": p.stage,
     }
