@@ -31,23 +31,11 @@ from evolve.llm import Message, RawAnswer, make_model
 from evolve.problem import Problem, load_problem
 from evolve.store import ProgramOrder, Store
 from evolve.values import CampaignStatus, EvalResult, EvalStatus, Program
-from tests.conftest import write_problem
+from tests.conftest import QUADRATIC_YAML, write_problem
 
 # Short limits: a hostile candidate that reaches the sandbox costs at most a few seconds.
-HOSTILE_YAML = """\
-name: hostile
-description: Find x maximizing -(x - 3)^2. The program defines solve() returning x.
-objective:
-  metric: value
-features:
-  - name: x
-    min: -10
-    max: 10
-    bins: 20
-limits:
-  timeout_s: 3
-  memory_mb: 256
-"""
+HOSTILE_YAML = QUADRATIC_YAML.replace("timeout_s: 10\n  memory_mb: 512", "timeout_s: 3\n  memory_mb: 256")
+assert HOSTILE_YAML != QUADRATIC_YAML
 
 _PROGRAM_IN_PROMPT = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
