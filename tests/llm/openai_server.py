@@ -8,7 +8,8 @@ Faults: ``rate_limit`` (429 with Retry-After), ``server_error`` (500),
 ``hang`` (no answer until the server stops), ``invalid_json`` (200 with a
 garbled body), ``empty`` (200 with empty content), ``truncated`` (200, the
 answer cut in half, finish_reason "length"), ``drop`` (the connection closed
-with no response), ``auth`` (401).
+with no response), ``auth`` (401), ``payment`` (402), ``forbidden`` (403),
+``not_found`` (404).
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-FAULTS = ("rate_limit", "server_error", "hang", "invalid_json", "empty", "truncated", "drop", "auth")
+FAULTS = ("rate_limit", "server_error", "hang", "invalid_json", "empty", "truncated", "drop", "auth", "payment", "forbidden",
+          "not_found")
+#: Faults answered with a plain HTTP error: the status and the provider's message.
+REFUSALS = {"auth": (401, "invalid api key"), "payment": (402, "insufficient credit"),
+            "forbidden": (403, "this key may not use this model"), "not_found": (404, "no such model")}
 Answer = Callable[[dict[str, Any]], str]
 
 
@@ -128,8 +133,8 @@ class FaultyServer:
                     self._error(500, "internal error")
                 elif fault == "outage":
                     self._error(503, "service unavailable")
-                elif fault == "auth":
-                    self._error(401, "invalid api key")
+                elif fault in REFUSALS:
+                    self._error(*REFUSALS[fault])
                 elif fault == "hang":
                     server._stopping.wait(120)
                 elif fault == "drop":
