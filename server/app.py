@@ -44,7 +44,9 @@ log = logging.getLogger("evolve.server")
 
 
 def _error(code: int, detail: str, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"detail": redact(detail), "field": field}, status_code=code, headers=headers)
+    # the field is quoted from the request too (an unknown key is named by itself): redacted like the message
+    return JSONResponse({"detail": redact(detail), "field": redact(field) if field is not None else None}, status_code=code,
+                        headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -27,6 +29,33 @@ def test_with_a_token_writes_need_it_and_loopback_reads_do_not(make_client: Call
     assert client.post("/problems", json=quadratic_payload(), headers=AUTH).status_code == 201
     assert client.get("/problems").status_code == 200
     assert client.post("/campaigns/x/stop").status_code == 401  # auth before anything else
+
+
+def test_the_token_is_compared_in_constant_time_and_every_wrong_one_is_refused_alike(
+        make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch) -> None:
+    """README: the token is compared in constant time. Every candidate token goes through hmac.compare_digest (the
+    standard library's constant-time comparison), as bytes, whatever its length, and every wrong one gets the same answer."""
+    real = hmac.compare_digest
+    seen: list[tuple[object, object]] = []
+
+    def recording(a: Any, b: Any) -> bool:
+        seen.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", recording)
+    client = make_client(api_token=TOKEN)
+    wrong = [TOKEN[:-1] + "x", "x" + TOKEN[1:], TOKEN[:-1], TOKEN + "0", TOKEN * 3, "", "t", "tést-token-ü"]
+    answers = []
+    for given in wrong:
+        seen.clear()
+        raw = given.encode()  # a header is bytes on the wire; the server reads it as latin-1
+        response = client.post("/campaigns/x/stop", headers={"Authorization": b"Bearer " + raw})
+        answers.append((response.status_code, response.content, sorted(response.headers.items())))
+        assert seen == [(raw.decode("latin-1").encode(), TOKEN.encode())], (given, seen)  # one comparison, of bytes
+    assert answers[0][0] == 401 and all(a == answers[0] for a in answers), answers  # refused alike, whatever the length
+    seen.clear()
+    assert client.post("/campaigns/x/stop", headers=AUTH).status_code == 404  # past the token: there is no campaign x
+    assert seen == [(TOKEN.encode(), TOKEN.encode())]
 
 
 def test_beyond_loopback_reads_need_the_token_too(make_client: Callable[..., TestClient]) -> None:
@@ -97,9 +126,20 @@ def test_unexpected_failures_answer_500_without_a_traceback(client: TestClient, 
     assert response.json() == {"detail": "internal error; the server's log has the details", "field": None}
 
 
-def test_secrets_in_error_messages_are_redacted(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    secret = "sk-live-abcdefghijklmnop0123"
-    monkeypatch.setenv("OPENAI_API_KEY", secret)
-    response = client.post("/problems", json=quadratic_payload(config={"name": secret}))
-    assert response.status_code == 422
-    assert secret not in response.text
+SECRET = "sk-live-abcdefghijklmnop0123"
+RAISES_SECRET = f"# EVOLVE-BLOCK-START\ndef solve():\n    raise ValueError('key {SECRET}')\n# EVOLVE-BLOCK-END\n"
+
+
+@pytest.mark.parametrize("request_of", [
+    pytest.param(lambda c: c.post("/problems", json={**quadratic_payload(), SECRET: 1}), id="unknown-field-named-by-it"),
+    pytest.param(lambda c: c.get(f"/problems/{SECRET}"), id="unknown-problem-in-the-path"),
+    pytest.param(lambda c: c.post("/campaigns", json={"problem": SECRET, "models": [{"name": "mutator"}]}), id="unknown-problem"),
+    pytest.param(lambda c: c.post("/problems", json=quadratic_payload(initial_program=RAISES_SECRET)), id="candidate-error-text"),
+])
+def test_secrets_in_error_messages_are_redacted(client: TestClient, monkeypatch: pytest.MonkeyPatch,
+                                                request_of: Callable[[TestClient], Any]) -> None:
+    """Each request puts the key where the error answer quotes the request back: the quote comes back redacted."""
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    response = request_of(client)
+    assert response.status_code in (404, 422), response.text
+    assert SECRET not in response.text and "[redacted]" in response.text, response.text
