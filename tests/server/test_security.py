@@ -49,7 +49,7 @@ def test_the_token_is_compared_in_constant_time_and_every_wrong_one_is_refused_a
     for given in wrong:
         seen.clear()
         raw = given.encode()  # a header is bytes on the wire; the server reads it as latin-1
-        response = client.post("/campaigns/x/stop", headers={"Authorization": b"Bearer " + raw})
+        response = client.post("/campaigns/x/stop", headers={b"Authorization": b"Bearer " + raw})
         answers.append((response.status_code, response.content, sorted(response.headers.items())))
         assert seen == [(raw.decode("latin-1").encode(), TOKEN.encode())], (given, seen)  # one comparison, of bytes
     assert answers[0][0] == 401 and all(a == answers[0] for a in answers), answers  # refused alike, whatever the length
