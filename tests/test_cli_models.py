@@ -1,12 +1,15 @@
-"""The CLI with real models: the embedded default, budgets, planted secrets, and no network beyond loopback."""
+"""The CLI with real models: the embedded default, budgets, planted secrets, and no connection beyond the endpoint in any process."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sqlite3
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,8 @@ import pytest
 
 from evolve.diff import SearchReplace, render_diff
 from evolve.llm.mutator import propose_edits
-from tests.conftest import write_problem
+from evolve.sandbox.bwrap import bwrap_problem
+from tests.conftest import QUADRATIC_EVALUATOR, QUADRATIC_PROGRAM, write_problem
 from tests.llm.openai_server import serve
 from tests.test_campaign_models import mutating_answer
 
@@ -103,37 +107,156 @@ def test_planted_keys_reach_no_output_store_prompt_or_sandbox(tmp_path: Path) ->
     assert b"[redacted]" in stored  # the echoes were there, and were scrubbed
 
 
-AUDIT = """
-import json, socket, sys
-log = open(sys.argv[1], "w")
-def hook(event, args):
-    if event == "socket.connect":
-        sock, address = args
-        log.write(json.dumps({"event": event, "family": int(sock.family), "address": str(address)}) + "\\n")
-    elif event == "socket.getaddrinfo":
-        log.write(json.dumps({"event": event, "host": str(args[0])}) + "\\n")
-    log.flush()
-sys.addaudithook(hook)
-from evolve.cli import main
-sys.argv = ["evolve", *sys.argv[2:]]
-main()
+# ----------------------------------------------------------------------------------------- network audit
+# Every process a campaign starts runs under strace: the controller (and the embedded model in it), each
+# evaluator worker (`python -I -B -m evolve.evaluators.worker`, which no sitecustomize or audit hook can
+# reach) and each sandboxed candidate (bwrap, the harness). Each syscall that can send anything to an
+# address is recorded with it; so is each execve, to show which programs were traced.
+TRACED = "connect,sendto,sendmsg,sendmmsg,execve"
+# Canaries: connection attempts planted in the trusted evaluator and in the candidate (outside its
+# EVOLVE-BLOCK, so every child keeps it), to an AF_UNIX path that exists nowhere. Seeing them in the
+# trace shows the trace reaches those processes; they are the only destinations not of evolve's making.
+CANARY_EVALUATOR = "/nonexistent/evolve-audit/evaluator"
+CANARY_CANDIDATE = "/nonexistent/evolve-audit/candidate"
+CANARY = """
+def _canary(path):
+    import socket
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+    except OSError:
+        pass
+    finally:
+        s.close()
 """
+AUDIT_EVALUATOR = CANARY + QUADRATIC_EVALUATOR.replace("def evaluate(candidate):\n",
+                                                       f"def evaluate(candidate):\n    _canary({CANARY_EVALUATOR!r})\n")
+AUDIT_PROGRAM = CANARY + f"_canary({CANARY_CANDIDATE!r})\n" + QUADRATIC_PROGRAM
+
+# What a campaign executes, and nothing else: the controller, its evaluator workers, bwrap with the
+# sandbox's interpreter (the candidate harness, or the start-up probe `-c pass`), `ldconfig -p`
+# (ctypes.util.find_library, loading libseccomp) and `uname -p` (platform.processor(), in litellm's
+# imports). An execve of anything else is a process the audit does not know about.
+KNOWN_PROGRAMS = re.compile(
+    r'^"[^"]*/(python3[.\d]*|python)", \[[^\]]*?"-m", "evolve(", "run"|\.evaluators\.worker")'
+    r'|^"[^"]*/bwrap", '
+    r'|^"[^"]*/(python3[.\d]*|python)", \["[^"]*", "-I", ("-B", "-c", "\\"\\"\\"Child-side harness|"-c", "pass")'
+    r'|^"[^"]*/ldconfig", \["[^"]*", "-p"\]'
+    r'|^"[^"]*/uname", \["uname", "-p"\]'
+)
+_ADDRESS = re.compile(r"\{sa_family=(AF_\w+), ([^{}]*)\}")
+_SYSCALL = re.compile(r"^(\w+)\((.*)")
 
 
-def test_importing_and_running_a_campaign_opens_no_connection_beyond_loopback(tmp_path: Path) -> None:
-    folder = write_problem(tmp_path / "quad")
-    events = tmp_path / "sockets.jsonl"
+@dataclass(frozen=True)
+class Destination:
+    syscall: str
+    family: str
+    fields: str  # as strace prints them: 'sin_port=htons(8080), sin_addr=inet_addr("127.0.0.1")', 'sun_path="/x"'
+    line: str
+
+    @property
+    def unix_path(self) -> str | None:
+        match = re.search(r'sun_path=(@?"[^"]*")', self.fields)
+        return json.loads(match.group(1).lstrip("@")) if match and self.family == "AF_UNIX" else None
+
+    @property
+    def inet(self) -> tuple[str, int] | None:
+        port = re.search(r"sin6?_port=htons\((\d+)\)", self.fields)
+        host = re.search(r'inet_addr\("([^"]+)"\)|inet_pton\(AF_INET6, "([^"]+)"', self.fields)
+        if port is None or host is None:
+            return None
+        return host.group(1) or host.group(2), int(port.group(1))
+
+
+@dataclass(frozen=True)
+class Trace:
+    programs: list[str]  # the argv of every execve that succeeded, as strace prints it
+    destinations: list[Destination]
+
+    def ran(self, fragment: str) -> int:
+        return sum(fragment in argv for argv in self.programs)
+
+
+def read_trace(folder: Path) -> Trace:
+    programs, destinations = [], []
+    for path in folder.iterdir():  # one file per traced process or thread
+        for line in path.read_text(errors="replace").splitlines():
+            match = _SYSCALL.match(line)
+            if match is None:  # '<... resumed>' halves and exit notices carry no address
+                continue
+            name, rest = match.groups()
+            if name == "execve":
+                if line.rstrip().endswith("= 0"):
+                    programs.append(rest)
+                continue
+            destinations += [Destination(name, family, fields, line) for family, fields in _ADDRESS.findall(rest)]
+    return Trace(programs, destinations)
+
+
+def allowed(d: Destination, endpoint: tuple[str, int] | None) -> bool:
+    """Whether a destination is one a campaign may address: the configured endpoint, the kernel, or a canary."""
+    if d.family == "AF_UNSPEC":  # connect(AF_UNSPEC) dissolves a datagram socket's association; it reaches nothing
+        return d.syscall == "connect"
+    if d.family == "AF_NETLINK":  # the kernel itself (nl_pid=0): bwrap configuring the sandbox's own loopback
+        return "nl_pid=0," in d.fields
+    if d.family == "AF_UNIX":
+        return d.unix_path in (CANARY_EVALUATOR, CANARY_CANDIDATE)
+    return endpoint is not None and d.inet == endpoint
+
+
+def traced_campaign(tmp_path: Path, model_args: list[str], *, iterations: int,
+                    endpoint: tuple[str, int] | None = None) -> Trace:
+    """Run a campaign under ``strace -f`` (every process it starts); assert it worked and addressed only allowed places."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.fail("the network audit needs strace: scripts/install.sh --dev installs it (apt-get install strace)")
+    folder = write_problem(tmp_path / "audit", program=AUDIT_PROGRAM, evaluator=AUDIT_EVALUATOR)
+    sandbox = "bwrap" if bwrap_problem() is None else "process"  # a backend whose candidates are our descendants
+    out = tmp_path / "trace"
+    out.mkdir()
+    result = subprocess.run(
+        [strace, "-f", "-ff", "-qq", "--seccomp-bpf", "-e", "signal=none", "-s", "160", "-e", f"trace={TRACED}",
+         "-o", str(out / "t"), sys.executable, "-m", "evolve", "run", str(folder), *model_args, "--iterations", str(iterations),
+         "--sandbox", sandbox, "--db", "n.db", "-q"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600, env=keyless_env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    trace = read_trace(out)
+    # the trace covered every kind of process: the controller, one worker per evaluation, the sandboxed candidates
+    assert trace.ran("-m\", \"evolve\", \"run\"") == 1, trace.programs
+    assert trace.ran("evolve.evaluators.worker") >= 1, trace.programs
+    evaluator_canaries = sum(d.unix_path == CANARY_EVALUATOR for d in trace.destinations)
+    candidate_canaries = sum(d.unix_path == CANARY_CANDIDATE for d in trace.destinations)
+    assert evaluator_canaries >= 1 and candidate_canaries >= 1, "the trace did not reach the evaluator or the candidate"
+    assert evaluator_canaries == trace.ran("evolve.evaluators.worker"), "a worker went untraced"
+    if sandbox == "bwrap":
+        assert trace.ran('/bwrap", ') >= evaluator_canaries
+    unknown = [argv for argv in trace.programs if not KNOWN_PROGRAMS.match(argv)]
+    assert not unknown, f"the campaign executed programs the audit does not know: {unknown}"
+    refused = [d.line for d in trace.destinations if not allowed(d, endpoint)]
+    assert not refused, f"addressed beyond the configured endpoint {endpoint}: {refused[:20]}"
+    return trace
+
+
+def test_a_mutator_campaign_addresses_nothing_in_any_process(tmp_path: Path) -> None:
+    trace = traced_campaign(tmp_path, ["--model", "mutator"], iterations=4)
+    assert not [d for d in trace.destinations if d.family in ("AF_INET", "AF_INET6")]
+
+
+def test_a_campaign_on_an_openai_server_connects_only_to_it_in_any_process(tmp_path: Path) -> None:
     with serve(mutating_answer) as (base, server):
-        result = subprocess.run(
-            [sys.executable, "-c", AUDIT, str(events), "run", str(folder), "--model", "openai/stub-model", "--api-base", base,
-             "--iterations", "4", "--db", "n.db", "-q"],
-            cwd=tmp_path, capture_output=True, text=True, timeout=300, env=keyless_env(),
-        )
-    assert result.returncode == 0, result.stderr
+        endpoint = ("127.0.0.1", int(base.rsplit(":", 1)[1].split("/")[0]))
+        trace = traced_campaign(tmp_path, ["--model", "openai/stub-model", "--api-base", base], iterations=4, endpoint=endpoint)
     assert len(server.log) >= 4  # litellm was imported and used
-    seen = [json.loads(line) for line in events.read_text().splitlines()]
-    connects = [e for e in seen if e["event"] == "socket.connect"]
-    assert connects, "the audit hook saw the model calls"
-    for e in connects:
-        assert e["family"] == 1 or e["address"].startswith(("('127.", "('::1'")), e  # AF_UNIX or loopback only
-    assert all(e["host"] in ("127.0.0.1", "localhost", "::1", "None") for e in seen if e["event"] == "socket.getaddrinfo"), seen
+    connects = [d for d in trace.destinations if d.syscall == "connect" and d.inet == endpoint]
+    assert len(connects) >= 1, "the trace saw the model calls"
+
+
+@pytest.mark.slow
+def test_a_campaign_with_the_embedded_model_addresses_nothing_in_any_process(tmp_path: Path) -> None:
+    config = tmp_path / "embedded.json"
+    config.write_text(json.dumps({"models": [{"name": "smollm2", "max_tokens": 48}], "llm_concurrency": 1}))
+    trace = traced_campaign(tmp_path, ["--config", str(config)], iterations=2)
+    assert not [d for d in trace.destinations if d.family in ("AF_INET", "AF_INET6")]
+    # llama.cpp runs in the controller's threads: nothing beyond KNOWN_PROGRAMS was executed
