@@ -24,7 +24,7 @@ from tests.llm.openai_server import FAULTS, serve
 FAULT_OUTCOME = {
     None: "ok", "rate_limit": "rate_limited", "server_error": "server_error", "hang": "timeout",
     "invalid_json": "bad_response", "empty": "empty", "truncated": "truncated", "drop": "connection", "auth": "auth",
-    "outage": "server_error",
+    "outage": "server_error", "payment": "auth", "forbidden": "auth", "not_found": "not_found",
 }
 FAST_RETRIES = {"retry_base_s": 0.05, "retry_max_s": 0.2}
 
