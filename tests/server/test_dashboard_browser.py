@@ -268,8 +268,90 @@ def test_a_server_with_a_token_asks_for_it_before_a_write(browser: Browser, tmp_
         cid = page.url.rsplit("/", 1)[-1]
         with httpx.Client(base_url=serve.base) as http:
             assert http.get(f"/campaigns/{cid}").json()["problem"] == "circle_packing"
-            assert http.post(f"/campaigns/{cid}/stop").status_code == 401  # the token stayed in the page, not the server
         assert page.locator("#token-button").inner_text() == "Forget token"
+        # README: the page keeps the token in the tab's session storage only
+        kept = page.evaluate("""() => ({
+            session: Object.fromEntries(Object.entries(sessionStorage)), local: Object.fromEntries(Object.entries(localStorage)),
+            cookie: document.cookie, url: location.href, history: JSON.stringify(history.state)})""")
+        assert list(kept["session"].values()) == [TOKEN], kept
+        assert kept["local"] == {} and kept["cookie"] == "" and TOKEN not in kept["url"] + kept["history"], kept
+        assert context.cookies() == []  # nor did the server set one
+        other_tab = context.new_page()  # session storage belongs to one tab: another tab of the same browser has none
+        other_tab.goto(f"{serve.base}/")
+        wait_ready(other_tab, "campaigns")
+        assert other_tab.evaluate("sessionStorage.length") == 0 and other_tab.locator("#token-button").inner_text() == "Set token"
+        page.click("#token-button")  # "Forget token" takes it out of the tab
+        assert page.evaluate("sessionStorage.length") == 0 and page.locator("#token-button").inner_text() == "Set token"
     finally:
         context.close()
         serve.stop()
+
+
+HOSTILE = '<img src=x onerror="window.__pwned=1"></script><script>window.__pwned=2</script><b id="pwned">b</b>'
+HOSTILE_KEY = "<img src=x onerror=window.__pwned=3>"
+HOSTILE_PROGRAM = f"""\
+# EVOLVE-BLOCK-START
+def solve():
+    # {HOSTILE}
+    print('{HOSTILE}')
+    return 0.5
+# EVOLVE-BLOCK-END
+"""
+HOSTILE_EVALUATOR = f"""\
+from evolve.evaluators import Invalid
+
+HOSTILE = {HOSTILE!r}
+
+
+def evaluate(candidate):
+    x = candidate.call("solve")
+    if x != 0.5:
+        raise Invalid("rejected " + HOSTILE)
+    return {{"metrics": {{"value": -(x - 3.0) ** 2}}, "features": {{"x": x}}, "artifacts": {{"note": HOSTILE, {HOSTILE_KEY!r}: HOSTILE}}}}
+"""
+WATCH_THE_PAGE = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation", (e) => window.__violations.push(`${e.violatedDirective}: ${e.sample}`));
+"""
+
+
+def _nothing_injected(page: Page) -> None:
+    """No hostile script ran, no hostile element exists, and the page's CSP had nothing to refuse."""
+    found = page.evaluate("""() => ({
+        pwned: window.__pwned ?? null, violations: window.__violations,
+        elements: document.querySelectorAll("img[src='x'], #pwned, b#pwned, [onerror]").length,
+        scripts: [...document.scripts].map((s) => s.src || "inline")})""")
+    assert found["pwned"] is None and found["violations"] == [] and found["elements"] == 0, found
+    assert all(src.startswith("http") and "/static/" in src for src in found["scripts"]), found["scripts"]
+
+
+def test_hostile_code_and_artifacts_are_shown_as_text(page: Page, server: ServeProcess, http: httpx.Client) -> None:
+    """README: under the CSP, a program's code, errors and artifacts are only ever inserted as text."""
+    config = yaml.safe_load(QUADRATIC_YAML)
+    config["name"] = "hostile_text"
+    created = http.post("/problems", json={"config": config, "initial_program": HOSTILE_PROGRAM, "evaluator": HOSTILE_EVALUATOR})
+    assert created.status_code == 201, created.text
+    cid = _run(http, created.json()["id"], 4)
+    items = http.get(f"/campaigns/{cid}/programs", params={"limit": 100}).json()["items"]
+    initial = next(p for p in items if p["origin"] == "initial")
+    rejected = next(p for p in items if p["status"] == "invalid")  # the mutator changes the 0.5: the evaluator says why
+    assert http.get(f"/programs/{initial['id']}").json()["artifacts"]["note"] == HOSTILE
+    page.add_init_script(WATCH_THE_PAGE)
+
+    page.goto(f"{server.base}/#/programs/{initial['id']}")
+    wait_ready(page, "program")
+    _nothing_injected(page)
+    assert f"# {HOSTILE}" in page.locator("#code").inner_text()  # the code, literally
+    artifacts = page.locator("section", has=page.locator("h2", has_text="Artifacts")).inner_text()
+    assert HOSTILE_KEY in artifacts and artifacts.count(HOSTILE) >= 2, artifacts  # the evaluator's, and what solve() printed
+    _shot(page, "program-hostile")
+
+    page.goto(f"{server.base}/#/programs/{rejected['id']}")
+    wait_ready(page, "program", route=f"#/programs/{rejected['id']}")
+    _nothing_injected(page)
+    assert f"rejected {HOSTILE}" in page.locator("section", has=page.locator("h2", has_text="Why it failed")).inner_text()
+    assert HOSTILE in page.locator("#diff").inner_text()  # the diff against the parent carries the comment as context
+
+    page.goto(f"{server.base}/#/campaigns/{cid}")
+    wait_ready(page, "campaign")
+    _nothing_injected(page)
