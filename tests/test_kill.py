@@ -39,7 +39,7 @@ SEED = 20240917
 EVAL_CONCURRENCY = 2
 LLM_CONCURRENCY = 2
 IN_FLIGHT = EVAL_CONCURRENCY + LLM_CONCURRENCY  # the most proposals one process can have issued and not yet recorded
-TARGET = 40
+TARGET = 30
 
 # Runs ARGV as its child in a new session, prints the child's pid, and as a child subreaper
 # adopts everything the child leaves behind; exits (with the child's exit code) only once it
@@ -115,18 +115,19 @@ class Launched:
 
     def kill_everything(self) -> list[str]:
         """SIGKILL every process the command left, group by group, until none is left; their command lines."""
-        seen: list[str] = []
+        seen: dict[int, str] = {}
         deadline = time.monotonic() + 30
         while self.launcher.poll() is None and time.monotonic() < deadline:
             for pid, cmd in self.survivors():
-                seen.append(cmd)
+                if cmd:  # an exiting process has no command line left
+                    seen.setdefault(pid, cmd)
                 with suppress(ProcessLookupError, PermissionError):
                     os.killpg(os.getpgid(pid), signal.SIGKILL)  # a worker leads its own group, its sandbox in it or below
                 with suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.05)
         assert self.launcher.poll() is not None, "the campaign's processes could not all be killed"
-        return seen
+        return list(seen.values())
 
 
 def launch(args: list[str], *, cwd: Path, env: dict[str, str]) -> Launched:
