@@ -84,7 +84,7 @@ def _value_of(outcome: RunOutcome, what: str, limits: SandboxLimits, stderr: str
             stderr=stderr,
         )
     try:
-        envelope = decode_result(outcome.result)
+        envelope = decode_result(outcome.result, max_elements=limits.result_elements)
     except CandidateValueError as exc:
         raise CandidateError(f"{what} returned malformed data: {exc}", stderr=stderr) from exc
     if not envelope["ok"]:

@@ -33,7 +33,7 @@ from evolve.problem import Limits, Problem, Stage, compile_problem
 from evolve.sandbox import CandidateValueError, SandboxLimits, resolve_backend
 from evolve.sandbox.codec import loads_within
 from evolve.sandbox.confine import RUN_TAG_ENV, sweep, sweep_stale
-from evolve.sandbox.container import sweep_containers
+from evolve.sandbox.container import sweep_containers, sweep_stale_containers
 from evolve.sandbox.process import child_environment
 from evolve.sandbox.supervise import supervise
 from evolve.values import EvalResult, EvalStatus
@@ -98,6 +98,8 @@ class Evaluator:
         self.backend = resolve_backend(sandbox)
         self._python = python or sys.executable
         sweep_stale()  # run cgroups of evaluator processes that were killed before they could clean up
+        if self.backend == "docker":
+            sweep_stale_containers()  # containers of a controller that was killed (same host)
 
     def _worker_env(self) -> dict[str, str]:
         """The trusted evaluator's environment: minimal, plus how to reach a container engine.
@@ -130,6 +132,7 @@ class Evaluator:
             "problem_dir": str(self._dir),
             "code": code,
             "sandbox": self.backend,
+            "controller": os.getpid(),  # the worker dies with this process
             "evaluator": asdict(bounds),
             "stages": [
                 {

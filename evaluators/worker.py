@@ -18,10 +18,13 @@ the candidate's result, rather than dying with a traceback.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib.util
 import json
 import os
 import resource
+import signal
 import sys
 import time
 import traceback
@@ -127,9 +130,23 @@ def _answer(request: dict[str, Any]) -> bytes:
     return text.encode("utf-8", errors="replace")
 
 
+def _die_with(controller: int) -> None:
+    """SIGKILL this process when the controller dies (Linux): a ``kill -9`` of it leaves no evaluator behind.
+
+    The sandboxed children die with their evaluator in turn (bubblewrap's --die-with-parent, the
+    harness's own death signal, and the controller's sweep of containers whose owner is gone).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != controller:  # it died before the signal was armed
+        os._exit(1)
+
+
 def main() -> None:
     result_fd = int(sys.argv[1])
     request = json.loads(sys.stdin.buffer.read())
+    if isinstance(request.get("controller"), int):
+        _die_with(request["controller"])
     _bound_self(request["evaluator"])
     sys.stdout = sys.stderr  # an evaluator's print() must never reach a channel we read
     try:

@@ -38,8 +38,10 @@ from pathlib import Path
 
 from evolve.sandbox.base import SandboxLimits
 
-__all__ = ["CGROUP_ROOT", "RUN_TAG_ENV", "Confinement", "cgroup_layout", "leftover_cgroups", "run_tag", "run_uid", "stale_cgroups", "sweep",
-           "sweep_stale"]
+__all__ = [
+    "CGROUP_ROOT", "RUN_TAG_ENV", "Confinement", "cgroup_layout", "leftover_cgroups", "process_alive", "run_tag",
+    "run_uid", "stale_cgroups", "sweep", "sweep_stale",
+]
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 RUN_TAG_ENV = "EVOLVE_RUN_TAG"
@@ -214,7 +216,7 @@ def _owner(path: Path) -> int | None:
 
 def stale_cgroups() -> list[Path]:
     """Run cgroups whose owner (the pid in their tag) is gone: what a killed process left behind."""
-    return [path for path in leftover_cgroups() if (owner := _owner(path)) is not None and not _alive(owner)]
+    return [path for path in leftover_cgroups() if (owner := _owner(path)) is not None and not process_alive(owner)]
 
 
 def sweep_stale() -> int:
@@ -222,7 +224,8 @@ def sweep_stale() -> int:
     return sum(_remove_cgroup(path, wait_s=1.0) for path in stale_cgroups())
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process of this pid exists (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -43,18 +43,20 @@ from typing import Any
 
 from evolve.errors import SandboxError
 from evolve.sandbox.base import SHM_BYTES, RunOutcome, RunSpec, SandboxLimits, SandboxSession, SessionSpec
-from evolve.sandbox.confine import run_tag
+from evolve.sandbox.confine import process_alive, run_tag
 from evolve.sandbox.process import harness_settings, harness_source, request_with_code, session_setup
 from evolve.sandbox.runtime import SITE_DIR, sandbox_runtime
 from evolve.sandbox.supervise import CappedOutput, SupervisedSession, frame
 
-__all__ = ["ROOTFS_REPOSITORY", "RUN_LABEL", "DockerSandbox", "rootfs_tar", "sweep_containers"]
+__all__ = ["ROOTFS_REPOSITORY", "RUN_LABEL", "DockerSandbox", "rootfs_tar", "sweep_containers",
+           "sweep_stale_containers"]
 
 ROOTFS_REPOSITORY = "evolve-sandbox-root"
 _IO_DIR = "/io"
 _WORKDIR = "/tmp"
 _REMOVE_TIMEOUT_S = 30.0
 RUN_LABEL = "evolve.run"
+HOST_LABEL = "evolve.host"
 # With a read-only root, podman mounts /run and /var/tmp as tmpfs of unbounded size (1777 for
 # /var/tmp): a candidate filled it up to the memory limit. Mounting them here, small and not
 # writable by the candidate's user, leaves /tmp and /dev/shm the only places it can write.
@@ -194,7 +196,7 @@ class DockerSandbox:
             ],
             stdin_open=stdin_open,
             runtime=self.runtime,
-            labels={RUN_LABEL: run_tag()},  # what sweep_containers removes when the evaluator was killed
+            labels={RUN_LABEL: run_tag(), HOST_LABEL: socket.gethostname()},  # for the sweeps, when an evaluator was killed
         )
 
     def _start_serving(self, spec: SessionSpec) -> tuple[Any, Any]:
@@ -293,21 +295,34 @@ class DockerSandbox:
         )
 
 
-def sweep_containers(tag: str) -> int:
-    """Remove every sandbox container of evaluation ``tag`` (what a killed evaluator left); how many.
-
-    The engine is the one ``DOCKER_HOST`` names. An engine that cannot be reached has nothing of ours to remove.
-    """
+def _tagged_containers(selector: str) -> list[Any]:
+    """Sandbox containers on the engine ``DOCKER_HOST`` names whose labels match ``selector``; none if it is unreachable."""
     try:
         import docker
 
         client = docker.DockerClient(base_url=os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock", timeout=30)
-        found = client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={tag}"})
+        return list(client.containers.list(all=True, filters={"label": selector}))
     except Exception:  # the SDK raises DockerException and requests' errors alike
-        return 0
+        return []
+
+
+def sweep_containers(tag: str) -> int:
+    """Remove every sandbox container of evaluation ``tag`` (what a killed evaluator left); how many."""
+    found = _tagged_containers(f"{RUN_LABEL}={tag}")
     for container in found:
         _remove(container)
     return len(found)
+
+
+def sweep_stale_containers() -> int:
+    """Remove the sandbox containers of this host whose controller (the pid in their tag) is gone; how many."""
+    removed = 0
+    for container in _tagged_containers(f"{HOST_LABEL}={socket.gethostname()}"):
+        owner = str(container.labels.get(RUN_LABEL, "")).split("x")[0]
+        if owner.isdigit() and not process_alive(int(owner)):
+            _remove(container)
+            removed += 1
+    return removed
 
 
 def _remove(container: Any) -> None:

@@ -17,6 +17,7 @@ import random
 import time
 from dataclasses import dataclass
 
+from evolve.diff import MAX_ANSWER_CHARS
 from evolve.llm.base import CallAttempt, CallFailedError, CallOutcome, Completion, Message, ProviderError, RawAnswer, Transport
 from evolve.secrets import redact
 
@@ -113,7 +114,9 @@ class ResilientModel:
                 retry += 1
                 await asyncio.sleep(self.policy.backoff(retry, rng, exc.retry_after_s))
                 continue
-            text = redact(answer.text)
+            # An answer past the diff parser's cap is refused whole anyway: redact (about 90 ns a
+            # character, on the event loop) only as much as it needs to see that it is too long.
+            text = redact(answer.text[: MAX_ANSWER_CHARS + 1])
             if not text.strip():
                 outcome = CallOutcome.EMPTY
             elif answer.finish_reason == "length":

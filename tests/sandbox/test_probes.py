@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
 import threading
@@ -485,3 +486,71 @@ def test_an_evaluator_killed_mid_session_leaves_nothing_behind(backend: str, tmp
     assert _nothing_left(before) is None, _nothing_left(before)
     if backend == "docker":
         assert _our_containers() == [], "a sandbox container outlived its killed evaluator"
+
+
+CONTROLLER = """\
+import asyncio, sys
+from pathlib import Path
+from evolve.evaluators.runner import Evaluator
+from evolve.problem import load_problem
+
+problem = load_problem(Path(sys.argv[1]))
+evaluator = Evaluator(problem, problem_dir=Path(sys.argv[2]), sandbox=sys.argv[3])
+print("evaluating", flush=True)
+asyncio.run(evaluator.evaluate(Path(sys.argv[4]).read_text()))
+"""
+
+
+def _wait_for(condition: Callable[[], object], *, seconds: float) -> object:
+    """Poll ``condition`` until it is truthy or ``seconds`` pass; its last value."""
+    deadline = time.monotonic() + seconds
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+def test_kill_9_of_the_controller_leaves_no_evaluator_or_candidate(backend: str, tmp_path: Path) -> None:
+    """The evaluator worker dies with its controller, and the candidate with its worker (or the next sweep)."""
+    token = f"ev{uuid.uuid4().hex[:10]}"
+    name = SET_NAME.format(token=token).replace("\n", "\n    ")
+    code = f"# EVOLVE-BLOCK-START\nimport time\n\ndef probe():\n    {name}time.sleep(60)\n# EVOLVE-BLOCK-END\n"
+    (tmp_path / "candidate.py").write_text(code)
+    yaml = PROBE_YAML.replace("timeout_s: 4", "timeout_s: 60").replace("cpu_s: 2", "cpu_s: 60")
+    source = write_problem(tmp_path / "source", yaml=yaml, evaluator=PROBE_EVALUATOR)
+    controller = subprocess.Popen(
+        [sys.executable, "-c", CONTROLLER, str(source), str(tmp_path / "problem"), backend, str(tmp_path / "candidate.py")],
+        env=dict(os.environ), stdout=subprocess.PIPE,
+    )
+    try:
+        assert _wait_for(lambda: processes_named(token), seconds=60), "the candidate never started"
+        workers = _children_of(controller.pid)
+        assert workers, "no evaluator worker under the controller"
+    finally:
+        controller.kill()
+        controller.wait()
+    assert _wait_for(lambda: not any(_alive(pid) for pid in workers), seconds=10), \
+        "the evaluator worker outlived its controller"
+    if backend == "docker":  # a container does not die with a process: the next evaluator of this host removes it
+        Evaluator(load_problem(source), problem_dir=tmp_path / "again", sandbox=backend)
+    assert _wait_for(lambda: not processes_named(token), seconds=15), "the candidate outlived its controller"
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (a killed orphan stays one on a host whose init does not reap)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
