@@ -1,55 +1,66 @@
-"""Campaign throughput, framework CPU, overhead at archive scale and latency hiding, measured on real campaigns.
+"""Campaign throughput, CPU and memory of the whole process tree, overhead at archive scale, latency hiding, first result.
 
-    .venv/bin/python benchmarks/throughput.py [--runs 3] [--iterations 120] [--out benchmarks/results]
+    .venv/bin/python benchmarks/throughput.py [--runs 5] [--iterations 120] [--out benchmarks/results]
 
-Every figure comes from ``Campaign.run`` in this process on a real store with
-real sandboxed evaluations (the default backend):
+Every figure comes from real campaigns (a real store, real sandboxed
+evaluations on the default backend), each measured run in a fresh process of
+its own (so no run inherits another's imports, caches or heap), through
+``benchmarks/accounting.py``: the CPU of every process the run started (from
+a cgroup, so the sandboxed candidate that bwrap re-parents to init is
+counted), split into the controller (the process running the campaign:
+sampling, prompts, the model client, diffs, the store, the event loop) and
+its children (evaluator workers, bwrap, the candidates), and the peak PSS and
+RSS of the whole tree, sampled every 20 ms. The stand-in model runs in a
+process of this script's, outside every measured tree.
 
-- **throughput**: ``circle_packing``, 2 parallel evaluations, with the
-  in-process ``mutator`` and with the same edits served over HTTP on loopback
-  by ``benchmarks/standin.py`` (the real litellm/openai client path, no
-  latency). Iterations/s (wall) and, per iteration, this process's CPU (the
-  framework: sampling, prompts, the model client, diffs, the store, the
-  event loop) and its children's CPU (the evaluator workers and sandboxes,
-  where the kernel accounts them to us: bwrap's pid namespace is not).
-- **overhead at scale**: the same with the archive pre-filled to 1,000,
-  10,000 and 100,000 programs (``benchmarks/synthetic.py``), resumed for
-  ``--iterations`` more.
-- **latency hiding**: the stand-in with 1 s per answer at 1, 4, 8, 16 and 32
-  calls in flight on a trivial problem (its evaluator does almost nothing):
-  iterations/s against the ideal (calls in flight / latency), and the peak
-  resident memory of this process and all its descendants (the stand-in's
-  own process left out).
+- **throughput** (``throughput.md``): ``circle_packing``, 2 parallel
+  evaluations, with the in-process ``mutator`` and with the same edits served
+  over HTTP on loopback by ``benchmarks/standin.py`` (the real litellm/openai
+  client path, no latency). Iterations/s, CPU per iteration and peak memory,
+  in the steady state: each run first does ``WARM_ITERATIONS`` unmeasured
+  iterations (the model client's import and first connection belong to the
+  cold start below).
+- **overhead at scale** (``throughput_scale.md``): the mutator runs resumed on
+  archives pre-filled to 1,000, 10,000 and 100,000 programs
+  (``benchmarks/synthetic.py``).
+- **latency hiding** (``throughput_latency.md``): the stand-in answering after
+  1 s, at 1, 4, 8, 16 and 32 calls in flight, on a trivial problem:
+  iterations/s against the ideal (calls in flight / latency) and memory.
+- **cold start** (``throughput_cold.md``): ``python -m evolve run
+  circle_packing -n 1`` as a new process: seconds from its start to its first
+  recorded result (interpreter, imports, the initial program's evaluation,
+  one proposal), and the CPU of its whole tree.
 
-Medians of ``--runs`` runs. Results go to ``throughput.json`` and
-``throughput.md``. A benchmark, not a test: it reports and never fails.
+The configurations of a table run interleaved (one run of each per
+repetition, see ``benchmarks/report.py``) after one discarded warm-up
+repetition. A benchmark, not a test: it reports and never fails.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import resource
-import statistics
+import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.report import write_results
+from benchmarks.accounting import TreeAccounting, Usage
+from benchmarks.report import cell, interleave, spread_note, summarize, write_results
 from benchmarks.synthetic import fill_campaign
 from evolve.campaign import Campaign
 from evolve.config import CampaignConfig, ModelSpec
-from evolve.problem import Problem, load_problem, resolve_problem
+from evolve.problem import resolve_problem
 from evolve.store import Store
 
 TRIVIAL = {
@@ -60,168 +71,211 @@ TRIVIAL = {
     "evaluator.py": "def evaluate(candidate):\n    x = float(candidate.call('solve'))\n"
                     "    return {'metrics': {'value': -(x - 3.0) ** 2}, 'features': {'x': x}}\n",
 }
+MUTATOR = {"name": "mutator"}
+WARM_ITERATIONS = 2
+_DIGITS = {"per_s": 2, "share_of_ideal_pct": 1, "tree_cpu_s": 2, "controller_cpu_ms": 2, "children_cpu_ms": 1, "tree_cpu_ms": 1, "peak_pss_mb": 0,
+           "peak_rss_mb": 0, "first_result_s": 2}
 
 
 @dataclass(frozen=True)
 class Measure:
     iterations: int
-    wall_s: float
-    framework_cpu_ms: float  # per iteration, this process
-    children_cpu_ms: float  # per iteration, reaped descendants
-    peak_rss_mb: float  # this process and its descendants, sampled every 20 ms
+    usage: Usage
+    first_result_s: float | None  # from the start of the run to its first recorded program
+    accounting: str  # TreeAccounting.describe() of the run
 
-    @property
-    def per_s(self) -> float:
-        return self.iterations / self.wall_s
-
-
-#: processes that are not evolve's (the stand-in model): left out of the memory figures with their descendants
-_NOT_OURS: set[int] = set()
-
-
-def _tree_rss_mb(root: int) -> float:
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat") as f:
-                parts = f.read().rsplit(")", 1)[1].split()
-            children.setdefault(int(parts[1]), []).append(int(entry.name))
-            rss[int(entry.name)] = int(parts[21]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, IndexError, ValueError):
-            continue
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in _NOT_OURS:
-            continue
-        total += rss.get(pid, 0)
-        todo += children.get(pid, [])
-    return total / 2**20
+    def figures(self) -> dict[str, float | None]:
+        n, u = self.iterations, self.usage
+        return {
+            "per_s": n / u.wall_s, "controller_cpu_ms": 1000 * u.controller_cpu_s / n, "children_cpu_ms": 1000 * u.children_cpu_s / n,
+            "tree_cpu_ms": 1000 * u.tree_cpu_s / n, "peak_pss_mb": u.peak_pss_mb, "peak_rss_mb": u.peak_rss_mb,
+            "first_result_s": self.first_result_s,
+        }
 
 
-def _run(store: Store, campaign: Campaign) -> Measure:
-    """Run the campaign to its target: time, this process's and its children's CPU, and peak tree memory."""
-    before = store.get_campaign(campaign.id).iterations_done
-    peak, sampler_cpu = [0.0], [0.0]
-    done = threading.Event()
+# --- one measured run, in a process of its own: ``throughput.py --child SPEC`` prints its Measure as JSON ---
 
-    def sample() -> None:  # its own CPU is taken off the framework's below
-        while not done.wait(0.02):
-            peak[0] = max(peak[0], _tree_rss_mb(os.getpid()))
-        sampler_cpu[0] = time.thread_time()
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu0, t0 = time.process_time(), time.perf_counter()
-    sampler.start()
-    asyncio.run(campaign.run())
-    wall = time.perf_counter() - t0
-    done.set()
-    sampler.join()
-    cpu = time.process_time() - cpu0 - sampler_cpu[0]
-    kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    n = max(1, store.get_campaign(campaign.id).iterations_done - before)
-    kids = (kids1.ru_utime + kids1.ru_stime) - (kids0.ru_utime + kids0.ru_stime)
-    return Measure(iterations=n, wall_s=wall, framework_cpu_ms=1000 * cpu / n, children_cpu_ms=1000 * kids / n, peak_rss_mb=peak[0])
+def _first_result(store: Store, campaign_id: str, *, started: float) -> float | None:
+    stamps = [p.created_at for p in store.list_programs(campaign_id) if p.iteration > 0]
+    return min(stamps) - started if stamps else None
 
 
-def _fresh(problem: Problem, models: list[ModelSpec], *, iterations: int, llm: int, tmp: Path) -> Measure:
-    store = Store.open(str(tmp / f"run-{time.monotonic_ns()}.db"))
-    config = CampaignConfig(models=models, iterations=iterations, islands=2, seed=1, eval_concurrency=2, llm_concurrency=llm)
-    campaign = asyncio.run(Campaign.create(store, problem, config, workdir=tmp))
+def _campaign_run(spec: dict[str, Any], accounting: TreeAccounting, tmp: Path) -> Measure:
+    """``iterations`` measured iterations of a fresh campaign (``problem``, ``model``, ``llm``) or of a stored one (``db``).
+
+    ``WARM_ITERATIONS`` run first, unmeasured: what the first model call and evaluation pay once (the model
+    client's import and connection) is the cold start's figure, not the steady state's.
+    """
+    store = Store.open(spec["db"] if "db" in spec else str(tmp / "run.db"))
     try:
-        return _run(store, campaign)
+        if "db" in spec:
+            (row,) = store.list_campaigns()
+            campaign_id, done = row.id, row.iterations_done
+        else:
+            config = CampaignConfig(models=[ModelSpec(**spec["model"])], iterations=WARM_ITERATIONS, islands=2, seed=1,
+                                    eval_concurrency=2, llm_concurrency=spec["llm"])
+            campaign_id, done = asyncio.run(Campaign.create(store, resolve_problem(spec["problem"]), config, workdir=tmp)).id, 0
+        asyncio.run(Campaign.resume(store, campaign_id, workdir=tmp, iterations=done + WARM_ITERATIONS).run())
+        before = store.get_campaign(campaign_id).iterations_done
+        campaign = Campaign.resume(store, campaign_id, workdir=tmp, iterations=before + spec["iterations"])
+        with accounting.span() as span:
+            asyncio.run(campaign.run())
+        n = max(1, store.get_campaign(campaign_id).iterations_done - before)
     finally:
         store.close()
+    return Measure(iterations=n, usage=span.usage, first_result_s=None, accounting=accounting.describe())
 
+
+def _cold_run(spec: dict[str, Any], accounting: TreeAccounting, tmp: Path) -> Measure:
+    """``python -m evolve run circle_packing -n 1`` from its start to its first result, and its whole tree's CPU."""
+    (tmp / "config.yaml").write_text(yaml.safe_dump({"models": [spec["model"]]}))
+    argv = [sys.executable, "-m", "evolve", "run", "circle_packing", "--config", str(tmp / "config.yaml"), "-n", "1",
+            "--db", str(tmp / "cold.db"), "--eval-concurrency", "2", "--quiet"]
+    started = time.time()
+    with accounting.span() as span:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=tmp)
+    if done.returncode != 0:
+        raise SystemExit(f"evolve run failed ({done.returncode}): {done.stderr[-600:]}")
+    store = Store.open(str(tmp / "cold.db"))
+    try:
+        (row,) = store.list_campaigns()
+        first = _first_result(store, row.id, started=started)
+    finally:
+        store.close()
+    return Measure(iterations=1, usage=span.usage, first_result_s=first, accounting=accounting.describe())
+
+
+def _child(spec: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory(prefix="evolve-bench-") as tmp, TreeAccounting() as accounting:
+        measure = (_cold_run if spec.get("cold") else _campaign_run)(spec, accounting, Path(tmp))
+    print(json.dumps({**asdict(measure), "usage": asdict(measure.usage)}))
+
+
+def measure(spec: dict[str, Any]) -> Measure:
+    """Run one measurement in a fresh process."""
+    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"a measured run failed ({done.returncode}) for {spec}:\n{done.stderr[-2000:]}")
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    return Measure(iterations=data["iterations"], usage=Usage(**data["usage"]), first_result_s=data["first_result_s"],
+                   accounting=data["accounting"])
+
+
+# --- the benchmark ---
 
 @contextmanager
-def standin(latency: float) -> Iterator[ModelSpec]:
+def standin(latency: float) -> Iterator[dict[str, Any]]:
+    """The stand-in model in a process of this script's (outside every measured run's tree); yields its model settings."""
     proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("standin.py")), "--latency", str(latency)],
                             stdout=subprocess.PIPE, text=True)
-    _NOT_OURS.add(proc.pid)
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline().split()[1])
-        yield ModelSpec(name="openai/standin", api_base=f"http://127.0.0.1:{port}/v1", timeout_s=60, max_in_flight=64,
-                        input_usd_per_mtok=0.0, output_usd_per_mtok=0.0)
+        yield {"name": "openai/standin", "api_base": f"http://127.0.0.1:{port}/v1", "timeout_s": 60, "max_in_flight": 64,
+               "input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}
     finally:
         proc.kill()
         proc.wait()
 
 
-def _median(runs: list[Measure]) -> dict[str, float]:
-    return {
-        "iterations": runs[0].iterations,
-        "per_s": round(statistics.median(m.per_s for m in runs), 2),
-        "framework_cpu_ms": round(statistics.median(m.framework_cpu_ms for m in runs), 2),
-        "children_cpu_ms": round(statistics.median(m.children_cpu_ms for m in runs), 1),
-        "peak_rss_mb": round(statistics.median(m.peak_rss_mb for m in runs), 0),
-        "runs": len(runs),
-    }
+def _summary(runs: list[Measure], **extra: list[float]) -> dict[str, Any]:
+    figures = [m.figures() for m in runs]
+    out: dict[str, Any] = {"iterations": runs[0].iterations, "runs": len(runs), "accounting": runs[0].accounting}
+    for key in ("per_s", "controller_cpu_ms", "children_cpu_ms", "tree_cpu_ms", "peak_pss_mb", "peak_rss_mb", "first_result_s"):
+        out[key] = summarize([v for f in figures if (v := f[key]) is not None], _DIGITS[key])
+    for key, values in extra.items():
+        out[key] = summarize(values, _DIGITS[key])
+    return out
 
 
-def _log(what: str, row: dict[str, float]) -> None:
-    print(f"{what:44} {row['per_s']:7.2f} it/s  framework {row['framework_cpu_ms']:6.2f} ms/it  "
-          f"children {row['children_cpu_ms']:6.1f} ms/it  peak {row['peak_rss_mb']:5.0f} MB", file=sys.stderr)
+def _log(what: str) -> Callable[[Any, Measure], None]:
+    def log(config: Any, m: Measure) -> None:
+        f = m.figures()
+        first = "" if f["first_result_s"] is None else f"  first result {f['first_result_s']:.2f} s"
+        print(f"{what} {config}: {f['per_s']:6.2f} it/s  controller {f['controller_cpu_ms']:6.2f} ms/it  children "
+              f"{f['children_cpu_ms']:6.1f} ms/it  PSS {m.usage.peak_pss_mb} MB  RSS {m.usage.peak_rss_mb} MB{first}", file=sys.stderr)
+    return log
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5, help="measured runs of each configuration (after one warm-up repetition)")
     parser.add_argument("--iterations", type=int, default=120, help="iterations per throughput run")
     parser.add_argument("--scales", default="1000,10000,100000", help="archive sizes for the overhead-at-scale runs")
     parser.add_argument("--in-flight", default="1,4,8,16,32", help="calls in flight for the latency-hiding runs")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    results: dict[str, Any] = {"throughput": [], "scale": [], "latency": []}
-    circle = resolve_problem("circle_packing")
+    if args.child:
+        _child(json.loads(args.child))
+        return
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="evolve-bench-") as tmp_name:
         tmp = Path(tmp_name)
         with standin(0.0) as instant:
-            for label, model in (("mutator (in process)", ModelSpec(name="mutator")), ("stand-in over HTTP, no latency", instant)):
-                row = _median([_fresh(circle, [model], iterations=args.iterations, llm=4, tmp=tmp) for _ in range(args.runs)])
-                results["throughput"].append({"model": label, **row})
-                _log(f"circle_packing, {label}", row)
-        for size in [int(s) for s in args.scales.split(",") if s]:
-            db = tmp / f"scale-{size}.db"
-            store = Store.open(str(db))
-            cid = fill_campaign(store, programs_n=size, models=["mutator"], with_diffs=False)
-            runs = []
-            for _ in range(args.runs):
-                done = store.get_campaign(cid).iterations_done
-                campaign = Campaign.resume(store, cid, workdir=tmp, iterations=done + args.iterations)
-                runs.append(_run(store, campaign))
+            models = {"mutator (in process)": MUTATOR, "stand-in over HTTP, no latency": instant}
+            labels = list(models)
+            runs = interleave(labels, lambda label: measure({"problem": "circle_packing", "model": models[label],
+                                                             "iterations": args.iterations, "llm": 4}),
+                              runs=args.runs, log=_log("circle_packing,"))
+            results["throughput"] = [{"model": label, **_summary(r)} for label, r in zip(labels, runs, strict=True)]
+            runs = interleave(labels, lambda label: measure({"cold": True, "model": models[label]}), runs=args.runs,
+                              log=_log("cold start,"))
+            results["cold"] = [{"model": label, **_summary(r, tree_cpu_s=[m.usage.tree_cpu_s for m in r])}
+                               for label, r in zip(labels, runs, strict=True)]
+        sizes = [int(s) for s in args.scales.split(",") if s]
+        for size in sizes:
+            store = Store.open(str(tmp / f"scale-{size}.db"))
+            fill_campaign(store, programs_n=size, models=["mutator"], with_diffs=False)
             store.close()
-            row = _median(runs)
-            results["scale"].append({"archive_programs": size, **row})
-            _log(f"circle_packing, mutator, archive of {size:,}", row)
-        trivial_dir = tmp / "trivial"
-        trivial_dir.mkdir()
+        runs = interleave(sizes, lambda size: measure({"db": str(tmp / f"scale-{size}.db"), "iterations": args.iterations}),
+                          runs=args.runs, log=_log("circle_packing, mutator, archive of"))
+        results["scale"] = [{"archive_programs": size, **_summary(r)} for size, r in zip(sizes, runs, strict=True)]
+        trivial = tmp / "trivial"
+        trivial.mkdir()
         for name, text in TRIVIAL.items():
-            (trivial_dir / name).write_text(text)
-        trivial = load_problem(trivial_dir)
+            (trivial / name).write_text(text)
         with standin(1.0) as slow:
-            for k in [int(s) for s in args.in_flight.split(",") if s]:
-                n = max(8, 4 * k)
-                row = _median([_fresh(trivial, [slow], iterations=n, llm=k, tmp=tmp) for _ in range(args.runs)])
-                ideal = k / 1.0
-                results["latency"].append({"in_flight": k, "ideal_per_s": ideal, "share_of_ideal": round(row["per_s"] / ideal, 3), **row})
-                _log(f"1 s model, {k} in flight (ideal {ideal:g}/s)", row)
-    lines = ["| run | it/s | framework CPU ms/it | children CPU ms/it | peak MB |", "|---|---|---|---|---|"]
-    for r in results["throughput"]:
-        lines.append(f"| circle_packing, {r['model']} | {r['per_s']:.2f} | {r['framework_cpu_ms']:.2f} | "
-                     f"{r['children_cpu_ms']:.1f} | {r['peak_rss_mb']:.0f} |")
-    for r in results["scale"]:
-        lines.append(f"| circle_packing, mutator, archive of {r['archive_programs']:,} | {r['per_s']:.2f} | {r['framework_cpu_ms']:.2f} | "
-                     f"{r['children_cpu_ms']:.1f} | {r['peak_rss_mb']:.0f} |")
-    for r in results["latency"]:
-        lines.append(f"| 1 s model, {r['in_flight']} in flight: {r['share_of_ideal']:.0%} of ideal | {r['per_s']:.2f} | "
-                     f"{r['framework_cpu_ms']:.2f} | {r['children_cpu_ms']:.1f} | {r['peak_rss_mb']:.0f} |")
-    write_results(args.out, "throughput", {"meta": {"runs": args.runs, "iterations": args.iterations}, **results}, lines)
+            ks = [int(s) for s in args.in_flight.split(",") if s]
+            runs = interleave(ks, lambda k: measure({"problem": str(trivial), "model": slow, "iterations": max(8, 4 * k), "llm": k}),
+                              runs=args.runs, log=_log("1 s model, in flight:"))
+            results["latency"] = [{"in_flight": k, "ideal_per_s": float(k),
+                                   **_summary(r, share_of_ideal_pct=[100 * m.iterations / m.usage.wall_s / k for m in r])}
+                                  for k, r in zip(ks, runs, strict=True)]
+    write(args, results)
+
+
+def _row(label: str, r: dict[str, Any], keys: list[str]) -> str:
+    return f"| {label} | " + " | ".join(cell(r[k], _DIGITS[k]) for k in keys) + " |"
+
+
+def write(args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """``throughput.json`` with every figure, and one markdown file per table."""
+    accounting = results["throughput"][0]["accounting"]
+    note = f"{spread_note(args.runs)}, after one warm-up repetition, configurations interleaved, each run a fresh process"
+    cpu = ["per_s", "controller_cpu_ms", "children_cpu_ms", "tree_cpu_ms", "peak_pss_mb", "peak_rss_mb"]
+    head = "| it/s | controller CPU ms/it | children CPU ms/it | tree CPU ms/it | peak PSS MB | peak RSS MB |"
+    tables = {
+        "throughput": [f"circle_packing, 2 evaluations at once, {args.iterations} iterations a run; {note}.", "",
+                       f"| model {head}", "|---|---|---|---|---|---|---|",
+                       *[_row(r["model"], r, cpu) for r in results["throughput"]]],
+        "throughput_scale": [f"circle_packing, mutator, {args.iterations} more iterations on a pre-filled archive; {note}.", "",
+                             f"| archive {head}", "|---|---|---|---|---|---|---|",
+                             *[_row(f"{r['archive_programs']:,} programs", r, cpu) for r in results["scale"]]],
+        "throughput_latency": [f"trivial problem, stand-in answering after 1 s, 4 iterations a run per call in flight (at least 8); "
+                               f"{note}.", "", "| calls in flight | share of ideal % | it/s | controller CPU ms/it | children CPU ms/it | "
+                               "peak PSS MB | peak RSS MB |", "|---|---|---|---|---|---|---|",
+                               *[_row(str(r["in_flight"]), r, ["share_of_ideal_pct", "per_s", "controller_cpu_ms", "children_cpu_ms",
+                                                               "peak_pss_mb", "peak_rss_mb"]) for r in results["latency"]]],
+        "throughput_cold": [f"`python -m evolve run circle_packing -n 1` as a new process, timed from its start; {note}.", "",
+                            "| model | first result s | CPU of the whole tree s | peak PSS MB | peak RSS MB |", "|---|---|---|---|---|",
+                            *[_row(r["model"], r, ["first_result_s", "tree_cpu_s", "peak_pss_mb", "peak_rss_mb"])
+                              for r in results["cold"]]],
+    }
+    for lines in tables.values():
+        lines += ["", f"Accounting: {accounting}."]
+    meta = {"runs": args.runs, "iterations": args.iterations, "warmups": 1, "accounting": accounting}
+    write_results(args.out, "throughput", {"meta": meta, **results}, tables)
 
 
 if __name__ == "__main__":
