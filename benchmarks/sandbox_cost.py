@@ -4,32 +4,38 @@
 
 For a trivial candidate and one that imports NumPy, it runs the candidate
 through every backend this machine offers (docker through a podman service
-started here when no DOCKER_HOST is set) and through a plain subprocess: the
-same interpreter and harness with no confinement at all. It reports the median
-wall time per run, the median CPU time of the process tree where it is
-accounted to us (plain and process; bwrap's pid namespace and docker's
-containers are not), and the median overhead over the plain subprocess. Results go to ``sandbox_cost.json`` and
-``sandbox_cost.md`` under ``--out``. A benchmark, not a test: it reports and
-never fails on a slow machine.
+started here when no DOCKER_HOST is set), through a plain subprocess (the
+same interpreter and harness with no confinement at all) and, for scale,
+through the bare interpreter (``python -I -c pass``, or ``import numpy``: no
+harness, no result). The runners go round-robin, one run of each per
+repetition (``benchmarks/report.py``), after two discarded warm-up
+repetitions. Per runner: wall time per run; its overhead over the plain
+subprocess (the median of the per-repetition differences); the CPU of the
+processes the run started (``benchmarks/accounting.py``: a cgroup, so bwrap's
+re-parented candidate is counted; docker's containers run in the engine's
+cgroups, so that column is empty for docker), and this process's own CPU for
+the run (spawning, supervising, decoding). Results go to ``sandbox_cost.json``
+and ``sandbox_cost.md`` under ``--out``. A benchmark, not a test: it reports
+and never fails on a slow machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
-import resource
 import shutil
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.accounting import TreeAccounting
+from benchmarks.report import cell, interleave, spread_note, summarize, write_results
 from evolve.errors import SandboxError
 from evolve.sandbox import RunOutcome, RunSpec, Sandbox, SandboxLimits, decode_result, get_sandbox
 from evolve.sandbox.bwrap import bwrap_problem
@@ -43,6 +49,11 @@ CANDIDATES = {
     "numpy": "import numpy as np\ndef main():\n    return float(np.ones(3).sum())\n",
 }
 LIMITS = SandboxLimits(wall_s=60, cpu_s=60)
+WARMUPS = 2
+
+
+def _package_paths() -> list[str]:
+    return sorted({str(Path(host).parent) for host, _ in sandbox_runtime().packages})
 
 
 class PlainSubprocess:
@@ -51,9 +62,8 @@ class PlainSubprocess:
     name = "plain subprocess"
 
     def __init__(self) -> None:
-        runtime = sandbox_runtime()
-        self._python = runtime.python
-        self._paths = sorted({str(Path(host).parent) for host, _ in runtime.packages})
+        self._python = sandbox_runtime().python
+        self._paths = _package_paths()
         self._harness = harness_source()
 
     async def run(self, spec: RunSpec) -> RunOutcome:
@@ -69,29 +79,30 @@ class PlainSubprocess:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+class BareInterpreter:
+    """The floor: the sandbox's interpreter running only the candidate's imports (``pass`` or ``import numpy``)."""
+
+    name = "bare interpreter"
+
+    def __init__(self) -> None:
+        self._python = sandbox_runtime().python
+        self._paths = _package_paths()
+
+    async def run(self, spec: RunSpec) -> RunOutcome:
+        body = "import numpy" if "numpy" in spec.code else "pass"
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(self._python, "-I", "-c", f"import sys; sys.path[:0] = {self._paths!r}; {body}", env={})
+        code = await proc.wait()
+        return RunOutcome(exit_code=code, result=None, stdout=b"", stderr=b"", timed_out=False, output_exceeded=False,
+                          result_exceeded=False, wall_s=time.monotonic() - started)
 
 
-def measure(sandbox: Sandbox | PlainSubprocess, code: str, runs: int) -> dict[str, float]:
-    spec = RunSpec(code=code, request=b'{"function": "main"}', limits=LIMITS)
-    run: Callable[[], Coroutine[Any, Any, RunOutcome]] = lambda: sandbox.run(spec)  # noqa: E731
-    walls, cpus = [], []
-    for i in range(runs + 2):
-        cpu0, wall0 = _children_cpu(), time.perf_counter()
-        outcome = asyncio.run(run())
-        wall, cpu = time.perf_counter() - wall0, _children_cpu() - cpu0
-        if outcome.result is None or not decode_result(outcome.result)["ok"]:
-            raise SystemExit(f"{sandbox.name}: the candidate failed: exit {outcome.exit_code}, {outcome.stderr[-300:]!r}")
-        if i >= 2:  # two warm-up runs: page cache, image lookups
-            walls.append(wall)
-            cpus.append(cpu)
-    return {"wall_ms": 1000 * statistics.median(walls), "cpu_ms": 1000 * statistics.median(cpus)}
+Runner = Sandbox | PlainSubprocess | BareInterpreter
 
 
-def backends(tmp: Path) -> tuple[list[Sandbox | PlainSubprocess], list[str], Callable[[], None]]:
-    found: list[Sandbox | PlainSubprocess] = [PlainSubprocess(), get_sandbox("process")]
+def backends(tmp: Path) -> tuple[list[Runner], list[str], Callable[[], None]]:
+    """The plain subprocess first, then every backend that works here; what was skipped and why; how to clean up."""
+    found: list[Runner] = [PlainSubprocess(), get_sandbox("process")]
     skipped: list[str] = []
     cleanup: Callable[[], None] = lambda: None  # noqa: E731
     if (why := bwrap_problem()) is None:
@@ -109,44 +120,65 @@ def backends(tmp: Path) -> tuple[list[Sandbox | PlainSubprocess], list[str], Cal
     return found, skipped, cleanup
 
 
+def _once(runner: Runner, spec: RunSpec, accounting: TreeAccounting) -> dict[str, float]:
+    with accounting.span() as span:
+        outcome = asyncio.run(runner.run(spec))
+    ok = outcome.exit_code == 0 if isinstance(runner, BareInterpreter) else outcome.result is not None and decode_result(outcome.result)["ok"]
+    if not ok:
+        raise SystemExit(f"{runner.name}: the candidate failed: exit {outcome.exit_code}, {outcome.stderr[-300:]!r}")
+    u = span.usage
+    return {"wall_ms": 1000 * u.wall_s, "children_cpu_ms": 1000 * u.children_cpu_s, "controller_cpu_ms": 1000 * u.controller_cpu_s}
+
+
+def _rows(candidate: str, runners: list[Runner], runs: list[list[dict[str, float]]]) -> list[dict[str, Any]]:
+    plain = runs[0]
+    rows: list[dict[str, Any]] = []
+    for runner, samples in zip(runners, runs, strict=True):
+        rows.append({
+            "candidate": candidate, "backend": runner.name, "runs": len(samples),
+            "wall_ms": summarize([s["wall_ms"] for s in samples]),
+            "overhead_ms": summarize([s["wall_ms"] - p["wall_ms"] for s, p in zip(samples, plain, strict=True)]),
+            "children_cpu_ms": summarize([s["children_cpu_ms"] for s in samples]) if runner.name != "docker" else {"n": 0},
+            "controller_cpu_ms": summarize([s["controller_cpu_ms"] for s in samples]),
+        })
+        print(f"{candidate:8} {runner.name:17} wall {rows[-1]['wall_ms']['median']:7.1f} ms  overhead "
+              f"{rows[-1]['overhead_ms']['median']:+7.1f} ms  children CPU {rows[-1]['children_cpu_ms'].get('median', '—')} ms",
+              file=sys.stderr)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20, help="measured runs per backend and candidate (after 2 warm-ups)")
+    parser.add_argument("--runs", type=int, default=20, help=f"measured runs per backend and candidate (after {WARMUPS} warm-up repetitions)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="evolve-bench-") as tmp:
-        found, skipped, cleanup = backends(Path(tmp))
+        found, skipped, cleanup = backends(Path(tmp))  # a podman service starts here, outside the accounting's tree
+        runners: list[Runner] = [*found, BareInterpreter()]
         try:
-            rows = []
-            for name, code in CANDIDATES.items():
-                base: dict[str, float] | None = None
-                for sandbox in found:
-                    stats = measure(sandbox, code, args.runs)
-                    base = base or stats
-                    local = sandbox.name in {"plain subprocess", "process"}
-                    rows.append({
-                        "candidate": name, "backend": sandbox.name, "wall_ms": round(stats["wall_ms"], 1),
-                        "cpu_ms": round(stats["cpu_ms"], 1) if local else None,
-                        "overhead_ms": round(stats["wall_ms"] - base["wall_ms"], 1),
-                        "runs": args.runs,
-                    })
-                    print(f"{name:8} {sandbox.name:17} wall {stats['wall_ms']:7.1f} ms  overhead {stats['wall_ms'] - base['wall_ms']:+7.1f} ms",
-                          file=sys.stderr)
+            with TreeAccounting(memory=False) as accounting:
+                method = accounting.describe()
+                for candidate, code in CANDIDATES.items():
+                    spec = RunSpec(code=code, request=b'{"function": "main"}', limits=LIMITS)
+                    runs = interleave(runners, lambda r, spec=spec: _once(r, spec, accounting), runs=args.runs, warmups=WARMUPS)  # type: ignore[misc]
+                    rows += _rows(candidate, runners, runs)
         finally:
             cleanup()
-    args.out.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": f"{platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()}", "skipped": skipped}
-    (args.out / "sandbox_cost.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    lines = ["| candidate | backend | median wall ms | median CPU ms | overhead vs plain ms |", "|---|---|---|---|---|"]
+    lines = [f"One run of each per repetition, round-robin, after {WARMUPS} warm-up repetitions; {spread_note(args.runs)}. "
+             "Overhead: the per-repetition difference from the plain subprocess. Children CPU: every process the run started "
+             "(docker's containers run in the engine's cgroups: not counted); controller CPU: this process's own for the run.",
+             "", "| candidate | runner | wall ms | overhead vs plain ms | children CPU ms | controller CPU ms |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
-        cpu = "—" if r["cpu_ms"] is None else f"{r['cpu_ms']:.1f}"
-        lines.append(f"| {r['candidate']} | {r['backend']} | {r['wall_ms']:.1f} | {cpu} | {r['overhead_ms']:+.1f} |")
+        overhead = "—" if r["backend"] == "plain subprocess" else cell(r["overhead_ms"], signed=True)
+        lines.append(f"| {r['candidate']} | {r['backend']} | {cell(r['wall_ms'])} | {overhead} | {cell(r['children_cpu_ms'])} | "
+                     f"{cell(r['controller_cpu_ms'])} |")
+    lines += ["", f"Accounting: {method}."]
     if skipped:
-        lines.append("")
-        lines += [f"skipped: {s}" for s in skipped]
-    table = "\n".join(lines) + "\n"
-    (args.out / "sandbox_cost.md").write_text(table)
-    print(table)
+        lines += ["", *[f"Skipped: {s}." for s in skipped]]
+    meta = {"runs": args.runs, "warmups": WARMUPS, "skipped": skipped, "accounting": method}
+    write_results(args.out, "sandbox_cost", {"meta": meta, "rows": rows}, {"sandbox_cost": lines})
 
 
 if __name__ == "__main__":
