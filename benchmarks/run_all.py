@@ -1,47 +1,194 @@
-"""Every benchmark, one after the other, into benchmarks/results/ (JSON and markdown per benchmark, and summary.md).
+"""Every benchmark, one after the other, into benchmarks/results/: every figure of the README's Benchmarks section from one run.
 
-    .venv/bin/python benchmarks/run_all.py [--out benchmarks/results]
+    .venv/bin/python benchmarks/run_all.py [--out benchmarks/results] [--only sandbox_cost,throughput] [--quick]
 
 Runs sandbox_cost, throughput, store_scale and dashboard with their default
-settings (about 12 minutes on 2 cores) and writes ``summary.md``: each
-benchmark's table after its command and how long it took. Each benchmark
-reports and never fails on a slow machine; a benchmark that cannot run (a
-missing backend or browser) is reported as such and the others still run.
+settings (about 25 minutes on 2 cores), then writes ``targets.md`` (each
+target, the figure that decides it and whether it is met, read from the
+benchmarks' JSON of this same run) and ``summary.md``: the targets and every
+table, each after the command that made it and how long it took. Each table
+is also its own markdown file (``throughput.md``, ``throughput_scale.md``,
+``throughput_latency.md``, ``throughput_cold.md``, ``store_scale.md``,
+``sandbox_cost.md``, ``dashboard.md``): the README shows exactly these.
+Each benchmark reports and never fails on a slow machine; one that cannot run
+(a missing backend or browser) is reported as such and the others still run.
+``--quick`` runs tiny configurations to check that the scripts work: its
+figures mean nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from benchmarks.report import machine  # noqa: E402
+
 SUITE = ["sandbox_cost", "throughput", "store_scale", "dashboard"]
+TABLES = {"sandbox_cost": ["sandbox_cost"], "throughput": ["throughput", "throughput_scale", "throughput_latency", "throughput_cold"],
+          "store_scale": ["store_scale"], "dashboard": ["dashboard"]}
+QUICK = {
+    "sandbox_cost": ["--runs", "3"],
+    "throughput": ["--runs", "1", "--iterations", "6", "--scales", "1000,3000", "--in-flight", "2,16"],
+    "store_scale": ["--sizes", "1000,10000", "--runs", "12"],
+    "dashboard": ["--programs", "2000", "--runs", "2"],
+}
+
+Row = tuple[str, str, bool | None]  # target, measured, met (None: not measured)
+
+
+def _median(summary: dict[str, Any] | None) -> float | None:
+    return None if not summary or not summary.get("n") else float(summary["median"])
+
+
+def _by(rows: list[dict[str, Any]], key: str, value: Any) -> dict[str, Any] | None:
+    return next((r for r in rows if r.get(key) == value), None)
+
+
+def _throughput_targets(data: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
+    runs = data.get("throughput", [])
+    cpu = [(r["model"], _median(r["controller_cpu_ms"])) for r in runs]
+    rate = [(r["model"], _median(r["per_s"])) for r in runs]
+    if cpu:
+        out.append(("controller CPU ≤ 2 ms per iteration (circle_packing, instant model, 2 evaluations at once)",
+                    ", ".join(f"{v:.2f} ms ({m})" for m, v in cpu if v is not None), all(v is not None and v <= 2 for _, v in cpu)))
+        out.append(("≥ 35 iterations/s on this machine with an instant model (issue 18: 3× the peer)",
+                    ", ".join(f"{v:.2f} it/s ({m})" for m, v in rate if v is not None), all(v is not None and v >= 35 for _, v in rate)))
+    scale = data.get("scale", [])
+    if len(scale) >= 2:
+        low, high = _median(scale[0]["controller_cpu_ms"]), _median(scale[-1]["controller_cpu_ms"])
+        if low is not None and high is not None:
+            out.append((f"controller CPU grows ≤ 2 ms per iteration from {scale[0]['archive_programs']:,} to "
+                        f"{scale[-1]['archive_programs']:,} programs", f"{low:.2f} → {high:.2f} ms ({high - low:+.2f})", high - low <= 2))
+    latency = data.get("latency", [])
+    for k, share in ((16, 0.95), (32, 0.90)):
+        if (r := _by(latency, "in_flight", k)) is not None and (v := _median(r["share_of_ideal_pct"])) is not None:
+            out.append((f"≥ {share:.0%} of ideal throughput with {k} one-second calls in flight", f"{v:.0f}%", v >= 100 * share))
+    if (r := _by(latency, "in_flight", 16)) is not None and (v := _median(r["peak_pss_mb"])) is not None:
+        out.append(("≤ 300 MB for the whole process tree with 16 calls in flight (peak PSS)", f"{v:.0f} MB (RSS {_median(r['peak_rss_mb']):.0f})",
+                    v <= 300))
+    cold = data.get("cold", [])
+    first = [(r["model"], _median(r["first_result_s"])) for r in cold]
+    if first:
+        out.append(("first result ≤ 1 s after `evolve run` starts", ", ".join(f"{v:.2f} s ({m})" for m, v in first if v is not None),
+                    all(v is not None and v <= 1 for _, v in first)))
+    return out
+
+
+def _store_targets(data: dict[str, Any]) -> list[Row]:
+    rows = data.get("rows", [])
+    if len(rows) < 2:
+        return []
+    small, large = rows[0], rows[-1]
+    ops = {"sample_parent": "sampling", "upsert_loses": "losing upsert", "upsert_wins": "winning upsert", "best_program": "best"}
+    parts, flat = [], True
+    for op, label in ops.items():
+        a, b = _median(small.get(op)), _median(large.get(op))
+        if a is None or b is None:
+            continue
+        parts.append(f"{label} {a:.2f} → {b:.2f} ms")
+        flat = flat and b <= 2 * a
+    return [(f"store hot paths flat from {small['programs']:,} to {large['programs']:,} programs (median at most doubles)",
+             ", ".join(parts), flat)]
+
+
+def _dashboard_targets(data: dict[str, Any]) -> list[Row]:
+    row = _by(data.get("pages", []), "what", "campaign page, fresh browser context")
+    if row is None:
+        return []
+    worst, label = (row["p90"], "p90") if "p90" in row else (row["max"], "max")
+    programs = data.get("meta", {}).get("programs", 0)
+    return [(f"campaign page of a {programs:,}-program campaign painted in < 1 s ({label})",
+             f"{row['median']:.0f} ms ({label} {worst:.0f})", worst < 1000)]
+
+
+def _sandbox_targets(data: dict[str, Any]) -> list[Row]:
+    rows = data.get("rows", [])
+    out: list[Row] = []
+    trivial, numpy = _by_pair(rows, "trivial", "bwrap"), _by_pair(rows, "numpy", "bwrap")
+    if trivial is not None and (v := _median(trivial["overhead_ms"])) is not None:
+        w = _median(numpy["overhead_ms"]) if numpy is not None else None
+        extra = "" if w is None else f", {w:+.1f} ms with NumPy"
+        out.append(("a bwrap run costs ≤ 10 ms over a plain subprocess (trivial candidate)", f"{v:+.1f} ms{extra}", v <= 10))
+    bare = _by_pair(rows, "numpy", "bare interpreter")
+    if numpy is not None and bare is not None and (a := _median(numpy["wall_ms"])) is not None and (b := _median(bare["wall_ms"])) is not None:
+        out.append(("a NumPy candidate's bwrap run costs less than `python -c 'import numpy'` alone (issue 18)",
+                    f"{a:.1f} ms against {b:.1f} ms", a < b))
+    return out
+
+
+def _by_pair(rows: list[dict[str, Any]], candidate: str, backend: str) -> dict[str, Any] | None:
+    return next((r for r in rows if r["candidate"] == candidate and r["backend"] == backend), None)
+
+
+TARGETS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
+    "throughput": _throughput_targets, "store_scale": _store_targets, "dashboard": _dashboard_targets, "sandbox_cost": _sandbox_targets,
+}
+
+
+def targets(out: Path, ran: list[str]) -> list[str]:
+    """The targets table, from the JSON this run wrote (a benchmark not run, or failed, leaves its targets out)."""
+    lines = ["| target | measured | met? |", "|---|---|---|"]
+    for name in ran:
+        path = out / f"{name}.json"
+        if not path.is_file():
+            continue
+        for target, measured, met in TARGETS[name](json.loads(path.read_text())):
+            lines.append(f"| {target} | {measured or '—'} | {'—' if met is None else 'yes' if met else 'no'} |")
+    return lines
+
+
+def _commit() -> str:
+    done = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or "unknown"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--only", default=",".join(SUITE), help=f"a comma-separated subset of {', '.join(SUITE)}")
+    parser.add_argument("--quick", action="store_true", help="tiny configurations, to check the scripts work (figures mean nothing)")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    sections = []
-    started = time.perf_counter()
-    for name in [n for n in args.only.split(",") if n]:
+    names = [n for n in args.only.split(",") if n]
+    for name in names:
         if name not in SUITE:
             parser.error(f"unknown benchmark '{name}': choose among {', '.join(SUITE)}")
-        command = [sys.executable, str(HERE / f"{name}.py"), "--out", str(args.out)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    sections, ran = [], []
+    started = time.perf_counter()
+    for name in names:
+        options = QUICK[name] if args.quick else []
+        command = [sys.executable, str(HERE / f"{name}.py"), "--out", str(args.out), *options]
         print(f"== {name}", file=sys.stderr, flush=True)
+        for stale in [f"{name}.json", *(f"{t}.md" for t in TABLES[name])]:  # nothing from an earlier run passes for this one's
+            (args.out / stale).unlink(missing_ok=True)
         t0 = time.perf_counter()
         done = subprocess.run(command, check=False)
         took = time.perf_counter() - t0
-        table = args.out / f"{name}.md"
-        body = table.read_text() if done.returncode == 0 and table.is_file() else f"failed with exit code {done.returncode}; see the output above\n"
-        sections.append(f"## {name}\n\n`{' '.join(['python', f'benchmarks/{name}.py'])}` ({took:.0f} s)\n\n{body}")
+        shown = " ".join(["python", f"benchmarks/{name}.py", *options])
+        if done.returncode != 0:
+            sections.append(f"## {name}\n\n`{shown}` failed with exit code {done.returncode} after {took:.0f} s; see its output.\n")
+            continue
+        ran.append(name)
+        tables = "\n".join(f"### {t}\n\n{(args.out / f'{t}.md').read_text()}" for t in TABLES[name] if (args.out / f"{t}.md").is_file())
+        sections.append(f"## {name}\n\n`{shown}` ({took:.0f} s)\n\n{tables}")
     total = time.perf_counter() - started
-    summary = f"# evolve benchmarks\n\nAll of them in {total / 60:.1f} minutes.\n\n" + "\n".join(sections)
+    target_lines = targets(args.out, ran)
+    (args.out / "targets.md").write_text("\n".join(target_lines) + "\n")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    quick = " (--quick: tiny configurations, the figures mean nothing)" if args.quick else ""
+    summary = (f"# evolve benchmarks\n\nRun of {when} at commit {_commit()} on {machine()}{quick}; all of it in {total / 60:.1f} minutes.\n\n"
+               "## targets\n\n" + "\n".join(target_lines) + "\n\n" + "\n".join(sections))
     (args.out / "summary.md").write_text(summary)
     print(summary)
 
