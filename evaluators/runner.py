@@ -21,7 +21,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -36,6 +35,8 @@ from evolve.sandbox.confine import RUN_TAG_ENV, sweep, sweep_stale
 from evolve.sandbox.container import sweep_containers, sweep_stale_containers
 from evolve.sandbox.process import child_environment
 from evolve.sandbox.supervise import supervise
+from evolve.scratch import owned_tempdir
+from evolve.scratch import sweep_stale as sweep_stale_tempdirs
 from evolve.values import EvalResult, EvalStatus
 
 __all__ = ["Evaluator", "EvaluatorBounds", "evaluator_bounds", "sandbox_limits"]
@@ -98,6 +99,7 @@ class Evaluator:
         self.backend = resolve_backend(sandbox)
         self._python = python or sys.executable
         sweep_stale()  # run cgroups of evaluator processes that were killed before they could clean up
+        sweep_stale_tempdirs()  # and scratch directories of controllers that were
         if self.backend == "docker":
             sweep_stale_containers()  # containers of a controller that was killed (same host)
 
@@ -148,7 +150,7 @@ class Evaluator:
         # Everything the evaluation makes on the host carries this tag or lives in this directory,
         # so it is removed here however the evaluator process ended (killed at its deadline included).
         tag = f"{os.getpid()}x{uuid.uuid4().hex[:10]}"
-        scratch = tempfile.mkdtemp(prefix=f"evolve-eval-{tag}-")
+        scratch = str(owned_tempdir("eval", tag=tag))
         try:
             outcome = await supervise(
                 lambda fd: [self._python, "-I", "-B", "-m", "evolve.evaluators.worker", str(fd)],

@@ -13,7 +13,6 @@ import os
 import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn
@@ -33,6 +32,7 @@ from evolve.llm.embedded import is_embedded
 from evolve.problem import Limits, builtin_problem_names, resolve_problem
 from evolve.reports import held_out_score
 from evolve.sandbox import BACKENDS, DESCRIPTIONS
+from evolve.scratch import owned_tempdir
 from evolve.secrets import install_log_redaction, redact
 from evolve.store import CampaignRow, Store
 from evolve.values import CampaignStatus
@@ -229,7 +229,7 @@ def run(problem: str, models: tuple[str, ...], api_base: str | None, api_key_env
     settings["models"] = _model_settings(models, api_base, api_key_env, mode, settings.get("models"))
     config = parse_campaign_config(settings, source=config_file or "options")
     store = Store.open(db)
-    workdir = Path(tempfile.mkdtemp(prefix="evolve-"))
+    workdir = owned_tempdir("campaign")
     try:
         campaign = asyncio.run(Campaign.create(store, prob, config, workdir=workdir))
         initial = store.best_program(campaign.id)
@@ -262,7 +262,7 @@ def resume(db: str, campaign_id: str | None, iterations: int | None, max_cost_us
     if iterations is not None and iterations < row.iterations_done:
         _fail(f"--iterations {iterations} is below the {row.iterations_done} iterations already done")
     budgets = {k: v for k, v in {"max_cost_usd": max_cost_usd, "max_tokens": max_tokens}.items() if v is not None}
-    workdir = Path(tempfile.mkdtemp(prefix="evolve-"))
+    workdir = owned_tempdir("campaign")
     try:
         campaign = Campaign.resume(store, row.id, workdir=workdir, iterations=iterations, budgets=budgets)
         err.print(f"resuming campaign {campaign.id} ({campaign.problem.name}) at {row.iterations_done}/{campaign.target}, "

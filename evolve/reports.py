@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from evolve.evaluators.runner import Evaluator
 from evolve.problem import Problem
+from evolve.scratch import owned_tempdir
 from evolve.store import CampaignRow, Store
 from evolve.values import EvalStatus, Program
 
@@ -60,7 +59,7 @@ def held_out_score(store: Store, row: CampaignRow, problem: Problem, program: Pr
     recorded = recorded_held_out(store, row.id, program.id)
     if recorded is not None:
         return recorded
-    workdir = Path(tempfile.mkdtemp(prefix="evolve-heldout-"))
+    workdir = owned_tempdir("heldout")
     try:
         evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=str(row.config.get("sandbox") or "auto"))
         result = asyncio.run(evaluator.evaluate(program.code, held_out=True))

@@ -23,6 +23,7 @@ from evolve.campaign import Campaign, owner_alive
 from evolve.config import CampaignConfig
 from evolve.errors import EvolveError, StoreError
 from evolve.problem import Problem
+from evolve.scratch import owned_tempdir
 from evolve.store import Store
 from evolve.values import CampaignStatus
 
@@ -53,7 +54,7 @@ class CampaignManager:
         self.sandbox = sandbox
         self.slots = asyncio.Semaphore(max_evaluations)  # every evaluation of this server, first ones included
         self._own_workdir = workdir is None
-        self.workdir = Path(tempfile.mkdtemp(prefix="evolve-server-")) if workdir is None else workdir
+        self.workdir = owned_tempdir("server") if workdir is None else workdir
         self._running: dict[str, _Running] = {}
 
     def reconcile(self) -> list[str]:
