@@ -6,7 +6,7 @@ For a trivial candidate and one that imports NumPy, it runs the candidate
 through every backend this machine offers (docker through a podman service
 started here when no DOCKER_HOST is set), through a plain subprocess (the
 same interpreter and harness with no confinement at all) and, for scale,
-through the bare interpreter (``python -I -c pass``, or ``import numpy``: no
+through the bare interpreter (``python -I -B -c pass``, or ``import numpy``: no
 harness, no result). The runners go round-robin, one run of each per
 repetition (``benchmarks/report.py``), after two discarded warm-up
 repetitions. Per runner: wall time per run; its overhead over the plain
@@ -91,7 +91,9 @@ class BareInterpreter:
     async def run(self, spec: RunSpec) -> RunOutcome:
         body = "import numpy" if "numpy" in spec.code else "pass"
         started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(self._python, "-I", "-c", f"import sys; sys.path[:0] = {self._paths!r}; {body}", env={})
+        # the harness's flags and environment (one BLAS thread, no bytecode written): only the harness and confinement differ
+        proc = await asyncio.create_subprocess_exec(self._python, "-I", "-B", "-c", f"import sys; sys.path[:0] = {self._paths!r}; {body}",
+                                                    env=child_environment(tempfile.gettempdir()))
         code = await proc.wait()
         return RunOutcome(exit_code=code, result=None, stdout=b"", stderr=b"", timed_out=False, output_exceeded=False,
                           result_exceeded=False, wall_s=time.monotonic() - started)
