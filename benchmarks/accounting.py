@@ -143,18 +143,19 @@ class TreeAccounting:
         self._memory = memory
         self._interval_s = interval_s
         self.why_not_cgroup = cgroup_problem() if use_cgroup else "the cgroup method was not asked for"
-        self._cgroup: Path | None = None
+        self._cgroup: Path | None = None  # while joined
+        self._joined = False  # the cgroup method was used (stays true after the exit, for reports)
         self._home: Path | None = None
         self._sampler: subprocess.Popen[bytes] | None = None
         self._buffer = b""
 
     @property
     def method(self) -> str:
-        return "cgroup" if self._cgroup is not None else "rusage"
+        return "cgroup" if self._joined else "rusage"
 
     def describe(self) -> str:
         """One line for a report: the method, and why not the cgroup where it was not used."""
-        if self._cgroup is not None:
+        if self._joined:
             return "cgroup (CPU: cpuacct.usage of a cgroup holding the run's whole process tree, less the controller's own rusage)"
         return f"rusage (children's CPU of reaped processes only, re-parented ones missed: a lower bound; {self.why_not_cgroup})"
 
@@ -168,7 +169,7 @@ class TreeAccounting:
                 self._home = _home()
                 cgroup.mkdir()
                 (cgroup / "cgroup.procs").write_text(str(os.getpid()))
-                self._cgroup = cgroup
+                self._cgroup, self._joined = cgroup, True
             except OSError as exc:
                 self.why_not_cgroup = f"could not make and join {cgroup}: {exc}"
                 with contextlib.suppress(OSError):
