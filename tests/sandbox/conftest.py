@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
-from typing import NoReturn
 
 import pytest
 
@@ -19,15 +18,9 @@ from evolve.errors import SandboxError
 from evolve.sandbox import Sandbox, get_sandbox
 from evolve.sandbox.bwrap import bwrap_problem
 from evolve.sandbox.podman import start_podman_service
+from tests.sandbox.helpers import unavailable
 
 BACKEND_NAMES = ("process", "bwrap", "docker")
-
-
-def _unavailable(name: str, reason: str) -> NoReturn:
-    required = {b.strip() for b in os.environ.get("EVOLVE_REQUIRE_BACKENDS", "").split(",") if b.strip()}
-    if name in required:
-        pytest.fail(f"the {name} sandbox is required here (EVOLVE_REQUIRE_BACKENDS) but cannot run: {reason}")
-    pytest.skip(f"the {name} sandbox cannot run on this machine: {reason}")
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +30,7 @@ def podman_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         service = start_podman_service(sock)
     except SandboxError as exc:
-        _unavailable("docker", str(exc))
+        unavailable("docker", str(exc))
     try:
         yield f"unix://{sock}"
     finally:
@@ -53,7 +46,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
     """The name of a working backend; for docker, DOCKER_HOST points at the podman service meanwhile."""
     name: str = request.param
     if name == "bwrap" and (why := bwrap_problem()) is not None:
-        _unavailable(name, why)
+        unavailable(name, why)
     if name != "docker":
         yield name
         return
@@ -64,7 +57,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str]:
         try:
             get_sandbox("docker")
         except SandboxError as exc:
-            _unavailable(name, str(exc))
+            unavailable(name, str(exc))
         yield name
     finally:
         if before is None:

@@ -1,8 +1,12 @@
-"""Host-side checks for sandbox tests: what survived a run, seen from outside."""
+"""Host-side checks for sandbox tests: what survived a run, seen from outside; skips that CI can forbid."""
 
 from __future__ import annotations
 
 import os
+import time
+from typing import NoReturn
+
+import pytest
 
 #: Candidate code that names its process ``token`` (PR_SET_NAME), so the host can find it.
 SET_NAME = "import ctypes\nctypes.CDLL(None).prctl(15, {token!r}.encode(), 0, 0, 0)\n"
@@ -25,3 +29,20 @@ def processes_named(token: str) -> list[int]:
             if fields.get("Name", "").strip() == token and not fields.get("State", "").startswith("Z"):
                 found.append(int(entry))
     return found
+
+
+def survivors(token: str, *, within_s: float = 30.0) -> list[int]:
+    """Host pids still named ``token`` once they are gone or ``within_s`` has passed (the kernel reaps asynchronously)."""
+    deadline = time.monotonic() + within_s
+    while (alive := processes_named(token)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
+
+
+def unavailable(name: str, reason: str) -> NoReturn:
+    """Skip: ``name`` (a backend) cannot run here, or cannot give what the test needs; a failure instead when
+    ``EVOLVE_REQUIRE_BACKENDS`` names it (scripts/test.sh sets it, so CI fails rather than skips)."""
+    required = {b.strip() for b in os.environ.get("EVOLVE_REQUIRE_BACKENDS", "").split(",") if b.strip()}
+    if name in required:
+        pytest.fail(f"the {name} sandbox is required here (EVOLVE_REQUIRE_BACKENDS) but cannot run: {reason}")
+    pytest.skip(f"the {name} sandbox cannot run on this machine: {reason}")

@@ -41,7 +41,7 @@ from evolve.sandbox.confine import leftover_cgroups, stale_cgroups
 from evolve.sandbox.container import RUN_LABEL
 from evolve.values import EvalStatus
 from tests.conftest import write_problem
-from tests.sandbox.helpers import SET_NAME, processes_named
+from tests.sandbox.helpers import SET_NAME, processes_named, survivors
 from tests.store.helpers import make_program
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,8 +111,7 @@ def _no_outside_files(host: Host) -> str | None:
 
 
 def _no_survivors(host: Host) -> str | None:
-    time.sleep(0.5)
-    alive = processes_named(host.token)
+    alive = survivors(host.token, within_s=10)  # well inside the 20 s and 30 s the probes' own processes sleep
     return f"processes started by the probe are still running: {alive}" if alive else None
 
 
@@ -404,7 +403,7 @@ def test_probe_is_stopped_and_the_host_unharmed(probe: Probe, backend: str, host
     result = asyncio.run(evaluator.evaluate(_program(probe, host)))
     elapsed = time.monotonic() - started
     assert result.status in probe.expect, f"{probe.name} ended {result.status.value}: {result.artifacts}"
-    assert elapsed < problem.config.limits.timeout_s + 8, f"the run took {elapsed:.1f} s"
+    assert elapsed < 45, f"the run took {elapsed:.1f} s"  # stopped at its limits, not after the 60 s a probe sleeps
     assert SECRET not in repr(result.artifacts)
     # whatever the candidate did, the failure is its own, told in the candidate's terms: never the evaluator's
     # error with a host traceback

@@ -8,11 +8,12 @@ import evolve.sandbox.bwrap as bwrap_module
 from evolve.errors import ConfigError, SandboxError
 from evolve.sandbox import DESCRIPTIONS, resolve_backend
 from evolve.sandbox.confine import cgroup_layout
+from tests.sandbox.helpers import unavailable
 
 
 def test_auto_prefers_bubblewrap_where_it_works() -> None:
     if (why := bwrap_module.bwrap_problem()) is not None:
-        pytest.skip(f"bubblewrap cannot run here: {why}")
+        unavailable("bwrap", why)
     assert resolve_backend("auto") == "bwrap"
     assert "no network" in DESCRIPTIONS["bwrap"]
 
@@ -39,6 +40,6 @@ def test_unknown_backend_names_the_choices() -> None:
 
 def test_cgroups_are_used_where_the_host_offers_them() -> None:
     layout = cgroup_layout()
-    if layout is None:
-        pytest.skip("this host offers no writable cgroup with memory and pids controllers")
+    if layout is None:  # the bwrap backend's per-run cgroup (memory across processes, pids, cpu) needs one
+        unavailable("bwrap", "this host offers no writable cgroup with memory and pids controllers")
     assert layout.memory_parent.is_dir() and layout.pids_parent.is_dir()
