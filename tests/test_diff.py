@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 from evolve.blocks import find_regions
@@ -168,22 +169,113 @@ def test_apply_of_a_unique_substring_equals_str_replace(prefix: str, body: str, 
     assert child == program.replace(search, replacement)
 
 
-@given(program_body=_body, answer=st.text(max_size=300))
-@settings(max_examples=300)
-def test_any_answer_either_fails_cleanly_or_keeps_frozen_parts(program_body: str, answer: str) -> None:
-    program = f"FROZEN_A = 1\n# EVOLVE-BLOCK-START\n{program_body}\n# EVOLVE-BLOCK-END\nFROZEN_B = 2\n"
-    def by_diff() -> str:
-        return apply_diff(program, parse_diff(answer))
+HOSTILE_PROGRAM = """\
+import math
 
-    def by_rewrite() -> str:
-        return apply_rewrite(program, answer)
+FROZEN_A = 1
+# EVOLVE-BLOCK-START
+def f(x):
+    y = x * 2
+    return y + 1
+# EVOLVE-BLOCK-END
 
-    for attempt in (by_diff, by_rewrite):
-        try:
-            child = attempt()
-        except DiffError:
-            continue
-        assert find_regions(child).frozen == find_regions(program).frozen
+def frozen():
+    return FROZEN_A
+# EVOLVE-BLOCK-START
+def g(x):
+    return math.sqrt(x)
+# EVOLVE-BLOCK-END
+FROZEN_B = 2
+"""
+_LINES = HOSTILE_PROGRAM.splitlines()
+_BODY_LINES = [i for i, line in enumerate(_LINES) if line in ("def f(x):", "    y = x * 2", "    return y + 1", "def g(x):",
+                                                                "    return math.sqrt(x)")]
+_hostile_line = st.sampled_from(["# EVOLVE-BLOCK-START", "# EVOLVE-BLOCK-END", "FROZEN_A = 3", "```", "======="])
+_new_line = st.one_of(_line, st.sampled_from(["    return 0", "    y = x - 1", ""]), _hostile_line)
+_benign_line = st.one_of(_line.map(lambda text: "    " + text.strip()), st.sampled_from(["    return 0", "    y = x - 1"]))
+
+
+@st.composite
+def _program_lines(draw: st.DrawFn, *, hostile: bool) -> str:
+    """Consecutive lines of the program: one inside a block, or (hostile) anywhere, frozen lines and markers included, altered."""
+    if not hostile:
+        return _LINES[draw(st.sampled_from(_BODY_LINES))]
+    start = draw(st.integers(0, len(_LINES) - 1))
+    lines = _LINES[start : draw(st.integers(start + 1, min(len(_LINES), start + 5)))]
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(lines) - 1))
+        lines = [*lines[:at], draw(st.sampled_from([lines[at].strip(), lines[at] + " ", "    " + lines[at]])), *lines[at + 1 :]]
+    return "\n".join(lines)
+
+
+@st.composite
+def _search_replace(draw: st.DrawFn, *, hostile: bool) -> str:
+    search = draw(_program_lines(hostile=hostile))
+    replace = "\n".join(draw(st.lists(_new_line if hostile else _benign_line, max_size=4)))
+    return f"<<<<<<< SEARCH\n{search}\n=======\n{replace}\n>>>>>>> REPLACE"
+
+
+@st.composite
+def _rewrite(draw: st.DrawFn, *, hostile: bool) -> str:
+    """A fenced program: the parent with lines dropped, replaced or added (hostile: markers and frame too), maybe cut off."""
+    lines = list(_LINES)
+    anywhere = hostile
+    for _ in range(draw(st.integers(0, 4))):
+        at = draw(st.integers(0, len(lines))) if anywhere else draw(st.sampled_from(_BODY_LINES))
+        kind = draw(st.sampled_from(["drop", "replace", "add"]))
+        new = draw(_new_line if anywhere else _benign_line)
+        if kind == "drop" and at < len(lines):
+            del lines[at]
+        elif kind == "replace" and at < len(lines):
+            lines[at] = new
+        else:
+            lines.insert(at, new)
+    body = "\n".join(lines)
+    tag = draw(st.sampled_from(["python", "py", "", "text"]))
+    if not hostile or draw(st.booleans()):
+        return f"```{tag}\n{body}\n```"
+    return f"```{tag}\n{body[: draw(st.integers(0, len(body)))]}"  # cut off mid-answer
+
+
+_prose = st.lists(_line, max_size=2).map("\n".join)
+_answers = st.one_of(
+    st.tuples(st.just("diff"), st.tuples(_prose, _search_replace(hostile=False), _prose).map("\n".join)),
+    st.tuples(st.just("rewrite"), st.tuples(_prose, _rewrite(hostile=False), _prose).map("\n".join)),
+    st.tuples(st.just("hostile"),
+              st.lists(st.one_of(_search_replace(hostile=True), _rewrite(hostile=True), _line), min_size=1, max_size=3).map("\n".join)),
+)
+
+
+def test_any_answer_either_fails_cleanly_or_keeps_frozen_parts() -> None:
+    """Answers made of real SEARCH/REPLACE blocks and fences around the program's own lines: applied or refused, never a broken frame."""
+    frozen = find_regions(HOSTILE_PROGRAM).frozen
+    seen: Counter[str] = Counter()
+
+    @given(_answers)
+    @settings(max_examples=600, deadline=None)
+    def check(drawn: tuple[str, str]) -> None:
+        kind, answer = drawn
+        for mode, attempt in (("diff", lambda: apply_diff(HOSTILE_PROGRAM, parse_diff(answer))),
+                              ("rewrite", lambda: apply_rewrite(HOSTILE_PROGRAM, answer))):
+            try:
+                child = attempt()
+            except DiffError as exc:
+                assert str(exc), "a refusal says why"
+                seen[f"{kind} answer, {mode}: refused"] += 1
+                continue
+            assert find_regions(child).frozen == frozen, answer
+            seen[f"{kind} answer, {mode}: applied"] += 1
+            event(f"{kind} answer applied by {mode}")
+
+    check()
+    print(dict(seen))
+    total = sum(seen.values()) // 2
+    checked = sum(n for key, n in seen.items() if key.endswith("applied"))
+    assert total == 600 and checked >= 0.4 * total, f"only {checked} of {total} answers reached the frame check"
+    for kind in ("diff", "rewrite"):  # answers made for a mode are mostly applied by it: the check is reached
+        applied, refused = seen[f"{kind} answer, {kind}: applied"], seen[f"{kind} answer, {kind}: refused"]
+        assert applied >= 0.6 * (applied + refused), f"{kind}: {applied} of {applied + refused} applied"
+    assert seen["hostile answer, diff: applied"] + seen["hostile answer, rewrite: applied"] > 0, "no hostile answer applied"
 
 
 # ------------------------------------------------------- bounds on every step (issue 16)
