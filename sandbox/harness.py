@@ -123,6 +123,9 @@ def _result_fd(target: int | str) -> int:
     return fd
 
 
+_HARNESS_PID = -1  # set by main()
+
+
 def _failure(exc: BaseException) -> dict[str, Any]:
     """The envelope of a candidate's failure; call inside the ``except`` that caught ``exc``."""
     tb = traceback.format_exc(limit=-8)
@@ -149,8 +152,12 @@ def _call(func: Callable[..., Any], request: dict[str, Any]) -> dict[str, Any]:
 def _send(fd: int, payload: dict[str, Any], *, framed: bool) -> None:
     """Write one envelope (length-prefixed when ``framed``), then flush the candidate's prints.
 
-    Exits with code 3 when that fails (an unserializable value, a closed channel).
+    Exits with code 3 when that fails (an unserializable value, a closed channel). A process
+    the candidate forked that unwinds back into the harness (its ``fork()`` returned, then it
+    returned or raised) exits silently instead: only the harness speaks on the result channel.
     """
+    if os.getpid() != _HARNESS_PID:
+        os._exit(1)
     try:
         data = json.dumps(payload, allow_nan=True).encode("utf-8")
         if framed:
@@ -204,6 +211,8 @@ def _serve(result_fd: int) -> None:
 
 
 def main() -> None:
+    global _HARNESS_PID
+    _HARNESS_PID = os.getpid()
     settings = json.loads(sys.argv[1])
     result_fd = _result_fd(settings["result"])
     sys.path[:0] = settings.get("paths", [])

@@ -170,3 +170,11 @@ def test_memory_is_capped_across_processes_where_cgroups_exist(sandbox: Sandbox)
     statuses = value_of(outcome)
     assert isinstance(statuses, list) and all(s in (0, signal.SIGKILL) for s in statuses), statuses
     assert statuses.count(signal.SIGKILL) >= 1, statuses
+
+
+def test_a_forked_child_that_unwinds_into_the_harness_does_not_write_a_result(sandbox: Sandbox) -> None:
+    # the child's fork() returns into the candidate, which raises (or returns): it must not speak for the run
+    code = "import os, time\ndef main():\n    if os.fork() == 0:\n        raise MemoryError('the child')\n    time.sleep(0.5)\n    return 7\n"
+    assert value_of(run(sandbox, code)) == 7
+    code = "import os, time\ndef main():\n    child = os.fork()\n    if child:\n        os.waitpid(child, 0)\n    return 'parent' if child else 'child'\n"
+    assert value_of(run(sandbox, code)) == "parent"
