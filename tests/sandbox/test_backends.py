@@ -176,5 +176,6 @@ def test_a_forked_child_that_unwinds_into_the_harness_does_not_write_a_result(sa
     # the child's fork() returns into the candidate, which raises (or returns): it must not speak for the run
     code = "import os, time\ndef main():\n    if os.fork() == 0:\n        raise MemoryError('the child')\n    time.sleep(0.5)\n    return 7\n"
     assert value_of(run(sandbox, code)) == 7
-    code = "import os, time\ndef main():\n    child = os.fork()\n    if child:\n        os.waitpid(child, 0)\n    return 'parent' if child else 'child'\n"
+    code = ("import os, time\ndef main():\n    child = os.fork()\n    if child:\n        os.waitpid(child, 0)\n"
+            "    return 'parent' if child else 'child'\n")
     assert value_of(run(sandbox, code)) == "parent"
