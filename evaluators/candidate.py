@@ -60,6 +60,8 @@ def _tail(data: bytes, limit: int = 2000) -> str:
 
 
 _QUOTED_CHARS = 300
+#: The most one call of a session may return, serialized.
+SESSION_RESULT_BYTES = 1 << 20
 
 
 def _value_of(outcome: RunOutcome, what: str, limits: SandboxLimits, stderr: str) -> Any:
@@ -194,7 +196,10 @@ class CandidateSession:
         if self._loop is not None:
             raise RuntimeError("a candidate session can be entered only once")
         candidate = self._candidate
-        self._limits = candidate._limits_for(self._timeout)
+        limits = candidate._limits_for(self._timeout)
+        # One call of a session answers one step: a small cap keeps a candidate from making the trusted
+        # side parse megabytes per step (30 MB of padding per call kept the evaluator busy for 50 s).
+        self._limits = dataclasses.replace(limits, result_bytes=min(limits.result_bytes, SESSION_RESULT_BYTES))
         spec = SessionSpec(code=candidate.code, function=self._function, limits=self._limits)
         # The event loop lives as long as the session: the child's pipes and readers belong to it.
         self._loop = asyncio.new_event_loop()

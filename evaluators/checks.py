@@ -84,6 +84,9 @@ def as_array(
             arr = np.asarray(value)
         except (ValueError, TypeError) as exc:
             raise Invalid(f"{name} must be a numeric array of shape {expected}; it is ragged or mixed ({exc})") from exc
+        except MemoryError as exc:  # e.g. a 20 MB string among 900,000 items: NumPy sizes every cell for the longest
+            raise Invalid(f"{name} must be a numeric array of shape {expected}; converting it would take more memory "
+                          "than the evaluator has (it holds long strings or other non-numbers)") from exc
     else:
         raise Invalid(f"{name} must be a numeric array of shape {expected}, got {type(value).__name__}")
     if arr.dtype.kind not in _REAL_KINDS:

@@ -15,6 +15,8 @@ parses it within an element budget.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import json
 import math
 import os
@@ -102,6 +104,8 @@ class Evaluator:
         sweep_stale_tempdirs()  # and scratch directories of controllers that were
         if self.backend == "docker":
             sweep_stale_containers()  # containers of a controller that was killed (same host)
+        if self.backend == "process" and os.geteuid() != 0:
+            _not_dumpable()  # its candidates run with this process's uid: keep them out of its memory and environment
 
     def _worker_env(self) -> dict[str, str]:
         """The trusted evaluator's environment: minimal, plus how to reach a container engine.
@@ -124,7 +128,8 @@ class Evaluator:
             ProblemError: ``held_out`` for a problem without a held-out stage.
         """
         started = time.monotonic()
-        problem = compile_problem(code, "candidate.py")  # never raises: too large, NUL, too deep, syntax...
+        # never raises (too large, a long line, NUL, too deep, syntax...); off the event loop, as a compile is CPU work
+        problem = await asyncio.to_thread(compile_problem, code, "candidate.py")
         if problem is not None:
             return EvalResult(status=EvalStatus.ERROR, artifacts={"error": problem})
         stages = self._stages(held_out)
@@ -196,6 +201,12 @@ class Evaluator:
         if stage is None:
             raise ProblemError(f"problem '{self.problem.name}' has no held-out instances")
         return [stage]
+
+
+def _not_dumpable() -> None:
+    """PR_SET_DUMPABLE 0 for this process: /proc/<pid>/mem and environ readable by root only (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0)
 
 
 def _no_answer(exit_code: int | None, exceeded: bool, stderr: str, bounds: EvaluatorBounds) -> str:

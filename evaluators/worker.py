@@ -137,7 +137,11 @@ def _die_with(controller: int) -> None:
     harness's own death signal, and the controller's sweep of containers whose owner is gone).
     """
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        # PR_SET_DUMPABLE 0: /proc/<this>/mem and environ become root's, so a candidate that runs with this
+        # process's uid (the process backend, started by a non-root user) cannot read or rewrite its memory
+        libc.prctl(4, 0)
     if os.getppid() != controller:  # it died before the signal was armed
         os._exit(1)
 

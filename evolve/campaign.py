@@ -238,7 +238,8 @@ class Campaign:
             return Child(code=None, answer="", completion=None, failure=EvalStatus.LLM_FAILED, error=str(exc),
                          attempts=exc.attempts, fatal=exc.fatal)
         try:
-            code = _child_code(proposal.sample.parent.code, spec.mode, completion.text)
+            # off the event loop: compiling a cut-off answer's prefixes is CPU work other proposals must not wait on
+            code = await asyncio.to_thread(_child_code, proposal.sample.parent.code, spec.mode, completion.text)
         except DiffError as exc:
             error = str(exc)
         except Exception as exc:  # the LLM boundary: an answer no check foresaw is still this proposal's failure

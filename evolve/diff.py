@@ -316,6 +316,9 @@ def apply_rewrite(parent: str, answer: str) -> str:
     blocks, tail = _code_blocks(answer)
     cut_off = not blocks and tail is not None
     code = tail if tail is not None and not blocks else extract_code_block(answer)  # raises when there is no block
+    problem = text_problem(code, what="the rewritten program")  # before any compile of it
+    if problem is not None:
+        raise DiffError(problem)
     try:
         regions = find_regions(code)
     except DiffError as exc:

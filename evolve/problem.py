@@ -33,6 +33,7 @@ from evolve.errors import DiffError, ProblemError
 
 __all__ = [
     "BUILTIN_FEATURES",
+    "MAX_LINE_CHARS",
     "MAX_PROGRAM_BYTES",
     "Direction",
     "FeatureAxis",
@@ -65,6 +66,9 @@ BUILTIN_FEATURES = frozenset({"code_length", "line_count"})
 #: built-in problems' programs are a few KiB; 256 KiB leaves a model room for
 #: forty times that while bounding what one compile, one prompt and one row cost.
 MAX_PROGRAM_BYTES = 256 << 10
+#: The longest line a program may have: CPython 3.11 compiles some lines (a long f-string)
+#: in time quadratic in their length (4-6 s for one of 256 KiB), and the controller compiles.
+MAX_LINE_CHARS = 4000
 
 
 class _Strict(BaseModel):
@@ -355,8 +359,9 @@ def config_from_data(data: Any, *, source: str) -> ProblemConfig:
 def text_problem(code: str, *, what: str = "the program") -> str | None:
     """What makes a program's text unusable before it is even compiled, or None.
 
-    Three things: more than ``MAX_PROGRAM_BYTES`` of UTF-8, a NUL character
-    (no Python source may hold one, and PostgreSQL cannot store it), and a lone
+    Four things: more than ``MAX_PROGRAM_BYTES`` of UTF-8, a line over
+    ``MAX_LINE_CHARS`` (whose compile can take seconds), a NUL character (no
+    Python source may hold one, and PostgreSQL cannot store it), and a lone
     surrogate (JSON from an HTTP model can carry ``\\ud800``; no UTF-8 file,
     row or prompt can hold it). Linear in the text's length; never raises.
     """
@@ -371,6 +376,9 @@ def text_problem(code: str, *, what: str = "the program") -> str | None:
     nul = code.find("\0")
     if nul >= 0:
         return f"{what} holds a NUL character (offset {nul}), which Python source cannot contain"
+    for number, line in enumerate(code.splitlines(), start=1):
+        if len(line) > MAX_LINE_CHARS:
+            return f"line {number} of {what} is {len(line)} characters long, over the limit of {MAX_LINE_CHARS}: break it up"
     return None
 
 
@@ -390,7 +398,9 @@ def compile_problem(code: str, filename: str) -> str | None:
     try:
         compile(code, filename, "exec", dont_inherit=True)
     except SyntaxError as exc:
-        return f"syntax error{f' on line {exc.lineno}' if exc.lineno else ''}: {exc.msg}"
+        # the compiler's message quotes the program's own names: quoted (and clipped), as the program's words
+        said = str(exc.msg) if len(str(exc.msg)) <= 200 else str(exc.msg)[:200] + "…"
+        return f"syntax error{f' on line {exc.lineno}' if exc.lineno else ''}: {said!r}"
     except RecursionError:
         return "the program is nested too deeply to compile (RecursionError); split deep expressions into statements"
     except MemoryError:

@@ -15,6 +15,7 @@ own tracebacks never reach a prompt.
 from __future__ import annotations
 
 import importlib.resources
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,8 +48,19 @@ def _oneline(text: str, limit: int = 300) -> str:
 
 
 def _quoted(text: str) -> str:
-    """Each line prefixed with ``| ``: text shown as a quotation that cannot start a line of its own."""
-    return "\n".join(f"| {line}" for line in str(text).strip("\n").split("\n"))
+    """Each line prefixed with ``| ``: text shown as a quotation that cannot start a line of its own.
+
+    Every line boundary counts (``\\r``, ``\\v``, ``\\f``, ``\\x1c``-``\\x1e``, ``\\x85``, ``\\u2028``,
+    ``\\u2029``, not only ``\\n``): each starts a new quoted line.
+    """
+    return "\n".join(f"| {line}" for line in str(text).strip("\r\n").splitlines())
+
+
+def _fenced(code: str, language: str = "python") -> str:
+    """``code`` in a fence longer than any run of backticks in it, so no line of the program can close it."""
+    longest = max((len(run) for run in re.findall(r"`+", str(code))), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{language}\n{code}\n{fence}"
 
 
 def _tail(text: str, limit: int) -> str:
@@ -69,6 +81,7 @@ class PromptBuilder:
         self._env.filters["fmt"] = _fmt
         self._env.filters["oneline"] = _oneline
         self._env.filters["quoted"] = _quoted
+        self._env.filters["fenced"] = _fenced
 
     def build(self, sample: Sample, *, mode: Mode) -> list[dict[str, str]]:
         """Messages for one proposal in ``mode`` ("diff" or "rewrite")."""

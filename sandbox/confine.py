@@ -51,6 +51,7 @@ _SPAWN_SLACK = 4  # bwrap's own monitor and init processes
 _CFS_PERIOD_US = 100_000
 _FALLBACK_NICE = 10
 _RELEASE_S = 5.0
+_PID_MAX = 1 << 22  # the kernel's largest pid_max
 
 
 def run_uid() -> int:
@@ -225,12 +226,18 @@ def sweep_stale() -> int:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process of this pid exists (one of another user counts)."""
+    """Whether a process of this pid exists (one of another user counts).
+
+    A number that cannot be a pid (anyone can name a directory ``evolve-x-99999999999x0-``) counts
+    as alive: the sweeps remove only what they are sure is stale.
+    """
+    if not 0 < pid <= _PID_MAX:
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
+    except (PermissionError, OverflowError):
         return True
     return True
 

@@ -23,6 +23,7 @@ from evolve.diff import (
     render_diff,
 )
 from evolve.errors import DiffError
+from evolve.problem import MAX_LINE_CHARS
 
 PROGRAM = """\
 import math
@@ -374,3 +375,15 @@ _statement = st.sampled_from([
 def test_the_bounded_search_finds_the_exhaustive_prefix_when_the_cuts_fit_its_budget(code: str) -> None:
     """With few cuts the skips taken on a syntax error's line number never skip the answer."""
     assert longest_parsable_prefix(code) == _exhaustive_prefix(code)
+
+
+def test_a_line_longer_than_the_limit_is_refused_before_any_compile() -> None:
+    # CPython 3.11 compiles a long f-string in quadratic time: 4-6 s for one line of 256 KiB, on the controller
+    line = "_ = f'" + "{0}" * 50_000 + "'"
+    answer = f"```python\n# EVOLVE-BLOCK-START\n{line}\ny = (1,)" + "+(1,)" * 4000 + "\n" + "x = 1\n" * 300
+    started = time.process_time()
+    with pytest.raises(DiffError, match=f"line 2 of the rewritten program is {len(line)} characters long, over the limit of {MAX_LINE_CHARS}"):
+        apply_rewrite(PROGRAM, answer)
+    with pytest.raises(DiffError, match=f"over the limit of {MAX_LINE_CHARS}"):
+        apply_diff(PROGRAM, parse_diff(f"<<<<<<< SEARCH\n    y = x * 2\n=======\n    {line}\n>>>>>>> REPLACE"))
+    assert time.process_time() - started < 1.0  # generous: refusing reads the text once

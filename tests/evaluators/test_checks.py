@@ -57,3 +57,9 @@ def test_as_array_whole_numbers_come_back_as_int64() -> None:
     assert out.dtype == np.int64 and out.tolist() == [[1, 2]]
     with pytest.raises(Invalid, match=r"m must hold whole numbers; m\[0, 1\] is not"):
         as_array([[1.0, 2.5]], "m", shape=(1, 2), integer=True)
+
+
+def test_a_list_numpy_cannot_afford_to_convert_is_invalid_not_an_evaluator_error() -> None:
+    # one 20 MB string among 900,000 items: NumPy sizes every cell for the longest (terabytes)
+    with pytest.raises(Invalid, match="more memory than the evaluator has"):
+        as_array(["x" * 20_000_000] + ["a"] * 900_000, "radii", shape=(None,))

@@ -285,7 +285,7 @@ PROBES = [
             return made
         raise PermissionError("every family outside unix/inet/inet6 was refused")
     """),
-    Probe("personality_ldt_memfd_secret_and_the_cpu_pin", """
+    Probe("personality_ldt_memfds_sysv_shm_and_the_cpu_pin", """
         import ctypes, os
         libc = ctypes.CDLL(None, use_errno=True)
         escaped = []
@@ -296,6 +296,13 @@ PROBES = [
         fd = libc.syscall(447, 0)  # memfd_secret(0)
         if fd >= 0:
             escaped.append("memfd_secret")
+        try:  # memory no file-system size bounds
+            os.memfd_create("unbounded")
+            escaped.append("memfd_create")
+        except OSError:
+            pass
+        if libc.shmget(0, 1 << 20, 0o1600) >= 0:  # IPC_PRIVATE System V segment
+            escaped.append("shmget")
         try:
             os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
             escaped.append("sched_setaffinity")

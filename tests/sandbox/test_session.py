@@ -255,3 +255,12 @@ def test_an_evaluator_drives_a_session_through_the_real_evaluator(tmp_path: Path
                 "    if len(calls) == 2:\n        raise RuntimeError('gave up')\n    return [0.0] * len(bins)\n")
     status, _, artifacts = _evaluate(tmp_path, backend, crashing)
     assert status is EvalStatus.ERROR and "gave up" in str(artifacts.get("error"))
+
+
+def test_one_call_of_a_session_returns_at_most_a_mebibyte(sandbox: Sandbox) -> None:
+    # a candidate padding each answer made the trusted side parse 30 MB per step
+    code = "def step(n):\n    return 'x' * n\n"
+    with candidate(sandbox, code).session("step") as session:
+        assert session.call(1000) == "x" * 1000
+        with pytest.raises(CandidateError, match="returned more than 1048576 bytes"):
+            session.call(2 << 20)
