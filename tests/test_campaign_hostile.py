@@ -144,9 +144,10 @@ HOSTILE_CANDIDATES = {
     "memory": "def solve():\n    return bytearray(1 << 40)",
 }
 DEEP = {
-    "sum": "def solve():\n    return " + "1+" * 3000 + "1",
-    "unary": "def solve():\n    return " + "-" * 10000 + "1",
-    "lambdas": "def solve():\n    return " + "lambda: " * 5000 + "1",
+    # in short lines: a single long line is refused for its length before any compile
+    "sum": "def solve():\n    return (" + "1+\n" * 3000 + "1)",
+    "unary": "def solve():\n    return (" + "-\n" * 10000 + "1)",
+    "lambdas": "def solve():\n    return (" + "lambda: \n" * 5000 + "1)",
 }
 
 
@@ -156,8 +157,10 @@ def test_every_pathological_answer_and_candidate_is_a_recorded_program_naming_wh
         rewrite_id, diff_id = create(store, hostile, tmp_path, "rewrite"), create(store, hostile, tmp_path, "diff")
         rewrite_cases: dict[str, tuple[Maker, EvalStatus, str]] = {
             **{f"deep_{k}": (rewrite_to(v), EvalStatus.ERROR, "nested too deeply") for k, v in DEEP.items()},
-            "deep_cut_off": (lambda _p: "```python\ndef solve():\n    return " + "1+" * 3000 + "1\nY = (", EvalStatus.DIFF_FAILED,
+            "deep_cut_off": (lambda _p: "```python\ndef solve():\n    return (" + "1+\n" * 3000 + "1)\nY = (", EvalStatus.DIFF_FAILED,
                              "empty once cut"),
+            "one_long_line": (lambda _p: "```python\ndef solve():\n    return " + "1+" * 3000 + "1\n```", EvalStatus.DIFF_FAILED,
+                              "over the limit of 4000"),
             "over_long": (lambda _p: "```python\n" + "x = 1\n" * (MAX_ANSWER_CHARS // 6 + 1) + "```", EvalStatus.DIFF_FAILED,
                           f"over the limit of {MAX_ANSWER_CHARS}"),
             "surrogate": (rewrite_to("def solve():\n    return '\ud800'"), EvalStatus.DIFF_FAILED, "lone surrogate"),
@@ -277,8 +280,8 @@ class Answer:
 
 
 _NESTINGS = ["1+", "-", "not ", "~", "(", "[", "lambda: ", "1 if 1 else ", "a.", "f(", "{1:", "await ", "*", "x[", "yield "]
-_deep_payload = st.builds(lambda op, n: "def solve():\n    return " + op * n + "1",
-                          st.sampled_from(_NESTINGS), st.sampled_from([10_000, 40_000]))
+_deep_payload = st.builds(lambda op, n, sep: "def solve():\n    return (" + (op + sep) * n + "1)",
+                          st.sampled_from(_NESTINGS), st.sampled_from([10_000, 40_000]), st.sampled_from(["", "\n"]))
 _garbage_alphabet = st.characters() | st.sampled_from(
     ["\0", "\ud800", "\udfff", "\r", "\n", "<<<<<<< SEARCH", "=======", ">>>>>>> REPLACE", "```", "```python",
      "# EVOLVE-BLOCK-START", "# EVOLVE-BLOCK-END", "(", "[", "'''", "\\", "\t"])

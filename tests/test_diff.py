@@ -280,11 +280,11 @@ def test_any_answer_either_fails_cleanly_or_keeps_frozen_parts() -> None:
 
 # ------------------------------------------------------- bounds on every step (issue 16)
 
-DEEP_SOURCES = {
-    "a 3000-term sum": "x = " + "1+" * 3000 + "1",
-    "10000 unary minuses": "x = " + "-" * 10000 + "1",
-    "5000 lambdas": "x = " + "lambda: " * 5000 + "1",
-    "50000 attributes": "x = a" + ".b" * 50000,
+DEEP_SOURCES = {  # in short lines: one long line is refused for its length before any compile
+    "a 3000-term sum": "x = (" + "1+\n" * 3000 + "1)",
+    "10000 unary minuses": "x = (" + "-\n" * 10000 + "1)",
+    "5000 lambdas": "x = (" + "lambda: \n" * 5000 + "1)",
+    "50000 attributes": "x = (a" + "\n.b" * 50000 + ")",
 }
 
 

@@ -133,8 +133,10 @@ def test_builtin_circle_packing_rejects_overlaps_and_nan(tmp_path: Path) -> None
 # ------------------------------------------------ bad sources are data (issue 16)
 
 @pytest.mark.parametrize(("body", "fragment"), [
-    ("x = " + "1+" * 3000 + "1", "nested too deeply to compile (RecursionError)"),
-    ("x = " + "-" * 10000 + "1", "nested too deeply for the parser (MemoryError)"),
+    # deep, in short lines (one long line is refused for its length first: see test_diff)
+    ("x = (" + "1+\n" * 3000 + "1)", "nested too deeply to compile (RecursionError)"),
+    ("x = (" + "-\n" * 10000 + "1)", "nested too deeply for the parser (MemoryError)"),
+    ("x = " + "1+" * 3000 + "1", "characters long, over the limit of 4000"),
     ("x = 'a\0b'", "NUL character"),
     ("x = '\ud800'", "lone surrogate"),
     ("x = '" + "é" * (MAX_PROGRAM_BYTES // 2) + "'", "bytes long in UTF-8, over the limit"),
@@ -147,7 +149,7 @@ def test_a_source_the_controller_cannot_compile_is_an_error_naming_why(tmp_path:
 
 def test_an_initial_program_nested_too_deeply_is_a_problem_error(tmp_path: Path) -> None:
     with pytest.raises(ProblemError, match=r"initial_program\.py: the program is nested too deeply"):
-        load_problem(write_problem(tmp_path / "deep", program=block("x = " + "1+" * 3000 + "1\ndef solve():\n    return 1.0")))
+        load_problem(write_problem(tmp_path / "deep", program=block("x = (" + "1+\n" * 3000 + "1)\ndef solve():\n    return 1.0")))
 
 
 # ------------------------------------------------ the trusted process is bounded (issue 16)

@@ -312,8 +312,9 @@ PROBES = [
             return escaped
         raise PermissionError("all were refused")
     """),
-    Probe("deeply_nested_unary_source", "return " + "-" * 10000 + "1"),
-    Probe("deeply_nested_sum_source", "return " + "1+" * 3000 + "1"),
+    Probe("deeply_nested_unary_source", "return (" + "-\n" * 10000 + "1)"),
+    Probe("deeply_nested_sum_source", "return (" + "1+\n" * 3000 + "1)"),
+    Probe("one_line_of_a_quarter_megabyte", "return f'" + "{{0}}" * 60000 + "'"),
     Probe("nested_result_just_under_the_byte_cap", """
         import json, os, stat, sys
         target = json.loads(sys.argv[-1])["result"]
