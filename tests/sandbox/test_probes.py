@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import hashlib
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -446,7 +447,9 @@ def test_a_candidate_cannot_speak_as_the_evaluator(backend: str, tmp_path: Path)
     sample = Sample(parent=parent, mode=SampleMode.EXPLOIT, inspirations=[], failures=[])
     prompt = PromptBuilder(problem.config).build(sample, mode="diff")[1]["content"]
     section = prompt[prompt.index("\n# Current program"):]  # the real heading; the candidate's copy is quoted
-    feedback = section[: section.index("\n```python")]  # up to the program's code
+    code_fence = re.search(r"\n`{3,}python\n", section)  # the program's code (a longer fence: its code holds ```)
+    assert code_fence is not None and code_fence.group().count("`") > 3
+    feedback = section[: code_fence.start()]
     lines = feedback.splitlines()
     assert "What the program itself printed" in feedback
     assert lines.count("Evaluator feedback:") == 1, "the candidate's text reached the prompt as a heading"
