@@ -39,6 +39,7 @@ def evolve(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: fl
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)  # the README's quickstart: about 4 minutes of the model writing on 2 cores, more under load
 def test_with_no_key_a_run_uses_the_embedded_model_end_to_end(tmp_path: Path) -> None:
     run = evolve("run", "circle_packing", "--iterations", "20", "--db", "e.db", cwd=tmp_path, timeout=900)
     assert run.returncode == 0, run.stderr
