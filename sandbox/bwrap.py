@@ -35,7 +35,8 @@ _WORKDIR = "/tmp"
 _ENV = {**child_environment(_WORKDIR), "PATH": "/usr/bin"}
 
 
-def _bwrap_argv(bwrap: str, runtime: SandboxRuntime, *, tmpfs_bytes: int, seccomp_fd: int) -> list[str]:
+def _bwrap_argv(bwrap: str, runtime: SandboxRuntime, *, tmpfs_bytes: int, seccomp_fd: int | None) -> list[str]:
+    """bubblewrap's argv up to the command; ``seccomp_fd`` None: no filter from bwrap (a zygote installs it per child)."""
     argv = [
         bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
         "--uid", "65534", "--gid", "65534", "--hostname", "sandbox",
@@ -54,8 +55,9 @@ def _bwrap_argv(bwrap: str, runtime: SandboxRuntime, *, tmpfs_bytes: int, seccom
     argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", _WORKDIR, "--clearenv"]
     for key, value in _ENV.items():
         argv += ["--setenv", key, value]
-    argv += ["--seccomp", str(seccomp_fd), "--"]
-    return argv
+    if seccomp_fd is not None:
+        argv += ["--seccomp", str(seccomp_fd)]
+    return [*argv, "--"]
 
 
 @cache
@@ -74,8 +76,9 @@ def bwrap_problem() -> str | None:
         confinement = Confinement.prepare(SandboxLimits(wall_s=30, cpu_s=10, processes=16))
         try:
             done = subprocess.run(
-                [*_bwrap_argv(bwrap, runtime, tmpfs_bytes=1 << 20, seccomp_fd=fd), runtime.python, "-I", "-c", "pass"],
-                pass_fds=(fd,), preexec_fn=confinement.preexec(), capture_output=True, timeout=30, env={}, check=False,
+                confinement.command([*_bwrap_argv(bwrap, runtime, tmpfs_bytes=1 << 20, seccomp_fd=fd),
+                                     runtime.python, "-I", "-c", "pass"]),
+                pass_fds=(fd,), capture_output=True, timeout=30, env={}, check=False,
             )
         finally:
             confinement.release()
@@ -104,6 +107,18 @@ class BwrapSandbox(LocalSandbox):
         self._harness = harness_source()
         self._paths = [SITE_DIR]
 
+    def zygote_command(self, control_fd: int) -> tuple[list[str], dict[str, str], tuple[int, ...]]:
+        # no --seccomp here: each child installs the filter itself before any candidate code runs, and the
+        # zygote needs the calls the filter refuses (unshare, mount) to give each child its namespaces
+        argv = _bwrap_argv(self._bwrap, self._runtime, tmpfs_bytes=1 << 20, seccomp_fd=None)
+        return [*argv, self._runtime.python, "-I", "-B", "-c", self._harness, self.zygote_settings(control_fd)], {}, ()
+
+    def zygote_paths(self) -> list[str]:
+        return self._paths
+
+    def zygote_environment(self) -> dict[str, str]:
+        return dict(_ENV)
+
     @contextlib.contextmanager
     def _spawn(self, spec: RunSpec | SessionSpec) -> Iterator[Spawn]:
         with contextlib.ExitStack() as resources:
@@ -113,11 +128,10 @@ class BwrapSandbox(LocalSandbox):
             resources.callback(os.close, seccomp_fd)
             argv = _bwrap_argv(self._bwrap, self._runtime, tmpfs_bytes=spec.limits.file_bytes, seccomp_fd=seccomp_fd)
             yield Spawn(
-                lambda fd: [*argv, self._runtime.python, "-I", "-B", "-c", self._harness,
-                            harness_settings(spec, result=fd, paths=self._paths)],
+                lambda fd: confinement.command([*argv, self._runtime.python, "-I", "-B", "-c", self._harness,
+                                                harness_settings(spec, result=fd, paths=self._paths, cores=confinement.cores)]),
                 env={},
                 cwd="/",
                 output_bytes=spec.limits.output_bytes,
                 extra_fds=(seccomp_fd,),
-                preexec_fn=confinement.preexec(),
             )

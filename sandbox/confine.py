@@ -1,18 +1,22 @@
 """Host-side confinement shared by the local backends: cgroups, rlimits, a CPU share, an unprivileged uid.
 
 ``Confinement.prepare(limits)`` makes a per-run cgroup (memory and process
-caps, and a CPU quota where the host offers the ``cpu`` controller) and
-returns the ``preexec_fn`` that the child runs between fork and exec: join the
-cgroups, lower the rlimits, drop supplementary groups and switch to a uid of
-its own. The uid is derived from the spawning process id, so two runs in
-flight at once never share a uid, and ``RLIMIT_NPROC`` (enforced only for
-non-root uids) bounds each run on its own.
+caps, and a CPU quota where the host offers the ``cpu`` controller), and
+``command(argv)`` puts an exec'd launcher in front of the child's argv: a
+shell line that moves itself into the cgroups, then ``setpriv`` dropping
+supplementary groups and switching to a uid of its own, then the child. No
+``preexec_fn``: the spawning process is never copied with ``fork()`` (a
+controller holding a model and an archive in memory paid for that at every
+spawn). The rlimits are the harness's to set, before any candidate code runs.
+The uid is derived from the spawning process id, so two runs in flight at
+once never share a uid, and ``RLIMIT_NPROC`` (enforced only for non-root uids)
+bounds each run on its own.
 
 CPU share: a run gets ``limits.cpus`` cores' worth of time, however many
 processes it starts: a CFS quota on its own cgroup where the ``cpu``
-controller is offered; elsewhere (the documented fallback) the child is
-pinned to that many cores (``sched_setaffinity``, which the seccomp filter
-does not let a candidate undo) and runs at a lower priority (nice 10), so the
+controller is offered; elsewhere (the documented fallback) the harness pins
+itself to ``cores`` (``sched_setaffinity``, which the seccomp filter does not
+let a candidate undo) and runs at a lower priority (nice 10), so the
 controller and the other runs keep the rest of the machine.
 
 After the run, ``release()`` kills whatever is left in the cgroups and removes
@@ -28,10 +32,11 @@ import contextlib
 import math
 import os
 import resource
+import shutil
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -52,6 +57,8 @@ _CFS_PERIOD_US = 100_000
 _FALLBACK_NICE = 10
 _RELEASE_S = 5.0
 _PID_MAX = 1 << 22  # the kernel's largest pid_max
+# argv: the cgroup.procs files, "--", then the command; exit 97 if a cgroup cannot be joined
+_JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; shift; exec "$@"'
 
 
 def run_uid() -> int:
@@ -126,8 +133,8 @@ class _RunCgroup:
     has_cpu: bool = False
 
     @classmethod
-    def create(cls, layout: _Layout, *, memory_bytes: int, pids: int, cpus: float) -> _RunCgroup:
-        name = f"run-{run_tag()}-{uuid.uuid4().hex[:12]}"
+    def create(cls, layout: _Layout, *, memory_bytes: int, pids: int, cpus: float, tag: str | None = None) -> _RunCgroup:
+        name = f"run-{tag or run_tag()}-{uuid.uuid4().hex[:12]}"
         group = cls([])
         quota = str(max(1000, round(cpus * _CFS_PERIOD_US)))
         try:
@@ -252,8 +259,8 @@ class Confinement:
     rlimits: list[tuple[int, int]] = field(default_factory=list)
 
     @classmethod
-    def prepare(cls, limits: SandboxLimits, *, switch_uid: bool = True) -> Confinement:
-        """Create the run's cgroup and compute its rlimits.
+    def prepare(cls, limits: SandboxLimits, *, switch_uid: bool = True, tag: str | None = None) -> Confinement:
+        """Create the run's cgroup (named after ``tag``, else ``run_tag()``) and compute its rlimits.
 
         ``switch_uid`` applies only when running as root; an unprivileged
         caller keeps its uid and bounds processes by counting its own.
@@ -265,7 +272,7 @@ class Confinement:
         if layout is not None:
             with contextlib.suppress(OSError):
                 cgroup = _RunCgroup.create(layout, memory_bytes=limits.memory_bytes, pids=limits.processes + _SPAWN_SLACK,
-                                           cpus=limits.cpus)
+                                           cpus=limits.cpus, tag=tag)
         nproc = limits.processes + _SPAWN_SLACK
         if uid is None and not is_root:
             nproc += _count_processes_of(os.getuid())
@@ -290,39 +297,34 @@ class Confinement:
         """Whether the run's CPU share is a cgroup quota (else the affinity-and-nice fallback)."""
         return self.cgroup is not None and self.cgroup.has_cpu
 
-    def preexec(self) -> Callable[[], None]:
-        """The function the child runs before exec. Only async-signal-tolerant calls inside."""
-        procs_files = self.cgroup.procs_files() if self.cgroup else []
-        rlimits = list(self.rlimits)
-        uid = self.uid
-        pin = None if self.cpu_quota else _fallback_cores(self.limits.cpus)
+    @property
+    def cores(self) -> list[int] | None:
+        """The cores the harness pins itself to when there is no cgroup CPU quota (else None)."""
+        return None if self.cpu_quota else sorted(_fallback_cores(self.limits.cpus))
 
-        def _child() -> None:
-            pid = str(os.getpid()).encode()
-            for path in procs_files:
-                fd = os.open(path, os.O_WRONLY)
-                try:
-                    os.write(fd, pid)
-                finally:
-                    os.close(fd)
-            if pin is not None:
-                os.sched_setaffinity(0, pin)
-                os.setpriority(os.PRIO_PROCESS, 0, _FALLBACK_NICE)
-            for res, value in rlimits:
-                _soft, hard = resource.getrlimit(res)
-                if hard != resource.RLIM_INFINITY:
-                    value = min(value, hard)
-                resource.setrlimit(res, (value, value))
-            if uid is not None:
-                os.setgroups([])
-                os.setresgid(uid, uid, uid)
-                os.setresuid(uid, uid, uid)
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` behind the exec'd launcher that joins the run's cgroups and switches to its uid.
 
-        return _child
+        The launcher is ``/bin/sh`` writing its own pid (which ``exec`` keeps) into each
+        ``cgroup.procs``, then ``setpriv`` for the uid; either is left out when not needed.
+        """
+        prefix: list[str] = []
+        if self.cgroup is not None:
+            prefix += ["/bin/sh", "-c", _JOIN_CGROUPS, "sh", *self.cgroup.procs_files(), "--"]
+        if self.uid is not None:
+            prefix += [_setpriv(), f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--"]
+        return [*prefix, *argv]
 
     def release(self) -> None:
         if self.cgroup is not None:
             self.cgroup.release()
+
+
+@cache
+def _setpriv() -> str:
+    """The path of util-linux's ``setpriv`` (part of every Debian install), which switches a launcher's uid."""
+    found = shutil.which("setpriv") or "/usr/bin/setpriv"
+    return found
 
 
 def _fallback_cores(cpus: float) -> set[int]:

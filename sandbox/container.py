@@ -409,8 +409,10 @@ class _ServingContainer:
             self._container.kill()
             self._killed = True
 
-    async def close(self) -> None:
+    async def close(self, *extra: asyncio.Future[None]) -> None:
         """Stop reading, kill and remove the container; keep its exit status. Idempotent."""
+        for task in extra:
+            task.cancel()
         if self._closed:
             return
         self._closed = True

@@ -38,6 +38,7 @@ from typing import Any, Callable, cast
 _NUMERIC_KINDS = "biuf"
 _MAX_DEPTH = 32
 _EXIT_NO_SECCOMP = 86
+_FALLBACK_NICE = 10
 
 
 def _apply_limits(limits: dict[str, Any]) -> None:
@@ -210,12 +211,161 @@ def _serve(result_fd: int) -> None:
     os._exit(0)
 
 
-def main() -> None:
+# ---------------------------------------------------------------- zygote
+# With ``"zygote": true`` the harness is a warm launcher: it imports NumPy once, then
+# reads spawn requests from ``control`` (a SOCK_SEQPACKET socket: one request per
+# message, the run's settings as JSON, and five descriptors passed with SCM_RIGHTS:
+# the child's stdin, stdout, stderr, result channel and a status socket). For each it
+# forks a *keeper*, which enters new user, mount and pid namespaces, mounts a fresh
+# sized tmpfs on /tmp and /dev/shm, and forks the candidate's process as the init of
+# the new pid namespace: a fresh /proc, the environment of the settings, no
+# capabilities, then the usual limits and seccomp filter before any candidate code
+# runs. When that init ends the kernel kills everything left in its namespace and the
+# mounts go with it, so nothing a candidate made reaches the next. The keeper
+# reports the exit status on the status socket as JSON; it kills the candidate when
+# the host writes to or closes its end (the deadline, or the host went away).
+
+_CLONE_NEWNS, _CLONE_NEWUSER, _CLONE_NEWPID = 0x00020000, 0x10000000, 0x20000000
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REC, _MS_PRIVATE = 2, 4, 8, 0x4000, 1 << 18
+_SPAWN_FDS = 5
+_SETTINGS_BYTES = 1 << 20
+_EXIT_NO_LAUNCH = 87
+_CAPSET = {"x86_64": 126, "aarch64": 91}  # the capset system call's number
+
+
+def _zygote(settings: dict[str, Any]) -> None:
+    """Serve spawn requests on the control socket until it closes; never returns."""
+    import ctypes
+    import signal
+    import socket
+
+    sys.path[:0] = settings.get("paths", [])
+    try:  # noqa: SIM105 - the harness stays free of imports it does not need
+        import numpy  # noqa: F401 - imported once here, every child finds it loaded
+    except ImportError:
+        pass
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, 9)  # PR_SET_PDEATHSIG: die with whoever started the zygote
+    libc.prctl(4, 0)  # PR_SET_DUMPABLE 0: its memory is nobody's to read
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the kernel
+    control = socket.socket(fileno=int(settings["control"]))
+    while True:
+        try:
+            message, fds, _flags, _address = socket.recv_fds(control, _SETTINGS_BYTES, _SPAWN_FDS)
+        except OSError:
+            os._exit(0)
+        if not message:  # the host closed the control socket
+            os._exit(0)
+        if len(fds) == _SPAWN_FDS and os.fork() == 0:
+            control.close()
+            _keeper(json.loads(message), fds, libc)
+        for fd in fds:
+            os.close(fd)
+
+
+def _write_file(path: str, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _keeper(settings: dict[str, Any], fds: list[int], libc: Any) -> None:
+    """Fork's first half: namespaces and mounts for one run, then its init, then its exit status; never returns."""
+    import ctypes
+    import signal
+
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    libc.prctl(1, 9)  # die with the zygote
+    stdin, stdout, stderr, result, status = fds
+    for target, fd in ((0, stdin), (1, stdout), (2, stderr), (3, result), (4, status)):
+        os.dup2(fd, target)
+    os.closerange(5, 1 << 16)  # nothing of the zygote's (its control socket included) reaches the run
+    status = 4
+
+    def fail(what: str) -> None:
+        message = f"sandbox launcher: cannot {what} (errno {ctypes.get_errno()})"  # the host raises SandboxError
+        os.write(status, json.dumps({"error": message}).encode())
+        os._exit(_EXIT_NO_LAUNCH)
+
+    libc.prctl(4, 1)  # dumpable again (the zygote is not): a process writes its own uid_map only if it is
+    uid, gid = os.getuid(), os.getgid()
+    if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS | _CLONE_NEWPID) != 0:
+        fail("create the run's namespaces")
+    try:
+        _write_file("/proc/self/setgroups", "deny")
+        _write_file("/proc/self/uid_map", f"{uid} {uid} 1")
+        _write_file("/proc/self/gid_map", f"{gid} {gid} 1")
+    except OSError:
+        fail("map the run's user")
+    if libc.mount(None, b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+        fail("make the run's mounts private")
+    size = int(settings["limits"]["file_bytes"])
+    flags = _MS_NOSUID | _MS_NODEV
+    for where, bytes_ in ((b"/tmp", size), (b"/dev/shm", min(size, int(settings["shm_bytes"])))):
+        if libc.mount(b"tmpfs", where, b"tmpfs", flags, f"size={bytes_},mode=1777".encode()) != 0:
+            fail(f"mount a fresh tmpfs on {where.decode()}")
+    init = os.fork()
+    if init == 0:
+        _init(settings, libc)
+    for fd in (0, 1, 2, 3):
+        os.close(fd)
+    pidfd = os.pidfd_open(init)
+    ready, _, _ = select.select([pidfd, status], [], [])
+    if status in ready:  # a kill request, or the host is gone
+        os.kill(init, signal.SIGKILL)
+    _pid, wait_status = os.waitpid(init, 0)
+    try:
+        os.write(status, json.dumps({"exit": os.waitstatus_to_exitcode(wait_status)}).encode())
+    finally:
+        os._exit(0)
+
+
+def _drop_capabilities(libc: Any) -> None:
+    """Empty every capability set (the new user namespace granted a full set to its first process)."""
+    import ctypes
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    import platform
+
+    number = _CAPSET.get(platform.machine())
+    header = Header(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
+    data = (Data * 2)()
+    if number is None or libc.syscall(number, ctypes.byref(header), data) != 0:
+        os.write(2, b"sandbox launcher: cannot drop the run's capabilities\n")
+        os._exit(_EXIT_NO_LAUNCH)
+
+
+def _init(settings: dict[str, Any], libc: Any) -> None:
+    """The run's first process (pid 1 of its namespace): its own /proc, work dir, environment; then ``_run``."""
     global _HARNESS_PID
     _HARNESS_PID = os.getpid()
-    settings = json.loads(sys.argv[1])
-    result_fd = _result_fd(settings["result"])
+    os.close(4)  # the status socket is the keeper's
+    libc.prctl(1, 9)  # die with the keeper
+    if libc.mount(b"proc", b"/proc", b"proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None) != 0:
+        os.write(2, b"sandbox launcher: cannot mount the run's /proc\n")
+        os._exit(_EXIT_NO_LAUNCH)
+    with open("/proc/self/oom_score_adj", "w") as oom:
+        oom.write("1000")  # in a shared cgroup, the out-of-memory killer takes the run, never the launcher
+    os.chdir("/tmp")
+    os.environ.clear()
+    os.environ.update(settings["env"])
+    _drop_capabilities(libc)
+    _run(settings, 3)
+
+
+def _run(settings: dict[str, Any], result_fd: int) -> None:
+    """Confine this process, then serve the session or make the one call ``settings`` describe; never returns."""
     sys.path[:0] = settings.get("paths", [])
+    if settings.get("cores"):  # no cgroup CPU quota here: these cores at a lower priority (the filter keeps them)
+        os.sched_setaffinity(0, settings["cores"])
+        os.setpriority(os.PRIO_PROCESS, 0, _FALLBACK_NICE)
     _apply_limits(settings["limits"])
     if settings.get("seccomp"):
         _apply_seccomp(settings["seccomp"])
@@ -235,6 +385,15 @@ def main() -> None:
         payload = _failure(exc)
     _send(result_fd, payload, framed=False)
     os._exit(0 if payload["ok"] else 1)
+
+
+def main() -> None:
+    global _HARNESS_PID
+    _HARNESS_PID = os.getpid()
+    settings = json.loads(sys.argv[1])
+    if settings.get("zygote"):
+        _zygote(settings)
+    _run(settings, _result_fd(settings["result"]))
 
 
 if __name__ == "__main__":

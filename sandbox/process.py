@@ -20,7 +20,9 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import asdict
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 from evolve.sandbox.base import RunOutcome, RunSpec, SandboxSession, SessionSpec
 from evolve.sandbox.confine import Confinement
@@ -28,7 +30,9 @@ from evolve.sandbox.runtime import sandbox_runtime
 from evolve.sandbox.seccomp import bpf_program
 from evolve.sandbox.supervise import Spawn
 
-__all__ = ["LocalSandbox", "ProcessSandbox", "child_environment", "harness_settings", "harness_source", "session_setup"]
+__all__ = [
+    "LocalSandbox", "ProcessSandbox", "child_environment", "harness_dict", "harness_settings", "harness_source", "session_setup",
+]
 
 
 def harness_source() -> str:
@@ -37,17 +41,27 @@ def harness_source() -> str:
 
 
 def harness_settings(spec: RunSpec | SessionSpec, *, result: int | str, paths: list[str], request: str | None = None,
-                     seccomp: bool = True) -> str:
+                     seccomp: bool = True, cores: list[int] | None = None) -> str:
     """The harness's one argument: where the result goes, limits, import paths, the request's source, the seccomp filter.
 
     A ``SessionSpec`` puts the harness in serve mode. ``seccomp=False`` exists only
-    for the benchmark's unconfined baseline.
+    for the benchmark's unconfined baseline. ``cores``: pin to these (no cgroup CPU quota).
     """
-    return json.dumps({
+    return json.dumps(harness_dict(spec, result=result, paths=paths, request=request, seccomp=seccomp, cores=cores))
+
+
+def harness_dict(spec: RunSpec | SessionSpec, *, result: int | str, paths: list[str], request: str | None = None,
+                 seccomp: bool = True, cores: list[int] | None = None) -> dict[str, Any]:
+    """``harness_settings`` as a dict (the zygote receives it per spawn request)."""
+    return {
         "result": result, "limits": asdict(spec.limits), "paths": paths, "request": request,
-        "seccomp": base64.b64encode(bpf_program()).decode("ascii") if seccomp else None,
-        "serve": isinstance(spec, SessionSpec),
-    })
+        "seccomp": _seccomp_text() if seccomp else None, "serve": isinstance(spec, SessionSpec), "cores": cores,
+    }
+
+
+@cache
+def _seccomp_text() -> str:
+    return base64.b64encode(bpf_program()).decode("ascii")
 
 
 def child_environment(workdir: str) -> dict[str, str]:
@@ -86,6 +100,22 @@ class LocalSandbox:
         """How to start the harness for ``spec``; leaving the context releases what the start needed."""
         raise NotImplementedError
 
+    def zygote_command(self, control_fd: int) -> tuple[list[str], dict[str, str], tuple[int, ...]]:
+        """The argv (before the confinement launcher), environment and extra fds of a zygote (``sandbox.zygote``)."""
+        raise NotImplementedError
+
+    def zygote_paths(self) -> list[str]:
+        """Where a zygote's children import packages from."""
+        raise NotImplementedError
+
+    def zygote_environment(self) -> dict[str, str]:
+        """The complete environment of a zygote's child (its work dir is ``/tmp``, a fresh tmpfs)."""
+        return child_environment("/tmp")
+
+    def zygote_settings(self, control_fd: int) -> str:
+        """The harness argument that makes it a zygote serving ``control_fd``."""
+        return json.dumps({"zygote": True, "control": control_fd, "paths": self.zygote_paths()})
+
     async def run(self, spec: RunSpec) -> RunOutcome:
         """Run one call in a fresh child (see ``Sandbox.run``).
 
@@ -118,6 +148,13 @@ class ProcessSandbox(LocalSandbox):
         self._python = runtime.python
         self._paths = sorted({str(Path(host).parent) for host, _inside in runtime.packages})
 
+    def zygote_command(self, control_fd: int) -> tuple[list[str], dict[str, str], tuple[int, ...]]:
+        argv = [self._python, "-I", "-B", "-c", self._harness, self.zygote_settings(control_fd)]
+        return argv, child_environment("/tmp"), ()
+
+    def zygote_paths(self) -> list[str]:
+        return self._paths
+
     @contextlib.contextmanager
     def _spawn(self, spec: RunSpec | SessionSpec) -> Iterator[Spawn]:
         workdir = tempfile.mkdtemp(prefix="evolve-run-")
@@ -126,11 +163,11 @@ class ProcessSandbox(LocalSandbox):
             if confinement.uid is not None:
                 os.chown(workdir, confinement.uid, confinement.uid)
             yield Spawn(
-                lambda fd: [self._python, "-I", "-B", "-c", self._harness, harness_settings(spec, result=fd, paths=self._paths)],
+                lambda fd: confinement.command([self._python, "-I", "-B", "-c", self._harness,
+                                                harness_settings(spec, result=fd, paths=self._paths, cores=confinement.cores)]),
                 env=child_environment(workdir),
                 cwd=workdir,
                 output_bytes=spec.limits.output_bytes,
-                preexec_fn=confinement.preexec(),
             )
         finally:
             confinement.release()

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from evolve.errors import SandboxError
 from evolve.sandbox.base import RunOutcome
 
-__all__ = ["CappedOutput", "ServedChild", "Spawn", "SupervisedSession", "frame", "kill_group", "supervise"]
+__all__ = ["CappedOutput", "ServedChild", "Spawn", "SupervisedSession", "frame", "kill_group", "run_child", "supervise"]
 
 _READ_CHUNK = 1 << 16
 _DRAIN_GRACE_S = 0.5
@@ -108,8 +108,8 @@ class ServedChild(Protocol):
         """Kill the child and all it started now; safe to call from another thread."""
         ...
 
-    async def close(self) -> None:
-        """Kill the child, wait briefly for its end and release its channels. Idempotent."""
+    async def close(self, *extra: asyncio.Future[None]) -> None:
+        """Kill the child, wait briefly for its end (and ``extra`` readers) and release its channels. Idempotent."""
         ...
 
 
@@ -128,8 +128,10 @@ def frame(data: bytes) -> bytes:
 class Spawn:
     """How to start a supervised child: its argv (given the result pipe's fd), environment, directory and output cap.
 
-    ``extra_fds`` are inherited by the child as well (e.g. a seccomp program);
-    ``preexec_fn`` runs in the child between fork and exec (cgroup, rlimits, uid).
+    ``extra_fds`` are inherited by the child as well (e.g. a seccomp program).
+    Nothing runs between fork and exec (no ``preexec_fn``): the spawning process is
+    never copied, and confinement happens in an exec'd launcher
+    (``Confinement.command``) or in the child itself.
     """
 
     argv_for: Callable[[int], Sequence[str]]
@@ -137,7 +139,6 @@ class Spawn:
     cwd: str
     output_bytes: int
     extra_fds: Sequence[int] = ()
-    preexec_fn: Callable[[], None] | None = None
 
     async def start(self) -> _Child:
         """Start the child in its own session with piped stdio and a result pipe.
@@ -160,7 +161,6 @@ class Spawn:
                 env=self.env,
                 pass_fds=(write_fd, *self.extra_fds),
                 start_new_session=True,
-                preexec_fn=self.preexec_fn,
             )
         except (OSError, subprocess.SubprocessError) as exc:
             os.close(read_fd)
@@ -179,35 +179,7 @@ class Spawn:
         Raises:
             SandboxError: when the child cannot be started at all.
         """
-        child = await self.start()
-        result_overflow = asyncio.Event()
-        result = CappedOutput([result_bytes], result_overflow)
-        result_reader = asyncio.ensure_future(result.drain(child.result_reader))
-        child.stop_events.append(asyncio.ensure_future(result_overflow.wait()))
-        timed_out = False
-        try:
-            child.stdin.write(stdin)
-            with contextlib.suppress(ConnectionError):
-                await child.stdin.drain()
-            child.stdin.close()
-            done, _ = await asyncio.wait({child.waiter, *child.stop_events}, timeout=wall_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if child.waiter not in done:
-                timed_out = not done
-                kill_group(child.pid)
-            await child.waiter
-        finally:
-            await child.close(result_reader)
-        return RunOutcome(
-            exit_code=child.exit_code,
-            result=bytes(result.data) if result.data and not result_overflow.is_set() else None,
-            stdout=bytes(child.out.data),
-            stderr=bytes(child.err.data),
-            timed_out=timed_out,
-            output_exceeded=child.overflow.is_set(),
-            result_exceeded=result_overflow.is_set(),
-            wall_s=time.monotonic() - child.started,
-        )
+        return await run_child(await self.start(), stdin, wall_s=wall_s, result_bytes=result_bytes)
 
     async def session(self, setup: bytes, *, wall_s: float, result_bytes: int,
                       on_close: Callable[[], None]) -> SupervisedSession:
@@ -226,6 +198,37 @@ class Spawn:
             raise
         child.stdin.write(frame(setup))
         return SupervisedSession(child, wall_s=wall_s, result_bytes=result_bytes, on_close=on_close)
+
+
+async def run_child(child: ServedChild, stdin: bytes, *, wall_s: float, result_bytes: int) -> RunOutcome:
+    """Give a started child ``stdin``, supervise it to its end (or the deadline, or a cap) and say what it did."""
+    result_overflow = asyncio.Event()
+    result = CappedOutput([result_bytes], result_overflow)
+    result_reader = asyncio.ensure_future(result.drain(child.result_reader))  # type: ignore[arg-type]
+    child.stop_events.append(asyncio.ensure_future(result_overflow.wait()))
+    timed_out = False
+    try:
+        child.stdin.write(stdin)
+        with contextlib.suppress(ConnectionError):
+            await child.stdin.drain()
+        child.stdin.close()
+        done, _ = await asyncio.wait({child.waiter, *child.stop_events}, timeout=wall_s, return_when=asyncio.FIRST_COMPLETED)
+        if child.waiter not in done:
+            timed_out = not done
+            child.kill()
+        await child.waiter
+    finally:
+        await child.close(result_reader)
+    return RunOutcome(
+        exit_code=child.exit_code,
+        result=bytes(result.data) if result.data and not result_overflow.is_set() else None,
+        stdout=bytes(child.out.data),
+        stderr=bytes(child.err.data),
+        timed_out=timed_out,
+        output_exceeded=child.overflow.is_set(),
+        result_exceeded=result_overflow.is_set(),
+        wall_s=time.monotonic() - child.started,
+    )
 
 
 class _Child:
@@ -296,14 +299,13 @@ async def supervise(
     output_bytes: int,
     result_bytes: int,
     extra_fds: Sequence[int] = (),
-    preexec_fn: Callable[[], None] | None = None,
 ) -> RunOutcome:
     """Start ``argv_for(result_fd)`` and supervise it to the end (see ``Spawn``).
 
     Raises:
         SandboxError: when the child cannot be started at all.
     """
-    spawn = Spawn(argv_for, env, cwd, output_bytes, extra_fds, preexec_fn)
+    spawn = Spawn(argv_for, env, cwd, output_bytes, extra_fds)
     return await spawn.run(stdin, wall_s=wall_s, result_bytes=result_bytes)
 
 
