@@ -1,8 +1,10 @@
-"""Controller side of evaluation: one trusted evaluator process per candidate.
+"""Controller side of evaluation: a request to the executor, and its outcome turned into a score.
 
 ``Evaluator.evaluate(code)`` never raises for a bad candidate and never hangs:
 the evaluator process has the problem's wall-clock budget plus a grace period,
 after which its whole process group is killed and the result is TIMEOUT.
+Where the evaluation runs is the executor's (``evolve.evaluators.executor``):
+the warm pool by default, a fresh process per evaluation with ``executor="cold"``.
 
 The evaluator process is bounded as well (``evaluator_bounds``): a soft
 address-space limit of the larger of 1 GiB and twice the candidate's memory,
@@ -17,40 +19,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
+import dataclasses
 import math
 import os
-import shutil
 import signal
-import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from evolve.errors import ProblemError, SandboxError
+from evolve.errors import ConfigError, ProblemError, SandboxError
+from evolve.evaluators.executor import (
+    EVALUATOR_RESULT_BYTES,
+    EXECUTORS,
+    GRACE_S,
+    ColdExecutor,
+    EvalOutcome,
+    EvalRequest,
+    Executor,
+    ExecutorHealth,
+)
+from evolve.evaluators.pool import WarmPool
 from evolve.evaluators.validate import clip, result_from_answer
 from evolve.problem import Limits, Problem, Stage, compile_problem
 from evolve.sandbox import CandidateValueError, SandboxLimits, resolve_backend
 from evolve.sandbox.codec import loads_within
-from evolve.sandbox.confine import RUN_TAG_ENV, sweep, sweep_stale
-from evolve.sandbox.container import sweep_containers, sweep_stale_containers
+from evolve.sandbox.confine import sweep_stale
+from evolve.sandbox.container import sweep_stale_containers
 from evolve.sandbox.process import child_environment
-from evolve.sandbox.supervise import supervise
-from evolve.scratch import owned_tempdir
 from evolve.scratch import sweep_stale as sweep_stale_tempdirs
 from evolve.values import EvalResult, EvalStatus
 
 __all__ = ["Evaluator", "EvaluatorBounds", "evaluator_bounds", "sandbox_limits"]
 
-_GRACE_S = 5.0
 _DOCKER_ENV = ("DOCKER_HOST", "DOCKER_TLS_VERIFY", "DOCKER_CERT_PATH", "EVOLVE_SANDBOX_IMAGE")
-_EVALUATOR_OUTPUT_BYTES = 256 << 10
-# The evaluator's answer: per stage, metrics, features, artifacts (which validation clips to
-# 12 x 2000 characters) and the candidate's clipped messages; a real one is a few KiB. 16 MiB
-# leaves an evaluator room for bulky artifacts, and with the element budget below parsing it
-# costs the controller at most ~150 MiB (see evolve.sandbox.codec), whatever the worker sent.
-_EVALUATOR_RESULT_BYTES = 16 << 20
 _EVALUATOR_RESULT_ELEMENTS = 1_000_000
 _EVALUATOR_MIN_MEMORY = 1 << 30
 
@@ -72,7 +74,7 @@ def evaluator_bounds(stages: list[Stage]) -> EvaluatorBounds:
     the whole wall-clock budget (the stages' timeouts plus the grace period).
     """
     memory = max(_EVALUATOR_MIN_MEMORY, *(2 * (_limits(s).memory_mb << 20) for s in stages))
-    cpu = math.ceil(sum(_limits(s).timeout_s for s in stages) + _GRACE_S)
+    cpu = math.ceil(sum(_limits(s).timeout_s for s in stages) + GRACE_S)
     return EvaluatorBounds(memory_bytes=memory, cpu_s=cpu)
 
 
@@ -88,24 +90,39 @@ def sandbox_limits(limits: Limits) -> SandboxLimits:
 
 
 class Evaluator:
-    """Evaluates candidate programs of one problem, each in a fresh trusted process."""
+    """Evaluates candidate programs of one problem through an executor.
 
-    def __init__(self, problem: Problem, *, problem_dir: Path, sandbox: str = "auto", python: str | None = None) -> None:
-        """Prepare the problem's folder and pick the sandbox backend.
+    ``executor``: "cold" (the default here: a fresh process per evaluation, nothing to
+    close, right for one-off evaluations) or "warm" (the campaigns' default: ``slots``
+    long-lived workers; ``close()`` them when done).
+    """
+
+    def __init__(self, problem: Problem, *, problem_dir: Path, sandbox: str = "auto", python: str | None = None,
+                 executor: str = "cold", slots: int = 1) -> None:
+        """Prepare the problem's folder, pick the sandbox backend and set up the executor (its workers start on first use).
 
         Raises:
             SandboxError: when the sandbox backend cannot work here (``auto``: when none can).
+            ConfigError: for an unknown executor.
         """
+        if executor not in EXECUTORS:
+            raise ConfigError(f"unknown executor '{executor}': choose one of {', '.join(EXECUTORS)}")
         self.problem = problem
         self._dir = problem.write_to(problem_dir)
         self.backend = resolve_backend(sandbox)
-        self._python = python or sys.executable
         sweep_stale()  # run cgroups of evaluator processes that were killed before they could clean up
         sweep_stale_tempdirs()  # and scratch directories of controllers that were
         if self.backend == "docker":
             sweep_stale_containers()  # containers of a controller that was killed (same host)
         if self.backend == "process" and os.geteuid() != 0:
             _not_dumpable()  # its candidates run with this process's uid: keep them out of its memory and environment
+        self.executor: Executor
+        if executor == "warm":
+            self.executor = WarmPool(self._dir, backend=self.backend, env=self._worker_env(), limits=self._largest_limits(),
+                                     capacity=slots, python=python)
+        else:
+            self.executor = ColdExecutor(self._dir, backend=self.backend, env=self._worker_env(), python=python,
+                                         capacity=slots)
 
     def _worker_env(self) -> dict[str, str]:
         """The trusted evaluator's environment: minimal, plus how to reach a container engine.
@@ -116,6 +133,22 @@ class Evaluator:
         if self.backend == "docker":
             env.update({key: os.environ[key] for key in _DOCKER_ENV if key in os.environ})
         return env
+
+    def _largest_limits(self) -> SandboxLimits:
+        """Field by field, the largest candidate limits of every stage (the warm launchers are sized for them)."""
+        stages = list(self.problem.config.pipeline())
+        if (held_out := self.problem.config.held_out_stage()) is not None:
+            stages.append(held_out)
+        each = [sandbox_limits(_limits(s)) for s in stages]
+        return SandboxLimits(**{f.name: max(getattr(x, f.name) for x in each) for f in dataclasses.fields(SandboxLimits)})
+
+    def health(self) -> ExecutorHealth:
+        """How the executor stands (live workers, replacements, whether the warm launchers work here)."""
+        return self.executor.health()
+
+    async def close(self) -> None:
+        """Stop the executor's workers. Idempotent; the evaluator cannot be used afterwards."""
+        await self.executor.close()
 
     async def evaluate(self, code: str, *, held_out: bool = False) -> EvalResult:
         """Score one candidate through the problem's cascade. Bad candidates become non-OK results, never exceptions.
@@ -133,15 +166,12 @@ class Evaluator:
         if problem is not None:
             return EvalResult(status=EvalStatus.ERROR, artifacts={"error": problem})
         stages = self._stages(held_out)
-        timeout_s = sum(_limits(s).timeout_s for s in stages)
         bounds = evaluator_bounds(stages)
-        request = {
-            "problem_dir": str(self._dir),
-            "code": code,
-            "sandbox": self.backend,
-            "controller": os.getpid(),  # the worker dies with this process
-            "evaluator": asdict(bounds),
-            "stages": [
+        request = EvalRequest(
+            id=uuid.uuid4().hex,
+            code=code,
+            evaluator=asdict(bounds),
+            stages=[
                 {
                     "name": s.name,
                     "function": s.function,
@@ -151,42 +181,32 @@ class Evaluator:
                 }
                 for s in stages
             ],
-        }
-        # Everything the evaluation makes on the host carries this tag or lives in this directory,
-        # so it is removed here however the evaluator process ended (killed at its deadline included).
-        tag = f"{os.getpid()}x{uuid.uuid4().hex[:10]}"
-        scratch = str(owned_tempdir("eval", tag=tag))
-        try:
-            outcome = await supervise(
-                lambda fd: [self._python, "-I", "-B", "-m", "evolve.evaluators.worker", str(fd)],
-                stdin=json.dumps(request).encode(),
-                env={**self._worker_env(), "TMPDIR": scratch, RUN_TAG_ENV: tag},
-                cwd=str(self._dir),
-                wall_s=timeout_s + _GRACE_S,
-                output_bytes=_EVALUATOR_OUTPUT_BYTES,
-                result_bytes=_EVALUATOR_RESULT_BYTES,
-            )
-        finally:
-            sweep(tag)
-            if self.backend == "docker":
-                await asyncio.to_thread(sweep_containers, tag)
-            shutil.rmtree(scratch, ignore_errors=True)
-        duration = time.monotonic() - started
-        stderr = clip(outcome.stderr.decode("utf-8", errors="replace"))
+        )
+        outcome = await self.executor.submit(request)
+        return self._result(outcome, request, code, stages, bounds, time.monotonic() - started)
+
+    def _result(self, outcome: EvalOutcome, request: EvalRequest, code: str, stages: list[Stage], bounds: EvaluatorBounds,
+                duration: float) -> EvalResult:
+        """The score of an outcome, the same whatever executor ran it.
+
+        Raises:
+            SandboxError: when the evaluator reports that the sandbox itself broke.
+        """
+        stderr = clip(outcome.stderr)
         if outcome.timed_out:
             return EvalResult(
                 status=EvalStatus.TIMEOUT,
-                artifacts={"error": f"the evaluation ran past {timeout_s:g} s and was killed"},
+                artifacts={"error": f"the evaluation ran past {request.wall_s:g} s and was killed"},
                 duration_s=duration,
             )
-        if outcome.result is None:
+        if outcome.answer is None:
             return EvalResult(
                 status=EvalStatus.ERROR,
-                artifacts={"error": _no_answer(outcome.exit_code, outcome.result_exceeded, stderr, bounds), "evaluator_stderr": stderr},
+                artifacts={"error": _no_answer(outcome.exit_code, outcome.answer_exceeded, stderr, bounds), "evaluator_stderr": stderr},
                 duration_s=duration,
             )
         try:
-            answer = loads_within(outcome.result, max_elements=_EVALUATOR_RESULT_ELEMENTS, what="the evaluator's answer")
+            answer = loads_within(outcome.answer, max_elements=_EVALUATOR_RESULT_ELEMENTS, what="the evaluator's answer")
         except CandidateValueError as exc:
             return EvalResult(status=EvalStatus.ERROR, artifacts={"error": f"the evaluator process sent an unreadable answer: {exc}"},
                               duration_s=duration)
@@ -212,7 +232,7 @@ def _not_dumpable() -> None:
 def _no_answer(exit_code: int | None, exceeded: bool, stderr: str, bounds: EvaluatorBounds) -> str:
     """Why the evaluator process gave no answer, naming the bound it hit where one did."""
     if exceeded:
-        return f"the evaluator process sent an answer over {_EVALUATOR_RESULT_BYTES} bytes"
+        return f"the evaluator process sent an answer over {EVALUATOR_RESULT_BYTES} bytes"
     if exit_code == -signal.SIGXCPU:
         return f"the evaluator process used up its CPU-time bound of {bounds.cpu_s} s and was killed"
     if "MemoryError" in stderr:

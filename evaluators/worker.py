@@ -34,9 +34,9 @@ from typing import Any
 from evolve.errors import EvolveError
 from evolve.evaluators.candidate import Candidate, CandidateError, CandidateTimeout, Invalid
 from evolve.evaluators.thresholds import threshold_failure
-from evolve.sandbox import SandboxLimits, get_sandbox
+from evolve.sandbox import Sandbox, SandboxLimits, get_sandbox
 
-__all__ = ["main"]
+__all__ = ["answer_bytes", "bound_self", "die_with", "load_evaluator", "main", "run_cascade"]
 
 
 def _jsonable(value: Any) -> Any:
@@ -59,7 +59,7 @@ def _load_evaluator(problem_dir: Path) -> Any:
     return module
 
 
-def _bound_self(bounds: dict[str, int]) -> None:
+def bound_self(bounds: dict[str, int]) -> None:
     """Lower this process's soft address-space and CPU-time limits; the hard limits stay for the child's own."""
     for res, value in ((resource.RLIMIT_AS, bounds["memory_bytes"]), (resource.RLIMIT_CPU, bounds["cpu_s"])):
         _soft, hard = resource.getrlimit(res)
@@ -70,17 +70,22 @@ def _out_of_memory(bounds: dict[str, int]) -> str:
     return f"exceeded its memory bound of {bounds['memory_bytes'] >> 20} MiB while processing the candidate's result"
 
 
-def _run(request: dict[str, Any]) -> dict[str, Any]:
-    """Run the cascade's stages in order; stop at the first that fails or misses its threshold."""
+def load_evaluator(problem_dir: Path) -> Any:
+    """The problem's evaluator module, or the ``evaluator_error`` answer stage that says why it cannot load."""
     try:
-        sandbox = get_sandbox(request["sandbox"])
-    except EvolveError as exc:
-        return {"outcome": "sandbox_error", "message": str(exc)}
-    try:
-        module = _load_evaluator(Path(request["problem_dir"]))
+        return _load_evaluator(problem_dir)
     except BaseException as exc:
         message = f"cannot load evaluator.py: {type(exc).__name__}: {exc}"
-        return {"stages": [{"outcome": "evaluator_error", "message": message, "traceback": traceback.format_exc(limit=-6)}]}
+        return {"outcome": "evaluator_error", "message": message, "traceback": traceback.format_exc(limit=-6)}
+
+
+def run_cascade(request: dict[str, Any], sandbox: Sandbox, module: Any) -> dict[str, Any]:
+    """Run the cascade's stages in order; stop at the first that fails or misses its threshold.
+
+    ``module`` is what ``load_evaluator`` returned (a module, or the stage that says why there is none).
+    """
+    if isinstance(module, dict):
+        return {"stages": [module]}
     answers: list[dict[str, Any]] = []
     for stage in request["stages"]:
         deadline = time.monotonic() + float(stage["timeout_s"])
@@ -119,9 +124,8 @@ def _evaluate(candidate: Candidate, evaluate: Any, name: str, bounds: dict[str, 
     return {"outcome": "returned", "value": value, "stderr": candidate.last_stderr}
 
 
-def _answer(request: dict[str, Any]) -> bytes:
+def encode_answer(answer: dict[str, Any]) -> bytes:
     """The cascade's answer as UTF-8 JSON; a lone surrogate a candidate smuggled in (as ``\\ud800``) becomes '?'."""
-    answer = _run(request)
     try:
         text = json.dumps(answer, default=_jsonable, allow_nan=True, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -130,7 +134,7 @@ def _answer(request: dict[str, Any]) -> bytes:
     return text.encode("utf-8", errors="replace")
 
 
-def _die_with(controller: int) -> None:
+def die_with(controller: int) -> None:
     """SIGKILL this process when the controller dies (Linux): a ``kill -9`` of it leaves no evaluator behind.
 
     The sandboxed children die with their evaluator in turn (bubblewrap's --die-with-parent, the
@@ -146,17 +150,27 @@ def _die_with(controller: int) -> None:
         os._exit(1)
 
 
+def answer_bytes(request: dict[str, Any], sandbox: Sandbox | None, module: Any) -> bytes:
+    """Bound this process, run the cascade and encode its answer (``sandbox`` None: the request's backend, built here)."""
+    bound_self(request["evaluator"])
+    sys.stdout = sys.stderr  # an evaluator's print() must never reach a channel we read
+    try:
+        if sandbox is None:
+            try:
+                sandbox = get_sandbox(request["sandbox"])
+            except EvolveError as exc:
+                return encode_answer({"outcome": "sandbox_error", "message": str(exc)})
+        return encode_answer(run_cascade(request, sandbox, module))
+    except MemoryError:  # outside a stage (serializing the answer): what held the memory is unwound by now
+        return json.dumps({"stages": [{"outcome": "evaluator_error", "message": _out_of_memory(request["evaluator"])}]}).encode()
+
+
 def main() -> None:
     result_fd = int(sys.argv[1])
     request = json.loads(sys.stdin.buffer.read())
     if isinstance(request.get("controller"), int):
-        _die_with(request["controller"])
-    _bound_self(request["evaluator"])
-    sys.stdout = sys.stderr  # an evaluator's print() must never reach a channel we read
-    try:
-        data = _answer(request)
-    except MemoryError:  # outside a stage (serializing the answer): what held the memory is unwound by now
-        data = json.dumps({"stages": [{"outcome": "evaluator_error", "message": _out_of_memory(request["evaluator"])}]}).encode()
+        die_with(request["controller"])
+    data = answer_bytes(request, None, load_evaluator(Path(request["problem_dir"])))
     with os.fdopen(result_fd, "wb") as out:
         out.write(data)
 

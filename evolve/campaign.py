@@ -137,7 +137,8 @@ def _child_code(parent: str, mode: str, answer: str) -> str:
 class Campaign:
     """One campaign over one problem, driven through the store."""
 
-    def __init__(self, store: Store, row: CampaignRow, problem: Problem, *, workdir: Path) -> None:
+    def __init__(self, store: Store, row: CampaignRow, problem: Problem, *, workdir: Path,
+                 evaluator: Evaluator | None = None) -> None:
         self.store = store
         self.id = row.id
         self.problem = problem
@@ -145,7 +146,8 @@ class Campaign:
         self.archive = Archive(store, row.id, axes=list(problem.config.features), sampling=self.config.sampling)
         self.prompts = PromptBuilder(problem.config)
         self.ensemble = Ensemble(self.config.models)
-        self.evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=self.config.sandbox)
+        self.evaluator = evaluator or Evaluator(problem, problem_dir=workdir / "problem", sandbox=self.config.sandbox,
+                                                executor=self.config.executor, slots=self.config.eval_concurrency)
         self._next_iteration = store.max_iteration(row.id) + 1
         self._pending: dict[str, Proposal] = {}
         self.target = row.iterations_target
@@ -159,11 +161,17 @@ class Campaign:
         Raises:
             ProblemError: when the initial program does not evaluate OK.
         """
-        evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=config.sandbox)
+        evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=config.sandbox, executor=config.executor,
+                              slots=config.eval_concurrency)
         config = config.model_copy(update={"sandbox": evaluator.backend})  # 'auto' is decided once, for good
-        result = await evaluator.evaluate(problem.initial_program)
+        try:
+            result = await evaluator.evaluate(problem.initial_program)
+        except BaseException:
+            await evaluator.close()
+            raise
         score = result.objective(problem.config.objective.metric)
         if score is None:
+            await evaluator.close()
             why = result.artifacts.get("error", "no message")
             raise ProblemError(f"the initial program of '{problem.name}' does not evaluate: {result.status.value}: {why}")
         problem_id = store.save_problem(problem)
@@ -181,7 +189,7 @@ class Campaign:
             initial=initial, islands=config.islands,
         )
         row = store.claim_campaign(campaign_id, this_owner(), owner_alive=owner_alive, target=None)
-        return cls(store, row, problem, workdir=workdir)
+        return cls(store, row, problem, workdir=workdir, evaluator=evaluator)
 
     @classmethod
     def resume(
@@ -411,6 +419,7 @@ class Campaign:
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
+            await self.evaluator.close()  # its workers; a later run starts fresh ones
             self._pending.clear()
             with contextlib.suppress(EvolveError):
                 await asyncio.to_thread(self.store.set_status, self.id, status, error=error)

@@ -112,6 +112,9 @@ class CampaignConfig(_Strict):
     sandbox: Literal["auto", "bwrap", "docker", "process"] = Field(
         default="auto", description="auto: bwrap where it works, else docker; process only when asked for"
     )
+    executor: Literal["warm", "cold"] = Field(
+        default="warm", description="warm: long-lived evaluator workers and sandbox zygotes; cold: fresh processes per evaluation"
+    )
     max_cost_usd: float | None = Field(default=None, gt=0, description="stop once model calls have cost this much")
     max_tokens: int | None = Field(default=None, gt=0, description="stop once model calls have used this many tokens")
 

@@ -197,12 +197,12 @@ def _remove_cgroup(directory: Path, *, wait_s: float = _RELEASE_S) -> bool:
             time.sleep(0.01)
 
 
-def leftover_cgroups(tag: str | None = None) -> list[Path]:
-    """Run cgroups that exist now (of ``tag`` only, if given)."""
+def leftover_cgroups(tag: str | None = None, *, family: bool = False) -> list[Path]:
+    """Run cgroups that exist now (of ``tag`` only, if given; with ``family``, of every tag that extends it too)."""
     layout = cgroup_layout() if os.geteuid() == 0 else None
     if layout is None:
         return []
-    prefix = "run-" if tag is None else f"run-{tag}-"
+    prefix = "run-" if tag is None else f"run-{tag}" if family else f"run-{tag}-"
     found: list[Path] = []
     for parent in layout.parents():
         with contextlib.suppress(OSError):
@@ -210,9 +210,13 @@ def leftover_cgroups(tag: str | None = None) -> list[Path]:
     return found
 
 
-def sweep(tag: str) -> int:
-    """Kill and remove every run cgroup of ``tag`` (what a killed evaluator left); how many were removed."""
-    return sum(_remove_cgroup(path) for path in leftover_cgroups(tag))
+def sweep(tag: str, *, family: bool = False) -> int:
+    """Kill and remove every run cgroup of ``tag`` (what a killed evaluator left); how many were removed.
+
+    With ``family``, also those of the tags made from it (a warm worker's slot ``<tag>z``
+    and its evaluations ``<tag>e<n>``).
+    """
+    return sum(_remove_cgroup(path) for path in leftover_cgroups(tag, family=family))
 
 
 def _owner(path: Path) -> int | None:

@@ -306,9 +306,16 @@ def _tagged_containers(selector: str) -> list[Any]:
         return []
 
 
-def sweep_containers(tag: str) -> int:
-    """Remove every sandbox container of evaluation ``tag`` (what a killed evaluator left); how many."""
-    found = _tagged_containers(f"{RUN_LABEL}={tag}")
+def sweep_containers(tag: str, *, family: bool = False) -> int:
+    """Remove every sandbox container of evaluation ``tag`` (what a killed evaluator left); how many.
+
+    With ``family``, also those of the tags made from it (a warm worker's evaluations ``<tag>e<n>``).
+    """
+    if family:
+        found = [c for c in _tagged_containers(f"{HOST_LABEL}={socket.gethostname()}")
+                 if str(c.labels.get(RUN_LABEL, "")).startswith(tag)]
+    else:
+        found = _tagged_containers(f"{RUN_LABEL}={tag}")
     for container in found:
         _remove(container)
     return len(found)
