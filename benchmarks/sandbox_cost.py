@@ -17,6 +17,13 @@ cgroups, so that column is empty for docker), and this process's own CPU for
 the run (spawning, supervising, decoding). Results go to ``sandbox_cost.json``
 and ``sandbox_cost.md`` under ``--out``. A benchmark, not a test: it reports
 and never fails on a slow machine.
+
+A second table (``sandbox_warm.md``) measures the warm path a campaign uses:
+one call through a zygote (``evolve.sandbox.zygote``: a fork per call inside
+the bwrap sandbox, or beside the process backend, with fresh namespaces,
+mounts, limits and the seccomp filter per call), against the floor of any
+warm design, a plain ``fork()`` of a warm interpreter (NumPy imported) that
+runs the same candidate and pipes its result back with no confinement at all.
 """
 
 from __future__ import annotations
@@ -99,7 +106,55 @@ class BareInterpreter:
                           result_exceeded=False, wall_s=time.monotonic() - started)
 
 
-Runner = Sandbox | PlainSubprocess | BareInterpreter
+WARM_FORK = r"""
+import json, os, sys
+sys.path[:0] = json.loads(sys.argv[1])
+import numpy
+while True:
+    size = os.read(0, 4)
+    if not size:
+        break
+    request = json.loads(os.read(0, int.from_bytes(size, "big")))
+    pid = os.fork()
+    if pid == 0:
+        namespace = {}
+        exec(compile(request["code"], "candidate.py", "exec"), namespace)
+        data = json.dumps({"ok": True, "value": namespace[request["function"]]()}).encode()
+        os.write(1, len(data).to_bytes(4, "big") + data)
+        os._exit(0)
+    os.waitpid(pid, 0)
+"""
+
+
+class WarmFork:
+    """The warm floor: a plain ``fork()`` of a warm interpreter (NumPy imported) per call, no confinement at all."""
+
+    name = "plain fork of a warm interpreter"
+
+    def __init__(self) -> None:
+        import json
+        import subprocess
+
+        self._process = subprocess.Popen([sandbox_runtime().python, "-I", "-B", "-c", WARM_FORK, json.dumps(_package_paths())],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_environment(tempfile.gettempdir()))
+
+    async def run(self, spec: RunSpec) -> RunOutcome:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        started = time.monotonic()
+        data = request_with_code(spec)
+        self._process.stdin.write(len(data).to_bytes(4, "big") + data)
+        self._process.stdin.flush()
+        size = int.from_bytes(self._process.stdout.read(4), "big")
+        result = self._process.stdout.read(size)
+        return RunOutcome(exit_code=0, result=result, stdout=b"", stderr=b"", timed_out=False, output_exceeded=False,
+                          result_exceeded=False, wall_s=time.monotonic() - started)
+
+    def close(self) -> None:
+        self._process.kill()
+        self._process.wait()
+
+
+Runner = Sandbox | PlainSubprocess | BareInterpreter | WarmFork
 
 
 def backends(tmp: Path) -> tuple[list[Runner], list[str], Callable[[], None]]:
@@ -132,6 +187,26 @@ def _once(runner: Runner, spec: RunSpec, accounting: TreeAccounting) -> dict[str
     return {"wall_ms": 1000 * u.wall_s, "children_cpu_ms": 1000 * u.children_cpu_s, "controller_cpu_ms": 1000 * u.controller_cpu_s}
 
 
+def warm_runners() -> tuple[list[Runner], list[Any]]:
+    """The warm floor, then a zygote per local backend that works here; and the zygotes, to close."""
+    from evolve.sandbox.process import LocalSandbox
+    from evolve.sandbox.zygote import Zygote, ZygoteSandbox
+
+    runners: list[Runner] = [WarmFork()]
+    zygotes: list[Any] = []
+    for name in ("process", "bwrap"):
+        if name == "bwrap" and bwrap_problem() is not None:
+            continue
+        cold = get_sandbox(name)
+        assert isinstance(cold, LocalSandbox)
+        zygote = Zygote(cold, LIMITS, tag=f"{os.getpid()}xbench{name}")
+        zygotes.append(zygote)
+        sandbox = ZygoteSandbox(zygote, cold)
+        sandbox.name = f"zygote ({name})"
+        runners.append(sandbox)
+    return runners, zygotes
+
+
 def _rows(candidate: str, runners: list[Runner], runs: list[list[dict[str, float]]]) -> list[dict[str, Any]]:
     plain = runs[0]
     rows: list[dict[str, Any]] = []
@@ -158,6 +233,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="evolve-bench-") as tmp:
         found, skipped, cleanup = backends(Path(tmp))  # a podman service starts here, outside the accounting's tree
         runners: list[Runner] = [*found, BareInterpreter()]
+        warm_rows: list[dict[str, Any]] = []
         try:
             with TreeAccounting(memory=False) as accounting:
                 method = accounting.describe()
@@ -165,6 +241,17 @@ def main() -> None:
                     spec = RunSpec(code=code, request=b'{"function": "main"}', limits=LIMITS)
                     runs = interleave(runners, lambda r, spec=spec: _once(r, spec, accounting), runs=args.runs, warmups=WARMUPS)  # type: ignore[misc]
                     rows += _rows(candidate, runners, runs)
+                warm, zygotes = warm_runners()  # started inside the accounted tree: their calls are counted
+                try:
+                    for candidate, code in CANDIDATES.items():
+                        spec = RunSpec(code=code, request=b'{"function": "main"}', limits=LIMITS)
+                        runs = interleave(warm, lambda r, spec=spec: _once(r, spec, accounting), runs=5 * args.runs,  # type: ignore[misc]
+                                          warmups=WARMUPS)
+                        warm_rows += _rows(candidate, warm, runs)
+                finally:
+                    for zygote in zygotes:
+                        zygote.close()
+                    warm[0].close()  # type: ignore[union-attr]
         finally:
             cleanup()
     lines = [f"One run of each per repetition, round-robin, after {WARMUPS} warm-up repetitions; {spread_note(args.runs)}. "
@@ -179,8 +266,20 @@ def main() -> None:
     lines += ["", f"Accounting: {method}."]
     if skipped:
         lines += ["", *[f"Skipped: {s}." for s in skipped]]
+    warm_lines = [f"One call of each per repetition, round-robin, after {WARMUPS} warm-up repetitions; {spread_note(5 * args.runs)}. "
+                  "Overhead: the per-repetition difference from a plain fork() of a warm interpreter (NumPy imported, no "
+                  "confinement). Children CPU: every process of the run (the zygote's fork, its keeper and the candidate); "
+                  "controller CPU: this process's own (the request, supervision, a fresh event loop per call as an evaluator's "
+                  "`candidate.call` has).",
+                  "", "| candidate | runner | wall ms | overhead vs warm fork ms | children CPU ms | controller CPU ms |",
+                  "|---|---|---|---|---|---|"]
+    for r in warm_rows:
+        overhead = "—" if r["backend"] == WarmFork.name else cell(r["overhead_ms"], signed=True)
+        warm_lines.append(f"| {r['candidate']} | {r['backend']} | {cell(r['wall_ms'])} | {overhead} | {cell(r['children_cpu_ms'])} | "
+                          f"{cell(r['controller_cpu_ms'])} |")
     meta = {"runs": args.runs, "warmups": WARMUPS, "skipped": skipped, "accounting": method}
-    write_results(args.out, "sandbox_cost", {"meta": meta, "rows": rows}, {"sandbox_cost": lines})
+    write_results(args.out, "sandbox_cost", {"meta": meta, "rows": rows, "warm": warm_rows},
+                  {"sandbox_cost": lines, "sandbox_warm": warm_lines})
 
 
 if __name__ == "__main__":

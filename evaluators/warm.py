@@ -121,7 +121,7 @@ class _Worker:
     def serve(self) -> None:
         _write_frames(self.result_fd, json.dumps(self.ready()).encode())
         while (frame := _read_frame(0)) is not None:
-            request = json.loads(frame)
+            request = {**json.loads(frame), "sandbox": self.backend}
             header, answer = self.evaluate(request)
             _write_frames(self.result_fd, json.dumps(header).encode(), answer)
             if self.zygote is not None and not self.zygote.alive():

@@ -145,7 +145,8 @@ class Campaign:
         self.config = CampaignConfig.model_validate(row.config)
         self.archive = Archive(store, row.id, axes=list(problem.config.features), sampling=self.config.sampling)
         self.prompts = PromptBuilder(problem.config)
-        self.ensemble = Ensemble(self.config.models)
+        self.ensemble = Ensemble(self.config.models, default_in_flight=self.config.llm_concurrency,
+                                 priced=self.config.max_cost_usd is not None)
         self.evaluator = evaluator or Evaluator(problem, problem_dir=workdir / "problem", sandbox=self.config.sandbox,
                                                 executor=self.config.executor, slots=self.config.eval_concurrency)
         self._next_iteration = store.max_iteration(row.id) + 1

@@ -28,6 +28,7 @@ from evolve.campaign import Campaign, owner_alive
 from evolve.campaign import Progress as CampaignProgress
 from evolve.config import BUILTIN_MODELS, EMBEDDED_MODEL, parse_campaign_config
 from evolve.errors import EvolveError, StoreError
+from evolve.evaluators.executor import EXECUTORS
 from evolve.llm.embedded import is_embedded
 from evolve.problem import Limits, builtin_problem_names, resolve_problem
 from evolve.reports import held_out_score
@@ -185,6 +186,10 @@ def _model_settings(models: tuple[str, ...], api_base: str | None, api_key_env: 
 
 def _model_notice(campaign: Campaign) -> None:
     err.print("models: " + ", ".join(campaign.ensemble.describe()), highlight=False)
+    cap = campaign.ensemble.in_flight_cap()
+    if cap < campaign.config.llm_concurrency:
+        err.print(f"model calls in flight: at most {cap}, below --llm-concurrency {campaign.config.llm_concurrency}, "
+                  "because of the models' own max_in_flight (an embedded model answers one call at a time)", highlight=False)
     if any(is_embedded(s.name) for s in campaign.config.models):
         err.print(f"model {EMBEDDED_MODEL} is the embedded {BUILTIN_MODELS[EMBEDDED_MODEL]}; for better programs choose a stronger "
                   "one: --model openai/gpt-4o-mini (with OPENAI_API_KEY set), or --api-base http://127.0.0.1:8000/v1 "
@@ -213,17 +218,21 @@ def _model_notice(campaign: Campaign) -> None:
 @click.option("--llm-concurrency", type=int, default=None, help="model calls in flight  [default: 4]")
 @click.option("--sandbox", type=click.Choice(BACKENDS), default=None,
               help="where candidates run: auto = bwrap where it works, else docker; never process unless asked  [default: auto]")
+@click.option("--executor", type=click.Choice(EXECUTORS), default=None,
+              help="warm: long-lived evaluator workers and sandbox zygotes; cold: fresh processes per evaluation "
+                   "(slower, for debugging)  [default: warm]")
 @click.option("--quiet", "-q", is_flag=True, help="no progress display")
 def run(problem: str, models: tuple[str, ...], api_base: str | None, api_key_env: str | None, mode: str | None,
         config_file: str | None, iterations: int | None, db: str, seed: int | None, islands: int | None,
         max_wall_s: float | None, max_cost_usd: float | None, max_tokens: int | None, eval_concurrency: int | None,
-        llm_concurrency: int | None, sandbox: str | None, quiet: bool) -> None:
+        llm_concurrency: int | None, sandbox: str | None, executor: str | None, quiet: bool) -> None:
     """Start a campaign on PROBLEM (a built-in name or a problem folder)."""
     prob = resolve_problem(problem)
     settings = _load_config_file(config_file)
     flags = {
         "iterations": iterations, "seed": seed, "islands": islands, "max_wall_s": max_wall_s, "max_cost_usd": max_cost_usd,
         "max_tokens": max_tokens, "eval_concurrency": eval_concurrency, "llm_concurrency": llm_concurrency, "sandbox": sandbox,
+        "executor": executor,
     }
     settings.update({k: v for k, v in flags.items() if v is not None})
     settings["models"] = _model_settings(models, api_base, api_key_env, mode, settings.get("models"))

@@ -43,7 +43,8 @@ class ModelSpec(_Strict):
         default="diff", description="SEARCH/REPLACE edits or whole-block rewrites (the embedded model defaults to rewrite)"
     )
     timeout_s: float = Field(default=120.0, gt=0, le=3600, description="per request")
-    max_in_flight: int = Field(default=8, ge=1, le=1024, description="requests to this model at once")
+    max_in_flight: int | None = Field(default=None, ge=1, le=1024,
+                                      description="requests to this model at once (default: the campaign's llm_concurrency)")
     max_retries: int = Field(default=8, ge=0, le=100, description="retries of a transient failure (429, 5xx, timeout, reset)")
     retry_base_s: float = Field(default=1.0, ge=0, le=600, description="first backoff; doubles per retry, with jitter")
     retry_max_s: float = Field(default=60.0, ge=0, le=3600, description="longest backoff (a Retry-After may ask for more)")

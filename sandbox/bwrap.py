@@ -129,7 +129,7 @@ class BwrapSandbox(LocalSandbox):
             argv = _bwrap_argv(self._bwrap, self._runtime, tmpfs_bytes=spec.limits.file_bytes, seccomp_fd=seccomp_fd)
             yield Spawn(
                 lambda fd: confinement.command([*argv, self._runtime.python, "-I", "-B", "-c", self._harness,
-                                                harness_settings(spec, result=fd, paths=self._paths, cores=confinement.cores)]),
+                                                harness_settings(spec, result=fd, paths=self._paths)]),
                 env={},
                 cwd="/",
                 output_bytes=spec.limits.output_bytes,

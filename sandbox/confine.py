@@ -58,7 +58,7 @@ _FALLBACK_NICE = 10
 _RELEASE_S = 5.0
 _PID_MAX = 1 << 22  # the kernel's largest pid_max
 # argv: the cgroup.procs files, "--", then the command; exit 97 if a cgroup cannot be joined
-_JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; shift; exec "$@"'
+_JOIN_CGROUPS = 'unset PWD OLDPWD; while [ "$1" != -- ]; do echo $$ > "$1" || exit 97; shift; done; shift; exec "$@"'
 
 
 def run_uid() -> int:
@@ -301,22 +301,22 @@ class Confinement:
         """Whether the run's CPU share is a cgroup quota (else the affinity-and-nice fallback)."""
         return self.cgroup is not None and self.cgroup.has_cpu
 
-    @property
-    def cores(self) -> list[int] | None:
-        """The cores the harness pins itself to when there is no cgroup CPU quota (else None)."""
-        return None if self.cpu_quota else sorted(_fallback_cores(self.limits.cpus))
-
     def command(self, argv: Sequence[str]) -> list[str]:
-        """``argv`` behind the exec'd launcher that joins the run's cgroups and switches to its uid.
+        """``argv`` behind the exec'd launcher that joins the run's cgroups, takes its CPU share and switches uid.
 
         The launcher is ``/bin/sh`` writing its own pid (which ``exec`` keeps) into each
-        ``cgroup.procs``, then ``setpriv`` for the uid; either is left out when not needed.
+        ``cgroup.procs``; without a cgroup CPU quota, ``taskset`` and ``nice`` for the
+        fallback share (before any seccomp filter, which refuses ``sched_setaffinity``);
+        then ``setpriv`` for the uid. Each is left out when not needed.
         """
         prefix: list[str] = []
         if self.cgroup is not None:
             prefix += ["/bin/sh", "-c", _JOIN_CGROUPS, "sh", *self.cgroup.procs_files(), "--"]
+        if not self.cpu_quota:
+            cores = ",".join(str(core) for core in sorted(_fallback_cores(self.limits.cpus)))
+            prefix += [_tool("taskset"), "-c", cores, _tool("nice"), "-n", str(_FALLBACK_NICE)]
         if self.uid is not None:
-            prefix += [_setpriv(), f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--"]
+            prefix += [_tool("setpriv"), f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--"]
         return [*prefix, *argv]
 
     def release(self) -> None:
@@ -325,10 +325,9 @@ class Confinement:
 
 
 @cache
-def _setpriv() -> str:
-    """The path of util-linux's ``setpriv`` (part of every Debian install), which switches a launcher's uid."""
-    found = shutil.which("setpriv") or "/usr/bin/setpriv"
-    return found
+def _tool(name: str) -> str:
+    """The path of a launcher tool: util-linux's ``setpriv`` and ``taskset``, coreutils' ``nice`` (in every Debian install)."""
+    return shutil.which(name) or f"/usr/bin/{name}"
 
 
 def _fallback_cores(cpus: float) -> set[int]:

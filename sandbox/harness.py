@@ -38,7 +38,6 @@ from typing import Any, Callable, cast
 _NUMERIC_KINDS = "biuf"
 _MAX_DEPTH = 32
 _EXIT_NO_SECCOMP = 86
-_FALLBACK_NICE = 10
 
 
 def _apply_limits(limits: dict[str, Any]) -> None:
@@ -315,6 +314,10 @@ def _keeper(settings: dict[str, Any], fds: list[int], libc: Any) -> None:
     ready, _, _ = select.select([pidfd, status], [], [])
     if status in ready:  # a kill request, or the host is gone
         os.kill(init, signal.SIGKILL)
+        try:  # noqa: SIM105 - take the request off the socket: closing it unread resets the host's end before it reads
+            os.read(status, 64)
+        except OSError:
+            pass
     _pid, wait_status = os.waitpid(init, 0)
     try:
         os.write(status, json.dumps({"exit": os.waitstatus_to_exitcode(wait_status)}).encode())
@@ -356,6 +359,7 @@ def _init(settings: dict[str, Any], libc: Any) -> None:
     os.chdir("/tmp")
     os.environ.clear()
     os.environ.update(settings["env"])
+    sys.argv[:] = ["-c", json.dumps(settings)]  # what a cold run's candidate sees: its own call's settings
     _drop_capabilities(libc)
     _run(settings, 3)
 
@@ -363,9 +367,6 @@ def _init(settings: dict[str, Any], libc: Any) -> None:
 def _run(settings: dict[str, Any], result_fd: int) -> None:
     """Confine this process, then serve the session or make the one call ``settings`` describe; never returns."""
     sys.path[:0] = settings.get("paths", [])
-    if settings.get("cores"):  # no cgroup CPU quota here: these cores at a lower priority (the filter keeps them)
-        os.sched_setaffinity(0, settings["cores"])
-        os.setpriority(os.PRIO_PROCESS, 0, _FALLBACK_NICE)
     _apply_limits(settings["limits"])
     if settings.get("seccomp"):
         _apply_seccomp(settings["seccomp"])

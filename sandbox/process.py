@@ -41,21 +41,21 @@ def harness_source() -> str:
 
 
 def harness_settings(spec: RunSpec | SessionSpec, *, result: int | str, paths: list[str], request: str | None = None,
-                     seccomp: bool = True, cores: list[int] | None = None) -> str:
+                     seccomp: bool = True) -> str:
     """The harness's one argument: where the result goes, limits, import paths, the request's source, the seccomp filter.
 
     A ``SessionSpec`` puts the harness in serve mode. ``seccomp=False`` exists only
-    for the benchmark's unconfined baseline. ``cores``: pin to these (no cgroup CPU quota).
+    for the benchmark's unconfined baseline.
     """
-    return json.dumps(harness_dict(spec, result=result, paths=paths, request=request, seccomp=seccomp, cores=cores))
+    return json.dumps(harness_dict(spec, result=result, paths=paths, request=request, seccomp=seccomp))
 
 
 def harness_dict(spec: RunSpec | SessionSpec, *, result: int | str, paths: list[str], request: str | None = None,
-                 seccomp: bool = True, cores: list[int] | None = None) -> dict[str, Any]:
+                 seccomp: bool = True) -> dict[str, Any]:
     """``harness_settings`` as a dict (the zygote receives it per spawn request)."""
     return {
         "result": result, "limits": asdict(spec.limits), "paths": paths, "request": request,
-        "seccomp": _seccomp_text() if seccomp else None, "serve": isinstance(spec, SessionSpec), "cores": cores,
+        "seccomp": _seccomp_text() if seccomp else None, "serve": isinstance(spec, SessionSpec),
     }
 
 
@@ -164,7 +164,7 @@ class ProcessSandbox(LocalSandbox):
                 os.chown(workdir, confinement.uid, confinement.uid)
             yield Spawn(
                 lambda fd: confinement.command([self._python, "-I", "-B", "-c", self._harness,
-                                                harness_settings(spec, result=fd, paths=self._paths, cores=confinement.cores)]),
+                                                harness_settings(spec, result=fd, paths=self._paths)]),
                 env=child_environment(workdir),
                 cwd=workdir,
                 output_bytes=spec.limits.output_bytes,

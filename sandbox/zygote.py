@@ -105,7 +105,7 @@ class Zygote:
 
     def settings(self, spec: RunSpec | SessionSpec) -> dict[str, Any]:
         """The spawn request's settings for ``spec`` (result on fd 3, the backend's environment)."""
-        return {**harness_dict(spec, result=3, paths=self.backend.zygote_paths(), cores=self._confinement.cores),
+        return {**harness_dict(spec, result=3, paths=self.backend.zygote_paths()),
                 "env": self.backend.zygote_environment(), "shm_bytes": SHM_BYTES}
 
     async def spawn(self, spec: RunSpec | SessionSpec) -> ZygoteChild | None:
@@ -178,7 +178,10 @@ class ZygoteChild:
         return child
 
     async def _wait(self, reader: asyncio.StreamReader) -> None:
-        data = await reader.read()
+        try:
+            data = await reader.read()
+        except OSError:  # the keeper went away mid-message: the run with it
+            data = b""
         try:
             message = json.loads(data) if data else {}
         except ValueError:

@@ -61,7 +61,7 @@ class ResilientModel:
         self.transport = transport
         self.timeout_s = timeout_s
         self.policy = policy or RetryPolicy()
-        self._max_in_flight = max_in_flight
+        self.max_in_flight = max_in_flight
         self._slots: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._input_price, self._output_price = input_usd_per_mtok, output_usd_per_mtok
 
@@ -74,7 +74,7 @@ class ResilientModel:
         """The in-flight bound of the running loop (a semaphore belongs to the loop it first waits in)."""
         loop = asyncio.get_running_loop()
         if self._slots is None or self._slots[0] is not loop:
-            self._slots = (loop, asyncio.Semaphore(self._max_in_flight))
+            self._slots = (loop, asyncio.Semaphore(self.max_in_flight))
         return self._slots[1]
 
     async def _attempt(
