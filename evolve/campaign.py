@@ -151,6 +151,7 @@ class Campaign:
                                                 executor=self.config.executor, slots=self.config.eval_concurrency)
         self._next_iteration = store.max_iteration(row.id) + 1
         self._pending: dict[str, Proposal] = {}
+        self._migrated_upto = 0
         self.target = row.iterations_target
         self.stop_reason: str | None = None
 
@@ -299,8 +300,9 @@ class Campaign:
     def _maybe_migrate(self, done: int) -> None:
         period = self.config.migration_interval * self.config.islands
         upto = (done // period) * period
-        if upto > 0:
+        if upto > self._migrated_upto:  # the store's own check keeps it idempotent; this one saves a transaction per iteration
             self.store.migrate_islands(self.id, upto_iteration=upto, islands=self.config.islands, size=self.config.migration_size)
+            self._migrated_upto = upto
 
     def progress(self, last: EvalStatus | None = None) -> Progress:
         row = self.store.get_campaign(self.id)
