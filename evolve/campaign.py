@@ -150,6 +150,8 @@ class Campaign:
         self.evaluator = evaluator or Evaluator(problem, problem_dir=workdir / "problem", sandbox=self.config.sandbox,
                                                 executor=self.config.executor, slots=self.config.eval_concurrency)
         self._next_iteration = store.max_iteration(row.id) + 1
+        # what a stop or a kill cut off is proposed again first, with the same seed and island
+        self._missing = store.missing_iterations(row.id)
         self._pending: dict[str, Proposal] = {}
         self._migrated_upto = 0
         self.target = row.iterations_target
@@ -219,8 +221,11 @@ class Campaign:
     # ------------------------------------------------------------- ask/tell
     def ask(self) -> Proposal:
         """Sample a parent for the next iteration and build its prompt."""
-        iteration = self._next_iteration
-        self._next_iteration += 1
+        if self._missing:
+            iteration = self._missing.pop(0)
+        else:
+            iteration = self._next_iteration
+            self._next_iteration += 1
         rng = np.random.default_rng([self.config.seed, iteration])
         island = iteration % self.config.islands
         sample = self.archive.sample(island, rng)

@@ -230,6 +230,7 @@ _SPAWN_FDS = 5
 _SETTINGS_BYTES = 1 << 20
 _EXIT_NO_LAUNCH = 87
 _CAPSET = {"x86_64": 126, "aarch64": 91}  # the capset system call's number
+_CAPSET_NUMBER: int | None = None  # this machine's, found by the zygote
 
 
 def _zygote(settings: dict[str, Any]) -> None:
@@ -238,16 +239,22 @@ def _zygote(settings: dict[str, Any]) -> None:
     import signal
     import socket
 
+    global _CAPSET_NUMBER
+    import gc
+    import platform
+
     sys.path[:0] = settings.get("paths", [])
     try:  # noqa: SIM105 - the harness stays free of imports it does not need
         import numpy  # noqa: F401 - imported once here, every child finds it loaded
     except ImportError:
         pass
+    _CAPSET_NUMBER = _CAPSET.get(platform.machine())
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, 9)  # PR_SET_PDEATHSIG: die with whoever started the zygote
     libc.prctl(4, 0)  # PR_SET_DUMPABLE 0: its memory is nobody's to read
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the kernel
     control = socket.socket(fileno=int(settings["control"]))
+    gc.freeze()  # what is loaded now stays out of the collector's way: a child's collections copy none of its pages
     while True:
         try:
             message, fds, _flags, _address = socket.recv_fds(control, _SETTINGS_BYTES, _SPAWN_FDS)
@@ -335,12 +342,9 @@ def _drop_capabilities(libc: Any) -> None:
     class Data(ctypes.Structure):
         _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
-    import platform
-
-    number = _CAPSET.get(platform.machine())
     header = Header(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
     data = (Data * 2)()
-    if number is None or libc.syscall(number, ctypes.byref(header), data) != 0:
+    if _CAPSET_NUMBER is None or libc.syscall(_CAPSET_NUMBER, ctypes.byref(header), data) != 0:
         os.write(2, b"sandbox launcher: cannot drop the run's capabilities\n")
         os._exit(_EXIT_NO_LAUNCH)
 

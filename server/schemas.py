@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -96,6 +96,7 @@ class CampaignCreate(_In):
     eval_concurrency: int = Field(default=2, ge=1, le=256)
     llm_concurrency: int = Field(default=4, ge=1, le=1024)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    executor: Literal["warm", "cold"] = Field(default="warm", description="warm: long-lived evaluator workers; cold: a process per evaluation")
     max_cost_usd: float | None = Field(default=None, gt=0)
     max_tokens: int | None = Field(default=None, gt=0)
 

@@ -110,8 +110,8 @@ def test_planted_keys_reach_no_output_store_prompt_or_sandbox(tmp_path: Path) ->
 
 # ----------------------------------------------------------------------------------------- network audit
 # Every process a campaign starts runs under strace: the controller (and the embedded model in it), each
-# evaluator worker (`python -I -B -m evolve.evaluators.worker`, which no sitecustomize or audit hook can
-# reach) and each sandboxed candidate (bwrap, the harness). Each syscall that can send anything to an
+# warm evaluator worker (`python -I -B -m evolve.evaluators.warm`, which no sitecustomize or audit hook can
+# reach) and the evaluations it forks, each slot's zygote and the candidates it forks (bwrap, the harness). Each syscall that can send anything to an
 # address is recorded with it; so is each execve, to show which programs were traced.
 TRACED = "connect,sendto,sendmsg,sendmmsg,execve"
 # Canaries: connection attempts planted in the trusted evaluator and in the candidate (outside its
@@ -134,17 +134,21 @@ AUDIT_EVALUATOR = CANARY + QUADRATIC_EVALUATOR.replace("def evaluate(candidate):
                                                        f"def evaluate(candidate):\n    _canary({CANARY_EVALUATOR!r})\n")
 AUDIT_PROGRAM = CANARY + f"_canary({CANARY_CANDIDATE!r})\n" + QUADRATIC_PROGRAM
 
-# What a campaign executes, and nothing else: the controller, its evaluator workers, bwrap with the
-# sandbox's interpreter (the candidate harness, or the start-up probe `-c pass`), `ldconfig -p`
-# (ctypes.util.find_library, loading libseccomp) and `uname -p` (platform.processor(), in litellm's
-# imports). An execve of anything else is a process the audit does not know about.
+# What a campaign executes, and nothing else: the controller, its evaluator workers, the confinement
+# launcher (`/bin/sh` joining the cgroups, `setpriv` switching uid, `taskset`/`nice` without a CPU
+# quota), bwrap with the sandbox's interpreter (the harness or zygote, or the start-up probe `-c pass`),
+# `ldconfig -p` (ctypes.util.find_library, loading libseccomp) and `uname -p` (platform.processor(), in
+# litellm's imports). An execve of anything else is a process the audit does not know about.
 KNOWN_PROGRAMS = re.compile(
-    r'^"[^"]*/(python3[.\d]*|python)", \[[^\]]*?"-m", "evolve(", "run"|\.evaluators\.worker")'
+    r'^"[^"]*/(python3[.\d]*|python)", \[[^\]]*?"-m", "evolve(", "run"|\.evaluators\.(worker|warm)")'
+    r'|^"/bin/sh", \["/bin/sh", "-c", "unset PWD OLDPWD; '
+    r'|^"[^"]*/(setpriv|taskset|nice)", '
     r'|^"[^"]*/bwrap", '
     r'|^"[^"]*/(python3[.\d]*|python)", \["[^"]*", "-I", ("-B", "-c", "\\"\\"\\"Child-side harness|"-c", "pass")'
     r'|^"[^"]*/ldconfig", \["[^"]*", "-p"\]'
     r'|^"[^"]*/uname", \["uname", "-p"\]'
 )
+NSCD_SOCKET = "/var/run/nscd/socket"  # glibc's name-service cache: a local socket on this host, absent here
 _ADDRESS = re.compile(r"\{sa_family=(AF_\w+), ([^{}]*)\}")
 _SYSCALL = re.compile(r"^(\w+)\((.*)")
 
@@ -201,8 +205,8 @@ def allowed(d: Destination, endpoint: tuple[str, int] | None) -> bool:
         return d.syscall == "connect"
     if d.family == "AF_NETLINK":  # the kernel itself (nl_pid=0): bwrap configuring the sandbox's own loopback
         return "nl_pid=0," in d.fields
-    if d.family == "AF_UNIX":
-        return d.unix_path in (CANARY_EVALUATOR, CANARY_CANDIDATE)
+    if d.family == "AF_UNIX":  # the canaries, or the host's name-service cache, which setpriv asks about the run uid
+        return d.unix_path in (CANARY_EVALUATOR, CANARY_CANDIDATE, NSCD_SOCKET)
     return endpoint is not None and d.inet == endpoint
 
 
@@ -224,15 +228,17 @@ def traced_campaign(tmp_path: Path, model_args: list[str], *, iterations: int,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     trace = read_trace(out)
-    # the trace covered every kind of process: the controller, one worker per evaluation, the sandboxed candidates
+    # the trace covered every kind of process: the controller, the warm workers and the evaluations they fork,
+    # the zygotes and the sandboxed candidates they fork
     assert trace.ran("-m\", \"evolve\", \"run\"") == 1, trace.programs
-    assert trace.ran("evolve.evaluators.worker") >= 1, trace.programs
+    workers = trace.ran("evolve.evaluators.warm")
+    assert workers >= 1, trace.programs
     evaluator_canaries = sum(d.unix_path == CANARY_EVALUATOR for d in trace.destinations)
     candidate_canaries = sum(d.unix_path == CANARY_CANDIDATE for d in trace.destinations)
     assert evaluator_canaries >= 1 and candidate_canaries >= 1, "the trace did not reach the evaluator or the candidate"
-    assert evaluator_canaries == trace.ran("evolve.evaluators.worker"), "a worker went untraced"
+    assert evaluator_canaries >= workers, "a worker's evaluations went untraced"
     if sandbox == "bwrap":
-        assert trace.ran('/bwrap", ') >= evaluator_canaries
+        assert trace.ran('/bwrap", ') >= workers
     unknown = [argv for argv in trace.programs if not KNOWN_PROGRAMS.match(argv)]
     assert not unknown, f"the campaign executed programs the audit does not know: {unknown}"
     refused = [d.line for d in trace.destinations if not allowed(d, endpoint)]

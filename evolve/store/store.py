@@ -339,6 +339,21 @@ class Store(Queries, Aggregates):
                                 .order_by(programs.c.iteration.desc()).limit(limit)).all()
         return [program_from_row(r) for r in rows]
 
+    def missing_iterations(self, campaign_id: str) -> list[int]:
+        """Iterations below the highest recorded one that have no program: proposals a stop or a kill cut off.
+
+        Reads the campaign's iteration numbers once (an index-only scan): for resumes, not hot paths.
+        """
+        with self._reading("reading the iteration numbers") as conn:
+            done = conn.execute(select(programs.c.iteration).where(programs.c.campaign_id == campaign_id)
+                                .order_by(programs.c.iteration)).scalars().all()
+        missing: list[int] = []
+        expected = 0
+        for iteration in done:
+            missing.extend(range(expected, iteration))
+            expected = iteration + 1
+        return missing
+
     def max_iteration(self, campaign_id: str) -> int:
         with self._reading("reading the iteration counter") as conn:
             value = conn.execute(select(func.max(programs.c.iteration)).where(programs.c.campaign_id == campaign_id)).scalar()
