@@ -14,10 +14,10 @@ bounds each run on its own.
 
 CPU share: a run gets ``limits.cpus`` cores' worth of time, however many
 processes it starts: a CFS quota on its own cgroup where the ``cpu``
-controller is offered; elsewhere (the documented fallback) the harness pins
-itself to ``cores`` (``sched_setaffinity``, which the seccomp filter does not
-let a candidate undo) and runs at a lower priority (nice 10), so the
-controller and the other runs keep the rest of the machine.
+controller is offered; elsewhere (the documented fallback) the launcher pins
+the run to that many cores (``taskset``; the seccomp filter does not let a
+candidate undo it with ``sched_setaffinity``) at a lower priority (``nice``
+10), so the controller and the other runs keep the rest of the machine.
 
 After the run, ``release()`` kills whatever is left in the cgroups and removes
 them. Every run cgroup is named after a *tag* (``EVOLVE_RUN_TAG`` in the
