@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from evolve.errors import SandboxError
 from evolve.sandbox.base import RunOutcome
 
-__all__ = ["CappedOutput", "ServedChild", "Spawn", "SupervisedSession", "frame", "kill_group", "run_child", "supervise"]
+__all__ = ["CappedOutput", "ServedChild", "Spawn", "SupervisedSession", "frame", "kill_group", "run_child", "settle", "supervise"]
 
 _READ_CHUNK = 1 << 16
 _DRAIN_GRACE_S = 0.5
@@ -200,6 +200,15 @@ class Spawn:
         return SupervisedSession(child, wall_s=wall_s, result_bytes=result_bytes, on_close=on_close)
 
 
+async def settle(readers: list[asyncio.Future[Any]], others: list[asyncio.Future[Any]], *, grace_s: float) -> None:
+    """Give a child's readers ``grace_s`` to reach the end of their streams, then cancel them and ``others`` and reap all."""
+    await asyncio.wait(readers, timeout=grace_s)
+    pending = [*readers, *others]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
 async def run_child(child: ServedChild, stdin: bytes, *, wall_s: float, result_bytes: int) -> RunOutcome:
     """Give a started child ``stdin``, supervise it to its end (or the deadline, or a cap) and say what it did."""
     result_overflow = asyncio.Event()
@@ -278,12 +287,7 @@ class _Child:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             await asyncio.wait({self.waiter}, timeout=_DRAIN_GRACE_S)
-        readers = [*self.readers, *extra]
-        await asyncio.wait(readers, timeout=_DRAIN_GRACE_S)
-        pending: list[asyncio.Future[Any]] = [*readers, *self.stop_events, self.waiter]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await settle([*self.readers, *extra], [*self.stop_events, self.waiter], grace_s=_DRAIN_GRACE_S)
         self._result_transport.close()
         # A survivor outside the group may still hold the pipes: close our ends.
         self._proc_transport.close()

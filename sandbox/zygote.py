@@ -44,7 +44,7 @@ from evolve.errors import SandboxError
 from evolve.sandbox.base import SHM_BYTES, RunOutcome, RunSpec, Sandbox, SandboxLimits, SandboxSession, SessionSpec
 from evolve.sandbox.confine import Confinement
 from evolve.sandbox.process import LocalSandbox, harness_dict, request_with_code, session_setup
-from evolve.sandbox.supervise import CappedOutput, SupervisedSession, frame, kill_group, run_child
+from evolve.sandbox.supervise import CappedOutput, SupervisedSession, frame, kill_group, run_child, settle
 
 __all__ = ["ZYGOTE_MEMORY", "Zygote", "ZygoteSandbox"]
 
@@ -211,12 +211,7 @@ class ZygoteChild:
         self._closed = True
         self.kill()
         await asyncio.wait({self.waiter}, timeout=_GRACE_S)
-        readers = [*self.readers, *extra]
-        await asyncio.wait(readers, timeout=_GRACE_S)
-        pending: list[asyncio.Future[Any]] = [*readers, *self.stop_events, self.waiter]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await settle([*self.readers, *extra], [*self.stop_events, self.waiter], grace_s=_GRACE_S)
         for transport in self._transports:
             transport.close()
         self._status_writer.close()

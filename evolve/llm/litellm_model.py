@@ -24,7 +24,7 @@ from evolve.errors import ConfigError
 from evolve.llm.base import CallOutcome, Message, ProviderError, RawAnswer
 from evolve.secrets import install_log_redaction, redact
 
-__all__ = ["LiteLLMTransport", "import_litellm", "retry_after_seconds"]
+__all__ = ["LiteLLMTransport", "import_litellm", "provider_error", "read_choice", "retry_after_seconds"]
 
 _NO_KEY = "not-needed"  # OpenAI-compatible local servers want some key; this one is no secret
 
@@ -115,6 +115,27 @@ _HINTS = {
 }
 
 
+def provider_error(exc: Exception) -> ProviderError:
+    """A failed request as a classified ``ProviderError`` with a hint and a redacted detail."""
+    outcome, retry_after = _classify(exc)
+    hint = _HINTS.get(outcome, "")
+    detail = redact(f"{type(exc).__name__}: {exc}")[:400]
+    return ProviderError(outcome, f"{hint}; {detail}" if hint else detail, retry_after_s=retry_after)
+
+
+def read_choice(response: Any) -> tuple[str, str | None, Any]:
+    """The text, finish reason and usage of a chat completion (an OpenAI-shaped response).
+
+    Raises:
+        ProviderError: BAD_RESPONSE when it has no ``choices[0].message``.
+    """
+    try:
+        choice = response.choices[0]
+        return choice.message.content or "", getattr(choice, "finish_reason", None), getattr(response, "usage", None)
+    except (AttributeError, IndexError, TypeError):
+        raise ProviderError(CallOutcome.BAD_RESPONSE, "the response has no choices[0].message") from None
+
+
 class LiteLLMTransport:
     """One ``litellm.acompletion`` request per call."""
 
@@ -145,17 +166,8 @@ class LiteLLMTransport:
         try:
             response = await litellm.acompletion(**kwargs)
         except Exception as exc:  # the provider boundary: every failure becomes a classified ProviderError
-            outcome, retry_after = _classify(exc)
-            hint = _HINTS.get(outcome, "")
-            detail = redact(f"{type(exc).__name__}: {exc}")[:400]
-            raise ProviderError(outcome, f"{hint}; {detail}" if hint else detail, retry_after_s=retry_after) from None
-        try:
-            choice = response.choices[0]
-            text = choice.message.content or ""
-            finish = getattr(choice, "finish_reason", None)
-        except (AttributeError, IndexError, TypeError):
-            raise ProviderError(CallOutcome.BAD_RESPONSE, "the response has no choices[0].message") from None
-        usage = getattr(response, "usage", None)
+            raise provider_error(exc) from None
+        text, finish, usage = read_choice(response)
         try:
             cost = float(litellm.completion_cost(completion_response=response))
         except Exception:  # no price known (local and self-hosted models): zero, not a failure

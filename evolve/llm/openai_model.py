@@ -19,9 +19,9 @@ from typing import Any
 
 from evolve.config import ModelSpec
 from evolve.errors import ConfigError
-from evolve.llm.base import CallOutcome, Message, ProviderError, RawAnswer
-from evolve.llm.litellm_model import _HINTS, _NO_KEY, _classify
-from evolve.secrets import install_log_redaction, redact
+from evolve.llm.base import Message, RawAnswer
+from evolve.llm.litellm_model import _NO_KEY, provider_error, read_choice
+from evolve.secrets import install_log_redaction
 
 __all__ = ["OPENAI_COMPATIBLE", "OpenAITransport"]
 
@@ -64,17 +64,8 @@ class OpenAITransport:
                 timeout=timeout_s,
             )
         except Exception as exc:  # the provider boundary: every failure becomes a classified ProviderError
-            outcome, retry_after = _classify(exc)
-            hint = _HINTS.get(outcome, "")
-            detail = redact(f"{type(exc).__name__}: {exc}")[:400]
-            raise ProviderError(outcome, f"{hint}; {detail}" if hint else detail, retry_after_s=retry_after) from None
-        try:
-            choice = response.choices[0]
-            text = choice.message.content or ""
-            finish = getattr(choice, "finish_reason", None)
-        except (AttributeError, IndexError, TypeError):
-            raise ProviderError(CallOutcome.BAD_RESPONSE, "the response has no choices[0].message") from None
-        usage = getattr(response, "usage", None)
+            raise provider_error(exc) from None
+        text, finish, usage = read_choice(response)
         return RawAnswer(
             text=text, prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0), cost_usd=0.0, finish_reason=finish,
