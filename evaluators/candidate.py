@@ -116,6 +116,22 @@ class Candidate:
         """The candidate's source text (for static checks; never exec it here)."""
         return self._code
 
+    def _broken(self, exc: Exception) -> Exception:
+        """What an exception out of a sandbox call means, recorded in ``sandbox_failure``.
+
+        A backend raises only ``SandboxError`` (the candidate's own failures are outcomes), so anything else is the
+        backend's or its host's fault (an engine socket gone mid-request), never the candidate's. A ``MemoryError``
+        stays one and is not recorded: the evaluator's memory bound answers it.
+        """
+        if isinstance(exc, MemoryError):
+            return exc
+        failure = exc
+        if not isinstance(exc, SandboxError):
+            failure = SandboxError(f"the sandbox failed unexpectedly ({type(exc).__name__}: {exc})")
+            failure.__cause__ = exc
+        self.sandbox_failure = str(failure)
+        return failure
+
     def _limits_for(self, timeout: float | None) -> SandboxLimits:
         """The limits of a call or session: the time left in the evaluation's budget, or ``timeout`` if smaller.
 
@@ -145,9 +161,8 @@ class Candidate:
         request = json.dumps({"function": function, "args": list(args), "kwargs": kwargs}).encode()
         try:
             outcome = asyncio.run(self._sandbox.run(RunSpec(code=self._code, request=request, limits=limits)))
-        except SandboxError as exc:
-            self.sandbox_failure = str(exc)
-            raise
+        except Exception as exc:
+            raise self._broken(exc)  # noqa: B904 - the exception itself, or a SandboxError chained to it
         self.calls += 1
         self.last_stdout, self.last_stderr = _tail(outcome.stdout), _tail(outcome.stderr)
         return _value_of(outcome, f"{function}()", limits, self.last_stderr)
@@ -206,10 +221,10 @@ class CandidateSession:
         try:
             self._session = self._loop.run_until_complete(candidate._sandbox.session(spec))
         except BaseException as exc:
-            if isinstance(exc, SandboxError):
-                candidate.sandbox_failure = str(exc)
             self._loop.close()
-            raise
+            if not isinstance(exc, Exception):
+                raise
+            raise candidate._broken(exc)  # noqa: B904 - the exception itself, or a SandboxError chained to it
         return self
 
     def call(self, *args: Any, **kwargs: Any) -> Any:
@@ -235,10 +250,11 @@ class CandidateSession:
         candidate = self._candidate
         try:
             outcome = self._loop.run_until_complete(self._session.call(request))
-        except SandboxError as exc:
-            candidate.sandbox_failure = self._failure = str(exc)
+        except Exception as exc:
+            failure = candidate._broken(exc)
+            self._failure = str(failure)
             self._stop()
-            raise
+            raise failure  # noqa: B904 - the exception itself, or a SandboxError chained to it
         self.calls += 1
         candidate.calls += 1
         if outcome.stdout:

@@ -158,8 +158,9 @@ def answer_bytes(request: dict[str, Any], sandbox: Sandbox | None, module: Any) 
         if sandbox is None:
             try:
                 sandbox = get_sandbox(request["sandbox"])
-            except EvolveError as exc:
-                return encode_answer({"outcome": "sandbox_error", "message": str(exc)})
+            except Exception as exc:  # no candidate ran yet: whatever broke is the backend's (an engine gone mid-setup)
+                message = str(exc) if isinstance(exc, EvolveError) else f"{type(exc).__name__}: {exc}"
+                return encode_answer({"outcome": "sandbox_error", "message": message})
         return encode_answer(run_cascade(request, sandbox, module))
     except MemoryError:  # outside a stage (serializing the answer): what held the memory is unwound by now
         return json.dumps({"stages": [{"outcome": "evaluator_error", "message": _out_of_memory(request["evaluator"])}]}).encode()

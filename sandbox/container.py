@@ -133,8 +133,12 @@ class DockerSandbox:
         data = rootfs_tar()
         tag = hashlib.sha256(data).hexdigest()[:12]
         name = f"{ROOTFS_REPOSITORY}:{tag}"
-        with contextlib.suppress(self._docker.errors.ImageNotFound):
+        try:  # an engine that goes away between info() and here is the sandbox's failure too, never an evaluator crash
             return str(self._client.images.get(name).id)
+        except self._docker.errors.ImageNotFound:
+            pass
+        except Exception as exc:  # the SDK raises DockerException and requests' errors alike
+            raise SandboxError(f"the Docker engine stopped answering: {exc}") from exc
         try:
             answer = self._client.api.import_image_from_data(data)
             image_id = json.loads(answer.strip().splitlines()[-1])["status"]

@@ -10,6 +10,7 @@ import pytest
 
 from evolve.errors import ProblemError
 from evolve.evaluators.runner import Evaluator
+from evolve.evaluators.worker import load_evaluator, run_cascade
 from evolve.problem import load_problem
 from evolve.values import EvalResult, EvalStatus
 from tests.conftest import write_problem
@@ -114,3 +115,34 @@ def test_held_out_on_a_problem_without_one_is_an_error(tmp_path: Path) -> None:
     evaluator = Evaluator(load_problem(folder), problem_dir=tmp_path / "work", sandbox="process")
     with pytest.raises(ProblemError, match="no held-out"):
         asyncio.run(evaluator.evaluate("x = 1\n", held_out=True))
+
+
+class _BrokenBackend:
+    """A backend with a bug: its run raises what the Sandbox contract says it never raises (only SandboxError)."""
+
+    name = "broken"
+
+    async def run(self, spec: object) -> object:
+        raise OSError("the engine's socket is gone")
+
+    async def session(self, spec: object) -> object:
+        raise OSError("the engine's socket is gone")
+
+
+@pytest.mark.parametrize("style", ["call", "session"])
+def test_a_backend_failing_outside_its_contract_is_the_sandboxes_fault_even_if_the_evaluator_swallows_it(
+        tmp_path: Path, style: str) -> None:
+    swallowing = (
+        "def evaluate_quick(candidate):\n"
+        "    try:\n"
+        + ("        candidate.call('solve', 1)\n" if style == "call" else
+           "        with candidate.session('solve') as s:\n            s.call(1)\n")
+        + "    except Exception:\n        pass\n"
+        "    return {'metrics': {'value': 0.0, 'rough': 0.0}}\n"
+    )
+    folder = write_problem(tmp_path / "p", yaml=CASCADE_YAML, program=program("    return 2.0"), evaluator=swallowing)
+    request = {"code": program("    return 3.0"), "evaluator": {"memory_bytes": 1 << 30, "cpu_s": 60},
+               "stages": [{"name": "quick", "function": "evaluate_quick", "timeout_s": 5, "limits": {}}]}
+    answer = run_cascade(request, _BrokenBackend(), load_evaluator(folder))  # type: ignore[arg-type]
+    assert answer == {"outcome": "sandbox_error",
+                      "message": "the sandbox failed unexpectedly (OSError: the engine's socket is gone)"}
