@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import textwrap
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from hypothesis import settings
 
 from evolve.problem import Problem, load_problem
 from evolve.store import Store
+from tests.postgres import PostgresServer, PostgresUnavailableError
+from tests.sandbox.helpers import unavailable
 
 # The suite that gates a landing draws the same examples every run, so a rare random draw can
 # never block a merge; `HYPOTHESIS_PROFILE=explore pytest` searches afresh with more examples.
@@ -74,11 +77,50 @@ def quadratic(quadratic_dir: Path) -> Problem:
     return load_problem(quadratic_dir)
 
 
-@pytest.fixture(params=["file", "memory"])
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session (a failure, not a skip, where scripts/test.sh requires it)."""
+    try:
+        server = PostgresServer()
+    except PostgresUnavailableError as exc:
+        unavailable("postgresql", str(exc), what="store")
+    yield server
+    server.stop()
+
+
+@contextmanager
+def _store_at(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A fresh store of ``kind``: "file" (SQLite on disk), "memory" (in-memory SQLite) or "postgresql" (a new
+    database on the session's server, dropped afterwards)."""
+    if kind == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres")
+        url = server.fresh_url()
+        s = Store.open(url)
+        try:
+            yield s
+        finally:
+            s.close()
+            server.drop(url)
+        return
+    s = Store.open(str(tmp_path / "evolve.db") if kind == "file" else ":memory:")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture(params=["file", "memory", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """The same tests run on a SQLite file and on in-memory SQLite."""
-    s = Store.open(str(tmp_path / "evolve.db") if request.param == "file" else ":memory:")
-    yield s
+    """The same tests run on a SQLite file, on in-memory SQLite and on PostgreSQL."""
+    with _store_at(request.param, tmp_path, request) as s:
+        yield s
+
+
+@pytest.fixture(params=["file", "postgresql"])
+def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A store other processes can open too, by ``Store.open(shared_store.url)``: a SQLite file, then PostgreSQL."""
+    with _store_at(request.param, tmp_path, request) as s:
+        yield s
     s.close()
 
 

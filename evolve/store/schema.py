@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON,
     Boolean,
     Column,
     Float,
@@ -18,9 +17,13 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from evolve.store.types import StoredJSON
+
 __all__ = ["campaigns", "elites", "events", "llm_calls", "metadata", "problems", "programs"]
 
 metadata = MetaData()
+
+
 
 problems = Table(
     "problems",
@@ -41,7 +44,7 @@ campaigns = Table(
     Column("id", String(32), primary_key=True),
     Column("problem_id", String(32), ForeignKey("problems.id"), nullable=False),
     Column("status", String(16), nullable=False),
-    Column("config", JSON, nullable=False),
+    Column("config", StoredJSON, nullable=False),
     Column("iterations_target", Integer, nullable=False),
     Column("iterations_done", Integer, nullable=False, default=0),
     Column("valid_done", Integer, nullable=False, default=0),
@@ -70,9 +73,9 @@ programs = Table(
     Column("status", String(16), nullable=False),
     Column("score", Float, nullable=True),
     Column("fitness", Float, nullable=True),
-    Column("metrics", JSON, nullable=False),
-    Column("features", JSON, nullable=False),
-    Column("artifacts", JSON, nullable=False),
+    Column("metrics", StoredJSON, nullable=False),
+    Column("features", StoredJSON, nullable=False),
+    Column("artifacts", StoredJSON, nullable=False),
     Column("cell", String(64), nullable=True),
     Column("code", Text, nullable=False),
     Column("code_hash", String(32), nullable=False),
@@ -138,6 +141,6 @@ events = Table(
     Column("campaign_id", String(32), ForeignKey("campaigns.id"), nullable=False),
     Column("ts", Float, nullable=False),
     Column("kind", String(32), nullable=False),
-    Column("data", JSON, nullable=False),
+    Column("data", StoredJSON, nullable=False),
     Index("ix_events_campaign", "campaign_id", "id"),
 )

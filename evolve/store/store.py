@@ -21,7 +21,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -38,6 +38,7 @@ from evolve.values import CampaignStatus, EvalStatus, Program
 __all__ = ["Store", "database_url"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 0x65766F6C7665  # "evolve": the PostgreSQL advisory lock that serializes schema upgrades
 
 
 def database_url(spec: str) -> str:
@@ -74,10 +75,16 @@ class Store(Queries, Aggregates):
                 raise StoreError(f"{path} is a folder; pass --db with a database file path")
         try:
             engine = _make_engine(url)
+            if engine.dialect.name not in _UPSERT:
+                raise StoreError(f"evolve stores run on SQLite and PostgreSQL, not {engine.dialect.name}: "
+                                 "pass --db a file path or postgresql+psycopg://user@host/database")
             store = cls(engine)
             store._migrate()
         except StoreError:
             raise
+        except ImportError as exc:  # the URL's driver is not installed
+            raise StoreError(f"cannot open database {spec}: its driver is missing ({exc}); for PostgreSQL, "
+                             "pip install 'evolve[postgresql]' (psycopg 3) and use postgresql+psycopg://") from exc
         except (SQLAlchemyError, OSError) as exc:
             raise StoreError(f"cannot open database {spec}: {_short(exc)} (pass --db with an evolve database)") from exc
         return store
@@ -87,6 +94,8 @@ class Store(Queries, Aggregates):
         cfg.set_main_option("script_location", str(_MIGRATIONS))
         head = ScriptDirectory.from_config(cfg).get_current_head()
         with self._write.begin() as conn:
+            if conn.dialect.name == "postgresql":  # processes opening a new database together: one migrates, the rest wait
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             current = MigrationContext.configure(conn).get_current_revision()
             if current == head:
                 return
@@ -121,11 +130,12 @@ class Store(Queries, Aggregates):
         pid = problem.fingerprint()
         with self._writing("saving the problem") as conn:
             if conn.execute(select(problems.c.id).where(problems.c.id == pid)).first() is None:
-                conn.execute(insert(problems).values(
+                # another process may save the same problem at the same moment (PostgreSQL lets both past the read)
+                conn.execute(_upsert(conn, problems).values(
                     id=pid, name=problem.name, config_text=problem.config_text,
                     initial_program=problem.initial_program, evaluator_source=problem.evaluator_source,
                     extra_files=problem.extra_files_json(), source=problem.source, created_at=time.time(),
-                ))
+                ).on_conflict_do_nothing(index_elements=[problems.c.id]))
         return pid
 
     def load_problem(self, problem_id: str) -> Problem:
@@ -200,7 +210,8 @@ class Store(Queries, Aggregates):
             StoreError: when another live process is running it.
         """
         with self._writing("claiming the campaign") as conn:
-            row = conn.execute(select(campaigns.c.status, campaigns.c.owner).where(campaigns.c.id == campaign_id)).first()
+            row = conn.execute(select(campaigns.c.status, campaigns.c.owner).where(campaigns.c.id == campaign_id)
+                               .with_for_update()).first()  # two claimers on PostgreSQL: the second reads the first's owner
             if row is None:
                 raise StoreError(f"no campaign '{campaign_id}'")
             if row.status == CampaignStatus.RUNNING.value and row.owner and row.owner != owner and owner_alive(row.owner):
@@ -224,7 +235,8 @@ class Store(Queries, Aggregates):
         """Campaigns left RUNNING by a process that is gone become INTERRUPTED."""
         changed = []
         with self._writing("reconciling campaign states") as conn:
-            rows = conn.execute(select(campaigns.c.id, campaigns.c.owner).where(campaigns.c.status == CampaignStatus.RUNNING.value)).all()
+            rows = conn.execute(select(campaigns.c.id, campaigns.c.owner).where(campaigns.c.status == CampaignStatus.RUNNING.value)
+                                .with_for_update()).all()
             for row in rows:
                 if not row.owner or not owner_alive(row.owner):
                     conn.execute(update(campaigns).where(campaigns.c.id == row.id).values(status=CampaignStatus.INTERRUPTED.value))
@@ -388,7 +400,10 @@ class Store(Queries, Aggregates):
         now = time.time()
         moved = 0
         with self._writing("migrating between islands") as conn:
-            last = conn.execute(select(campaigns.c.last_migration).where(campaigns.c.id == campaign_id)).scalar()
+            # The campaign's row first, as record_program takes it before its elite (one lock order: no deadlock
+            # on PostgreSQL), and held to the end: two controllers cannot both migrate at one boundary.
+            last = conn.execute(select(campaigns.c.last_migration).where(campaigns.c.id == campaign_id)
+                                .with_for_update()).scalar()
             if last is not None and last >= upto_iteration:
                 return 0
             snapshot = {
@@ -453,28 +468,32 @@ def _event(conn: Connection, campaign_id: str, kind: str, data: dict[str, Any]) 
     conn.execute(insert(events).values(campaign_id=campaign_id, ts=time.time(), kind=kind, data=data))
 
 
+_UPSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
+def _upsert(conn: Connection, table: Table) -> Any:
+    """An INSERT with ON CONFLICT for the connection's database (SQLite and PostgreSQL, the stores evolve supports).
+
+    Raises:
+        StoreError: for another database.
+    """
+    try:
+        return _UPSERT[conn.dialect.name](table)
+    except KeyError:
+        raise StoreError(f"evolve stores run on SQLite and PostgreSQL, not {conn.dialect.name}") from None
+
+
 def _cas_elite(conn: Connection, campaign_id: str, island: int, cell: str, program_id: str, fitness: float, now: float) -> bool:
     """Insert the elite of a cell, or replace it only if ``fitness`` is strictly better."""
     values = {"campaign_id": campaign_id, "island": island, "cell": cell, "program_id": program_id, "fitness": fitness, "updated_at": now}
-    name = conn.dialect.name
-    if name in ("sqlite", "postgresql"):
-        ins = (sqlite.insert if name == "sqlite" else postgresql.insert)(elites).values(**values)
-        stmt = ins.on_conflict_do_update(
-            index_elements=[elites.c.campaign_id, elites.c.island, elites.c.cell],
-            set_={"program_id": ins.excluded.program_id, "fitness": ins.excluded.fitness, "updated_at": ins.excluded.updated_at},
-            where=elites.c.fitness < ins.excluded.fitness,
-        )
-        return conn.execute(stmt).rowcount == 1
-    # Other dialects: the write transaction already holds the row; read, then write.
-    key = (elites.c.campaign_id == campaign_id) & (elites.c.island == island) & (elites.c.cell == cell)
-    current = conn.execute(select(elites.c.fitness).where(key).with_for_update()).scalar()
-    if current is None:
-        conn.execute(insert(elites).values(**values))
-        return True
-    if current < fitness:
-        conn.execute(update(elites).where(key).values(program_id=program_id, fitness=fitness, updated_at=now))
-        return True
-    return False
+    ins = _upsert(conn, elites).values(**values)
+    stmt = ins.on_conflict_do_update(
+        index_elements=[elites.c.campaign_id, elites.c.island, elites.c.cell],
+        set_={"program_id": ins.excluded.program_id, "fitness": ins.excluded.fitness, "updated_at": ins.excluded.updated_at},
+        where=elites.c.fitness < ins.excluded.fitness,
+    )
+    # A row comes back only when the cell was inserted or replaced (psycopg reports no rowcount for this statement)
+    return conn.execute(stmt.returning(elites.c.program_id)).first() is not None
 
 
 def _make_engine(url: str) -> Engine:

@@ -39,10 +39,11 @@ def survivors(token: str, *, within_s: float = 30.0) -> list[int]:
     return alive
 
 
-def unavailable(name: str, reason: str) -> NoReturn:
-    """Skip: ``name`` (a backend) cannot run here, or cannot give what the test needs; a failure instead when
-    ``EVOLVE_REQUIRE_BACKENDS`` names it (scripts/test.sh sets it, so CI fails rather than skips)."""
+def unavailable(name: str, reason: str, *, what: str = "sandbox") -> NoReturn:
+    """Skip: ``name`` (a sandbox backend, or a store's database with ``what="store"``) cannot run here, or cannot
+    give what the test needs; a failure instead when ``EVOLVE_REQUIRE_BACKENDS`` names it (scripts/test.sh sets it,
+    so CI fails rather than skips)."""
     required = {b.strip() for b in os.environ.get("EVOLVE_REQUIRE_BACKENDS", "").split(",") if b.strip()}
     if name in required:
-        pytest.fail(f"the {name} sandbox is required here (EVOLVE_REQUIRE_BACKENDS) but cannot run: {reason}")
-    pytest.skip(f"the {name} sandbox cannot run on this machine: {reason}")
+        pytest.fail(f"the {name} {what} is required here (EVOLVE_REQUIRE_BACKENDS) but cannot run: {reason}")
+    pytest.skip(f"the {name} {what} cannot run on this machine: {reason}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import sqlite3
 from pathlib import Path
 
 from alembic import command
@@ -13,12 +12,12 @@ from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, inspect, select
 
 from benchmarks.synthetic import fill_campaign
 from evolve.problem import Problem
 from evolve.store import Store
-from evolve.store.schema import metadata
+from evolve.store.schema import metadata, programs
 from evolve.store.store import _MIGRATIONS
 from evolve.values import EvalStatus, Program
 from tests.store.helpers import make_campaign, make_program
@@ -132,29 +131,31 @@ def test_a_large_campaign_is_summed_up_without_losing_a_program(tmp_path: Path) 
     assert sum(s.programs for s in store.island_summary(campaign_id, islands=3)) == 3000
 
 
-def test_the_migrations_build_exactly_the_declared_schema(file_store: Store) -> None:
-    with file_store._engine.connect() as conn:
+def test_the_migrations_build_exactly_the_declared_schema(shared_store: Store) -> None:
+    with shared_store._engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
 
 
-def test_upgrading_a_store_fills_in_the_parents_fitness(tmp_path: Path, quadratic: Problem) -> None:
-    path = tmp_path / "old.db"
-    store = Store.open(str(path))
-    campaign_id, initial = make_campaign(store, quadratic, initial_fitness=1.0)
+def test_a_store_at_an_older_schema_is_upgraded_when_opened_and_its_parents_fitness_filled_in(
+        shared_store: Store, quadratic: Problem) -> None:
+    campaign_id, initial = make_campaign(shared_store, quadratic, initial_fitness=1.0)
     child = make_program(campaign_id, 1, fitness=2.0, parent_id=initial.id)
-    store.record_program(child)
-    store.close()
+    shared_store.record_program(child)
+    url = shared_store.url
+    shared_store.close()
     cfg = AlembicConfig()  # back to the schema before parent_fitness, as an older evolve left it (the downgrade runs too)
     cfg.set_main_option("script_location", str(_MIGRATIONS))
-    engine = create_engine(f"sqlite:///{path}")
+    engine = create_engine(url)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0003")
-    with sqlite3.connect(path) as db:
-        assert "parent_fitness" not in {row[1] for row in db.execute("PRAGMA table_info(programs)")}
+    assert "parent_fitness" not in {c["name"] for c in inspect(engine).get_columns("programs")}
     engine.dispose()
-    again = Store.open(str(path))
+    again = Store.open(url)
     [stats] = again.model_stats(campaign_id)
     assert stats.improved == 1
+    assert again.get_program(child.id).fitness == 2.0
     with again._engine.connect() as conn:
-        assert conn.exec_driver_sql("SELECT parent_fitness FROM programs WHERE id = ?", (child.id,)).scalar() == 1.0
+        assert conn.execute(select(programs.c.parent_fitness).where(programs.c.id == child.id)).scalar() == 1.0
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    again.close()

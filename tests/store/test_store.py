@@ -1,4 +1,5 @@
-"""The store's behaviour, run on a SQLite file and on in-memory SQLite (the `store` fixture)."""
+"""The store's behaviour, run on a SQLite file, on in-memory SQLite and on PostgreSQL (the `store` fixture; the
+`shared_store` one for what several processes do at once)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from evolve.values import CampaignStatus, EvalStatus
 from tests.store.helpers import make_campaign, make_program
 
 
-def test_schema_is_created_by_the_alembic_migration(file_store: Store) -> None:
-    tables = set(inspect(file_store._engine).get_table_names())
+def test_schema_is_created_by_the_alembic_migration(shared_store: Store) -> None:
+    tables = set(inspect(shared_store._engine).get_table_names())
     assert {"alembic_version", "problems", "campaigns", "programs", "elites", "llm_calls", "events"} <= tables
 
 
@@ -135,24 +136,24 @@ def _seed_programs(store: Store, cid: str, n: int) -> None:
         conn.exec_driver_sql("UPDATE programs SET id = 'p' || iteration WHERE iteration > 0")
 
 
-def test_cas_under_concurrent_threads_keeps_the_maximum(file_store: Store, quadratic: Problem) -> None:
-    cid, _ = make_campaign(file_store, quadratic)
-    _seed_programs(file_store, cid, 200)
-    path = file_store.url.removeprefix("sqlite:///")
+def test_cas_under_concurrent_threads_keeps_the_maximum(shared_store: Store, quadratic: Problem) -> None:
+    cid, _ = make_campaign(shared_store, quadratic)
+    _seed_programs(shared_store, cid, 200)
+    path = shared_store.url
     threads = [threading.Thread(target=_hammer, args=(path, cid, 1 + 50 * t, 50)) for t in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elite = next(e for e in file_store.elites(cid, 0) if e.cell == "hot")
+    elite = next(e for e in shared_store.elites(cid, 0) if e.cell == "hot")
     best = max(range(1, 201), key=lambda i: i * 7919 % 1000)
     assert elite.fitness == float(best * 7919 % 1000) and elite.program_id == f"p{best}"
 
 
-def test_cas_under_concurrent_processes_keeps_the_maximum(file_store: Store, quadratic: Problem) -> None:
-    cid, _ = make_campaign(file_store, quadratic)
-    _seed_programs(file_store, cid, 240)
-    path = file_store.url.removeprefix("sqlite:///")
+def test_cas_under_concurrent_processes_keeps_the_maximum(shared_store: Store, quadratic: Problem) -> None:
+    cid, _ = make_campaign(shared_store, quadratic)
+    _seed_programs(shared_store, cid, 240)
+    path = shared_store.url
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_hammer, args=(path, cid, 1 + 60 * t, 60)) for t in range(4)]
     for p in procs:
@@ -160,5 +161,5 @@ def test_cas_under_concurrent_processes_keeps_the_maximum(file_store: Store, qua
     for p in procs:
         p.join(timeout=120)
         assert p.exitcode == 0
-    elite = next(e for e in file_store.elites(cid, 0) if e.cell == "hot")
+    elite = next(e for e in shared_store.elites(cid, 0) if e.cell == "hot")
     assert elite.fitness == max(float(i * 7919 % 1000) for i in range(1, 241))

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from evolve.store.types import StoredJSON
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -32,7 +34,7 @@ def upgrade() -> None:
         sa.Column("id", sa.String(32), primary_key=True),
         sa.Column("problem_id", sa.String(32), sa.ForeignKey("problems.id"), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("config", sa.JSON, nullable=False),
+        sa.Column("config", StoredJSON, nullable=False),
         sa.Column("iterations_target", sa.Integer, nullable=False),
         sa.Column("iterations_done", sa.Integer, nullable=False),
         sa.Column("valid_done", sa.Integer, nullable=False),
@@ -59,9 +61,9 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("score", sa.Float, nullable=True),
         sa.Column("fitness", sa.Float, nullable=True),
-        sa.Column("metrics", sa.JSON, nullable=False),
-        sa.Column("features", sa.JSON, nullable=False),
-        sa.Column("artifacts", sa.JSON, nullable=False),
+        sa.Column("metrics", StoredJSON, nullable=False),
+        sa.Column("features", StoredJSON, nullable=False),
+        sa.Column("artifacts", StoredJSON, nullable=False),
         sa.Column("cell", sa.String(64), nullable=True),
         sa.Column("code", sa.Text, nullable=False),
         sa.Column("code_hash", sa.String(32), nullable=False),
@@ -111,7 +113,7 @@ def upgrade() -> None:
         sa.Column("campaign_id", sa.String(32), sa.ForeignKey("campaigns.id"), nullable=False),
         sa.Column("ts", sa.Float, nullable=False),
         sa.Column("kind", sa.String(32), nullable=False),
-        sa.Column("data", sa.JSON, nullable=False),
+        sa.Column("data", StoredJSON, nullable=False),
     )
     op.create_index("ix_events_campaign", "events", ["campaign_id", "id"])
 
