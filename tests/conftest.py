@@ -124,6 +124,18 @@ def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sto
     s.close()
 
 
+@pytest.fixture(params=["file", "postgresql"])
+def db_spec(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """What a user passes as ``--db``: a SQLite file's path, then a PostgreSQL URL (a new database, dropped after)."""
+    if request.param == "file":
+        yield str(tmp_path / "evolve.db")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.fresh_url()
+    yield url
+    server.drop(url)
+
+
 @pytest.fixture
 def file_store(tmp_path: Path) -> Iterator[Store]:
     s = Store.open(str(tmp_path / "evolve.db"))

@@ -63,20 +63,20 @@ def test_bad_input_gives_one_line_and_exit_code_2(tmp_path: Path, args: list[str
     assert len(message) <= 3  # one message (terminal wrapping aside), after click's usage hint for bad options
 
 
-def test_run_status_best_on_a_problem_folder(tmp_path: Path) -> None:
+def test_run_status_best_on_a_problem_folder(tmp_path: Path, db_spec: str) -> None:
     folder = write_problem(tmp_path / "quad")
-    run = evolve("run", str(folder), "--model", "mutator", "--iterations", "12", "--seed", "3", "--islands", "2", "--db", "q.db",
+    run = evolve("run", str(folder), "--model", "mutator", "--iterations", "12", "--seed", "3", "--islands", "2", "--db", db_spec,
                  cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     if bwrap_problem() is None:  # the default sandbox where bubblewrap works, and the CLI says so
         assert "sandbox: bwrap (bubblewrap: no network" in run.stderr
-    status = json.loads(evolve("status", "--db", "q.db", "--json", cwd=tmp_path).stdout)
+    status = json.loads(evolve("status", "--db", db_spec, "--json", cwd=tmp_path).stdout)
     assert status[0]["iterations_done"] == 12 and status[0]["programs"] == 13 and status[0]["status"] == "finished"
     assert status[0]["sandbox"] in {"bwrap", "docker"}
     assert status[0]["limits"] == {"timeout_s": 10.0, "cpu_s": 10, "memory_mb": 512, "processes": 32, "output_bytes": 1 << 20}
-    table = evolve("status", "--db", "q.db", cwd=tmp_path).stdout
+    table = evolve("status", "--db", db_spec, cwd=tmp_path).stdout
     assert "limits: 10 s wall, 10 s CPU, 512 MB, 32 processes" in table
-    best = evolve("best", "--db", "q.db", "--json", "--out", "best.py", cwd=tmp_path)
+    best = evolve("best", "--db", db_spec, "--json", "--out", "best.py", cwd=tmp_path)
     data = json.loads(best.stdout)
     assert data["score"] == status[0]["best_score"] and "def solve" in data["code"]
     assert (tmp_path / "best.py").read_text() == data["code"]

@@ -59,7 +59,7 @@ def threaded_server(settings: ServerSettings) -> Iterator[str]:
 class ServeProcess:
     """``evolve serve`` in its own process group, as a user starts it; can be killed like a crash."""
 
-    def __init__(self, db: Path, log: Path, **env: str) -> None:
+    def __init__(self, db: Path | str, log: Path, **env: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self._db, self._log, self._env = db, log, env

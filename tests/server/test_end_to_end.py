@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,8 @@ import httpx
 import pytest
 
 from evolve.store import Store
-from tests.conftest import QUADRATIC_EVALUATOR, QUADRATIC_PROGRAM, QUADRATIC_YAML
+from tests.conftest import QUADRATIC_EVALUATOR, QUADRATIC_PROGRAM, QUADRATIC_YAML, write_problem
+from tests.postgres import PostgresServer
 from tests.server.conftest import TOKEN
 from tests.server.live import ServeProcess
 
@@ -99,3 +102,41 @@ def test_a_killed_server_leaves_the_campaign_interrupted_and_resume_completes_it
     # the initial program and 120 children: none twice, none lost (a proposal in flight at the kill was never committed;
     # its iteration number may stay unused when a later one had committed before it)
     assert len(iterations) == len(set(iterations)) == 121
+
+
+def test_a_campaign_the_cli_runs_is_followed_live_by_a_server_in_another_process_on_the_same_postgresql(
+        tmp_path: Path, postgres: PostgresServer) -> None:
+    """Controller and API on different hosts, as the README describes: here two processes sharing one PostgreSQL."""
+    url = postgres.fresh_url()
+    folder = write_problem(tmp_path / "quad")
+    server = ServeProcess(url, tmp_path / "server.log").start()
+    run = subprocess.Popen([sys.executable, "-m", "evolve", "run", str(folder), "--model", "mutator", "--iterations", "30",
+                            "--islands", "2", "--seed", "4", "--db", url, "-q"],
+                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        with httpx.Client(base_url=server.base, timeout=60) as client:
+            seen: list[int] = []
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                listed = client.get("/campaigns").json()
+                if listed:
+                    seen.append(listed[0]["iterations_done"])
+                    if listed[0]["status"] == "finished":
+                        break
+                time.sleep(0.2)
+            assert run.wait(timeout=60) == 0, run.stderr.read() if run.stderr else ""
+            [campaign] = client.get("/campaigns").json()
+            assert campaign["status"] == "finished" and campaign["iterations_done"] == 30
+            assert campaign["running_here"] is False  # the CLI ran it, not this server
+            assert seen == sorted(seen) and 30 in seen  # followed as it went, never backwards
+            programs = client.get(f"/campaigns/{campaign['id']}/programs", params={"limit": 100}).json()
+            assert sorted(p["iteration"] for p in programs["items"]) == list(range(31))
+            overview = client.get(f"/campaigns/{campaign['id']}/overview").json()
+            assert sum(b["programs"] for b in overview["series"]) == 30 + 1
+            assert client.get("/").status_code == 200  # the dashboard page itself
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        server.stop()
+        postgres.drop(url)
