@@ -22,10 +22,9 @@ cancellation still end a run.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
-import os
-import socket
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -45,30 +44,13 @@ from evolve.llm import CallAttempt, CallFailedError, Completion, Ensemble
 from evolve.problem import Problem
 from evolve.prompting import PromptBuilder
 from evolve.store import CampaignRow, LLMCallRecord, RecordOutcome, Store
+from evolve.store.leases import LEASE_S, LeaseLostError, new_owner
 from evolve.values import CampaignStatus, EvalResult, EvalStatus, Origin, Program
 
-__all__ = ["Campaign", "Progress", "Proposal", "owner_alive", "this_owner"]
+__all__ = ["Campaign", "Progress", "Proposal"]
 
 _MAX_ANSWER_CHARS = 20_000
 _log = logging.getLogger("evolve.campaign")
-
-
-def this_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_alive(owner: str) -> bool:
-    """Whether the process that claimed a campaign still runs (unknown hosts count as alive)."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _new_id() -> str:
@@ -138,9 +120,12 @@ class Campaign:
     """One campaign over one problem, driven through the store."""
 
     def __init__(self, store: Store, row: CampaignRow, problem: Problem, *, workdir: Path,
-                 evaluator: Evaluator | None = None) -> None:
+                 evaluator: Evaluator | None = None, lease_s: float = LEASE_S) -> None:
         self.store = store
         self.id = row.id
+        assert row.owner is not None, "a Campaign is made from its claimed row"
+        self.owner = row.owner  # every write names it: refused once another controller took the campaign over
+        self.lease_s = lease_s
         self.problem = problem
         self.config = CampaignConfig.model_validate(row.config)
         self.archive = Archive(store, row.id, axes=list(problem.config.features), sampling=self.config.sampling)
@@ -159,7 +144,8 @@ class Campaign:
 
     # ------------------------------------------------------------ lifecycle
     @classmethod
-    async def create(cls, store: Store, problem: Problem, config: CampaignConfig, *, workdir: Path) -> Campaign:
+    async def create(cls, store: Store, problem: Problem, config: CampaignConfig, *, workdir: Path,
+                     lease_s: float = LEASE_S) -> Campaign:
         """Evaluate the initial program, then create the campaign in one transaction.
 
         Raises:
@@ -192,13 +178,13 @@ class Campaign:
             campaign_id=campaign_id, problem_id=problem_id, config=config.model_dump(mode="json"),
             initial=initial, islands=config.islands,
         )
-        row = store.claim_campaign(campaign_id, this_owner(), owner_alive=owner_alive, target=None)
-        return cls(store, row, problem, workdir=workdir, evaluator=evaluator)
+        row = store.claim_campaign(campaign_id, new_owner(), target=None, lease_s=lease_s)
+        return cls(store, row, problem, workdir=workdir, evaluator=evaluator, lease_s=lease_s)
 
     @classmethod
     def resume(
         cls, store: Store, campaign_id: str, *, workdir: Path, iterations: int | None = None,
-        budgets: Mapping[str, float | int | None] | None = None,
+        budgets: Mapping[str, float | int | None] | None = None, lease_s: float = LEASE_S,
     ) -> Campaign:
         """Continue a campaign from the store alone.
 
@@ -215,8 +201,8 @@ class Campaign:
         config = None
         if budgets:
             config = parse_campaign_config({**row.config, **budgets}, source="budgets").model_dump(mode="json")
-        row = store.claim_campaign(campaign_id, this_owner(), owner_alive=owner_alive, target=iterations, config=config)
-        return cls(store, row, problem, workdir=workdir)
+        row = store.claim_campaign(campaign_id, new_owner(), target=iterations, config=config, lease_s=lease_s)
+        return cls(store, row, problem, workdir=workdir, lease_s=lease_s)
 
     # ------------------------------------------------------------- ask/tell
     def ask(self) -> Proposal:
@@ -298,7 +284,7 @@ class Campaign:
             )
             for n, a in enumerate(child.attempts, start=1)
         ]
-        outcome = self.store.record_program(program, llm_calls=calls)
+        outcome = self.store.record_program(program, llm_calls=calls, owner=self.owner)
         self._maybe_migrate(outcome.iterations_done)
         return outcome
 
@@ -306,7 +292,8 @@ class Campaign:
         period = self.config.migration_interval * self.config.islands
         upto = (done // period) * period
         if upto > self._migrated_upto:  # the store's own check keeps it idempotent; this one saves a transaction per iteration
-            self.store.migrate_islands(self.id, upto_iteration=upto, islands=self.config.islands, size=self.config.migration_size)
+            self.store.migrate_islands(self.id, upto_iteration=upto, islands=self.config.islands,
+                                       size=self.config.migration_size, owner=self.owner)
             self._migrated_upto = upto
 
     def progress(self, last: EvalStatus | None = None) -> Progress:
@@ -384,10 +371,16 @@ class Campaign:
         self.stop_reason = self._over_budget(spent_cost, spent_tokens)
         fatal: str | None = None
         stopper = asyncio.ensure_future(stop.wait())
+        lost = asyncio.Event()
+        heartbeat = asyncio.ensure_future(self._heartbeat(lost))
+        lost_waiter = asyncio.ensure_future(lost.wait())
         status = CampaignStatus.FINISHED
         error: str | None = None
         try:
             while True:
+                if lost.is_set():
+                    raise LeaseLostError(f"campaign {self.id} was taken over by another controller after this one's "
+                                         "lease expired (was it suspended, or cut off from the database?); it stops here")
                 out_of_time = deadline is not None and time.monotonic() >= deadline
                 if stop.is_set() or out_of_time:
                     status = CampaignStatus.STOPPED
@@ -399,7 +392,7 @@ class Campaign:
                 if not in_flight:
                     break
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                await asyncio.wait({*in_flight, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({*in_flight, stopper, lost_waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 for task in [t for t in in_flight if t.done()]:
                     in_flight.discard(task)
                     child, last = task.result()  # a bug or a store failure propagates here
@@ -424,11 +417,33 @@ class Campaign:
             raise
         finally:
             stopper.cancel()
+            lost_waiter.cancel()
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
             await self.evaluator.close()  # its workers; a later run starts fresh ones
             self._pending.clear()
-            with contextlib.suppress(EvolveError):
-                await asyncio.to_thread(self.store.set_status, self.id, status, error=error)
+            with contextlib.suppress(EvolveError):  # refused when another controller holds the campaign now
+                await asyncio.to_thread(self.store.set_status, self.id, status, error=error, owner=self.owner)
+            heartbeat.cancel()  # only now: the lease holds until the status is written
+            await asyncio.gather(heartbeat, return_exceptions=True)
         return status
+
+    async def _heartbeat(self, lost: asyncio.Event) -> None:
+        """Renew the campaign's lease every third of its length, on a thread of its own (a busy default executor
+        must never let the lease lapse); set ``lost`` when another controller holds the campaign now."""
+        loop = asyncio.get_running_loop()
+        thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"lease-{self.id}")
+        try:
+            while True:
+                await asyncio.sleep(self.lease_s / 3)
+                try:
+                    renewed = await loop.run_in_executor(thread, self.store.renew_lease, self.id, self.owner, self.lease_s)
+                except EvolveError as exc:  # the database away for a moment: the next beat tries again
+                    _log.warning("campaign %s: renewing its lease failed (retrying): %s", self.id, exc)
+                    continue
+                if not renewed:
+                    lost.set()
+                    return
+        finally:
+            thread.shutdown(wait=False, cancel_futures=True)  # never block the loop on a renewal in progress

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn
@@ -24,7 +25,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from evolve.campaign import Campaign, owner_alive
+from evolve.campaign import Campaign
 from evolve.campaign import Progress as CampaignProgress
 from evolve.config import BUILTIN_MODELS, EMBEDDED_MODEL, parse_campaign_config
 from evolve.errors import EvolveError, StoreError
@@ -266,7 +267,7 @@ def resume(db: str, campaign_id: str | None, iterations: int | None, max_cost_us
            quiet: bool) -> None:
     """Continue a stopped, interrupted, finished or out-of-budget campaign from the store."""
     store = _open_store(db, must_exist=True)
-    store.mark_interrupted(owner_alive)
+    store.mark_interrupted()
     row = _pick_campaign(store, campaign_id, resumable=True)
     if iterations is not None and iterations < row.iterations_done:
         _fail(f"--iterations {iterations} is below the {row.iterations_done} iterations already done")
@@ -302,6 +303,7 @@ def _campaign_json(store: Store, row: CampaignRow) -> dict[str, Any]:
         "cells_filled": store.filled_cells(row.id), "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens, "cost_usd": row.cost_usd,
         "created_at": row.created_at, "updated_at": row.updated_at, "error": row.error,
+        "owner": row.owner, "lease_expires": row.lease_expires,
         "sandbox": row.config.get("sandbox"), "limits": {**limits.model_dump(mode="json"), "cpu_s": limits.cpu_seconds()},
         "budgets": {"max_cost_usd": row.config.get("max_cost_usd"), "max_tokens": row.config.get("max_tokens")},
         "models": [{**dataclasses.asdict(m), "success_rate": m.success_rate} for m in store.model_stats(row.id)],
@@ -315,7 +317,7 @@ def _campaign_json(store: Store, row: CampaignRow) -> dict[str, Any]:
 def status(db: str, as_json: bool) -> None:
     """Show every campaign in the store."""
     store = _open_store(db, must_exist=True)
-    store.mark_interrupted(owner_alive)
+    store.mark_interrupted()
     rows = [_campaign_json(store, r) for r in store.list_campaigns()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -332,6 +334,11 @@ def status(db: str, as_json: bool) -> None:
                       str(r["prompt_tokens"] + r["completion_tokens"]), f"{r['cost_usd']:.4f}", str(r["sandbox"]))
     out.print(table)
     for r in rows:
+        if r["status"] == "running" and r["owner"]:
+            lease = "" if r["lease_expires"] is None else (
+                ", its lease until " + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(r["lease_expires"])))
+            out.print(f"{r['id']} run by {r['owner']}{lease} (renewed while it runs; resumable elsewhere once it lapses)",
+                      highlight=False)
         out.print(f"{r['id']} limits: {_limits_text(Limits.model_validate(r['limits']))}", highlight=False)
         if len(r["stages"]) > 1:
             out.print(f"{r['id']} evaluations ended at stage: "

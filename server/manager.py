@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evolve.campaign import Campaign, owner_alive
+from evolve.campaign import Campaign
 from evolve.config import CampaignConfig
 from evolve.errors import EvolveError, StoreError
 from evolve.problem import Problem
@@ -59,7 +59,7 @@ class CampaignManager:
 
     def reconcile(self) -> list[str]:
         """Mark campaigns left running by a process that is gone as interrupted; returns their ids."""
-        found = self.store.mark_interrupted(owner_alive)
+        found = self.store.mark_interrupted()
         for cid in found:
             log.warning("campaign %s was interrupted (its server stopped while it ran); resume it with POST /campaigns/%s/resume",
                         cid, cid)
@@ -100,8 +100,9 @@ class CampaignManager:
         if campaign_id in self._running:
             raise ConflictError(f"campaign {campaign_id} is already running")
         row = self.store.get_campaign(campaign_id)
-        if row.status is CampaignStatus.RUNNING and row.owner and owner_alive(row.owner):
-            raise ConflictError(f"campaign {campaign_id} is run by another process ({row.owner}); stop it there first")
+        if (holder := self.store.holder(campaign_id)) is not None:
+            raise ConflictError(f"campaign {campaign_id} is run by another process ({holder}); stop it there first, "
+                                "or resume it once its lease has expired")
         if iterations is not None and iterations < row.iterations_done:
             raise ConflictError(f"campaign {campaign_id} has done {row.iterations_done} iterations; "
                                 f"a new target must be at least that (got {iterations})")
@@ -146,8 +147,8 @@ class CampaignManager:
         running = self._running.get(campaign_id)
         if running is None:
             row = self.store.get_campaign(campaign_id)
-            if row.status is CampaignStatus.RUNNING and row.owner and owner_alive(row.owner):
-                raise ConflictError(f"campaign {campaign_id} is run by another process ({row.owner}); stop it there")
+            if (holder := self.store.holder(campaign_id)) is not None:
+                raise ConflictError(f"campaign {campaign_id} is run by another process ({holder}); stop it there")
             raise ConflictError(f"campaign {campaign_id} is not running (status: {row.status.value})")
         running.stop.set()
         await self._wait(running)

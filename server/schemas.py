@@ -115,6 +115,10 @@ class CampaignOut(BaseModel):
     problem: str
     status: CampaignStatus
     running_here: bool = Field(description="driven by this server right now")
+    owner: str | None = Field(default=None, description="host:pid:token of the controller that claimed it last")
+    lease_expires: float | None = Field(
+        default=None, description="while running: the owner holds it until then (epoch seconds) unless it renews; "
+                                  "after that any host may resume it")
     iterations_done: int
     iterations_target: int
     valid_done: int

@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evolve.campaign import Campaign, this_owner
+from evolve.campaign import Campaign
 from evolve.config import CampaignConfig
 from evolve.diff import render_diff
 from evolve.errors import LLMError
 from evolve.llm.mutator import propose_edits
 from evolve.problem import Problem
 from evolve.store import Store
+from evolve.store.leases import new_owner
 from evolve.values import CampaignStatus, EvalStatus
 from tests.llm.openai_server import FAULTS, serve
 
@@ -96,7 +97,7 @@ def test_a_bad_key_stops_the_campaign_after_recording_the_failure_and_resume_con
     assert all(c.outcome == "auth" for c in file_store.llm_calls(campaign.id))
     with serve(mutating_answer) as (base, _):  # the key is fixed: same campaign, provider answers now
         config = {**row.config, "models": [stub(base)]}
-        file_store.claim_campaign(campaign.id, this_owner(), owner_alive=lambda o: False, target=None, config=config)
+        file_store.claim_campaign(campaign.id, new_owner(), owner_alive=lambda o: False, target=None, config=config)
         resumed = Campaign.resume(file_store, campaign.id, workdir=tmp_path / "w2")
         assert asyncio.run(resumed.run()) is CampaignStatus.FINISHED
     assert file_store.get_campaign(campaign.id).iterations_done == 6

@@ -30,6 +30,7 @@ class CampaignRow:
     error: str | None
     created_at: float
     updated_at: float
+    lease_expires: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,8 @@ campaigns = Table(
     Column("prompt_tokens", Integer, nullable=False, default=0),
     Column("completion_tokens", Integer, nullable=False, default=0),
     Column("cost_usd", Float, nullable=False, default=0.0),
-    Column("owner", String(200), nullable=True),
+    Column("owner", String(200), nullable=True),  # host:pid:token of the controller that claimed it
+    Column("lease_expires", Float, nullable=True),  # the owner holds it until then, unless it renews (a heartbeat)
     Column("error", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),

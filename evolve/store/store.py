@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ from sqlalchemy.pool import StaticPool
 from evolve.errors import StoreError
 from evolve.problem import Problem
 from evolve.store.aggregates import Aggregates
+from evolve.store.leases import Leases, fence
+from evolve.store.leases import write_event as _event
 from evolve.store.queries import Queries, program_from_row
 from evolve.store.rows import CampaignRow, EliteRow, LLMCallRecord, RecordOutcome
 from evolve.store.schema import campaigns, elites, events, problems, programs
@@ -50,7 +52,7 @@ def database_url(spec: str) -> str:
     return f"sqlite:///{Path(spec).expanduser().resolve()}"
 
 
-class Store(Queries, Aggregates):
+class Store(Leases, Queries, Aggregates):
     """Campaigns, programs, elites, model calls and events in one SQL database."""
 
     def __init__(self, engine: Engine) -> None:
@@ -200,58 +202,20 @@ class Store(Queries, Aggregates):
             out.append(CampaignRow(**m))
         return out
 
-    def claim_campaign(
-        self, campaign_id: str, owner: str, *, owner_alive: Callable[[str], bool], target: int | None,
-        config: dict[str, Any] | None = None,
-    ) -> CampaignRow:
-        """Mark a campaign RUNNING under ``owner``; ``target`` and ``config`` replace the stored ones when given.
+    # --------------------------------------------------------------- programs
+    def record_program(self, program: Program, *, llm_calls: Sequence[LLMCallRecord] = (),
+                       owner: str | None = None) -> RecordOutcome:
+        """Commit one iteration's program (any status), its model requests, counters and elite CAS atomically.
 
         Raises:
-            StoreError: when another live process is running it.
+            LeaseLostError: when ``owner`` is given and no longer holds the campaign (nothing is recorded).
         """
-        with self._writing("claiming the campaign") as conn:
-            row = conn.execute(select(campaigns.c.status, campaigns.c.owner).where(campaigns.c.id == campaign_id)
-                               .with_for_update()).first()  # two claimers on PostgreSQL: the second reads the first's owner
-            if row is None:
-                raise StoreError(f"no campaign '{campaign_id}'")
-            if row.status == CampaignStatus.RUNNING.value and row.owner and row.owner != owner and owner_alive(row.owner):
-                raise StoreError(f"campaign {campaign_id} is being run by process {row.owner}; stop it first")
-            values: dict[str, Any] = {"status": CampaignStatus.RUNNING.value, "owner": owner, "error": None, "updated_at": time.time()}
-            if target is not None:
-                values["iterations_target"] = target
-            if config is not None:
-                values["config"] = config
-            conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(**values))
-            _event(conn, campaign_id, "resumed" if row.owner else "started", {"owner": owner})
-        return self.get_campaign(campaign_id)
-
-    def set_status(self, campaign_id: str, status: CampaignStatus, *, error: str | None = None) -> None:
-        with self._writing("updating the campaign status") as conn:
-            conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(
-                status=status.value, error=error, updated_at=time.time()))
-            _event(conn, campaign_id, "status", {"status": status.value, "error": error})
-
-    def mark_interrupted(self, owner_alive: Callable[[str], bool]) -> list[str]:
-        """Campaigns left RUNNING by a process that is gone become INTERRUPTED."""
-        changed = []
-        with self._writing("reconciling campaign states") as conn:
-            rows = conn.execute(select(campaigns.c.id, campaigns.c.owner).where(campaigns.c.status == CampaignStatus.RUNNING.value)
-                                .with_for_update()).all()
-            for row in rows:
-                if not row.owner or not owner_alive(row.owner):
-                    conn.execute(update(campaigns).where(campaigns.c.id == row.id).values(status=CampaignStatus.INTERRUPTED.value))
-                    _event(conn, row.id, "status", {"status": CampaignStatus.INTERRUPTED.value})
-                    changed.append(row.id)
-        return changed
-
-    # --------------------------------------------------------------- programs
-    def record_program(self, program: Program, *, llm_calls: Sequence[LLMCallRecord] = ()) -> RecordOutcome:
-        """Commit one iteration's program (any status), its model requests, counters and elite CAS atomically."""
         now = time.time()
         cid = program.campaign_id
         calls = list(llm_calls)
         ok = program.status is EvalStatus.OK and program.fitness is not None
         with self._writing("recording a program") as conn:
+            fence(conn, cid, owner)  # the campaign's row first: one lock order for every writer
             parent_fitness = None
             if program.parent_id is not None:  # one statement counts the child and reads the parent's fitness
                 parent_fitness = conn.execute(update(programs).where(programs.c.id == program.parent_id)
@@ -272,8 +236,8 @@ class Store(Queries, Aggregates):
                 counters["prompt_tokens"] = campaigns.c.prompt_tokens + sum(c.prompt_tokens for c in calls)
                 counters["completion_tokens"] = campaigns.c.completion_tokens + sum(c.completion_tokens for c in calls)
                 counters["cost_usd"] = campaigns.c.cost_usd + sum(c.cost_usd for c in calls)
-            conn.execute(update(campaigns).where(campaigns.c.id == cid).values(**counters))
-            done = int(conn.execute(select(campaigns.c.iterations_done).where(campaigns.c.id == cid)).scalar_one())
+            done = int(conn.execute(update(campaigns).where(campaigns.c.id == cid).values(**counters)
+                                    .returning(campaigns.c.iterations_done)).scalar_one())
             new_elite = new_best = False
             if ok and program.cell is not None:
                 assert program.fitness is not None
@@ -390,10 +354,14 @@ class Store(Queries, Aggregates):
             return int(conn.execute(select(func.count()).select_from(elites).where(elites.c.campaign_id == campaign_id)).scalar() or 0)
 
     # -------------------------------------------------------------- migration
-    def migrate_islands(self, campaign_id: str, *, upto_iteration: int, islands: int, size: int) -> int:
+    def migrate_islands(self, campaign_id: str, *, upto_iteration: int, islands: int, size: int,
+                        owner: str | None = None) -> int:
         """Ring migration: each island's ``size`` best elites are offered to the next island.
 
         Idempotent per ``upto_iteration``; returns the number of elites that moved in.
+
+        Raises:
+            LeaseLostError: when ``owner`` is given and no longer holds the campaign (nothing moves).
         """
         if islands < 2:
             return 0
@@ -402,8 +370,8 @@ class Store(Queries, Aggregates):
         with self._writing("migrating between islands") as conn:
             # The campaign's row first, as record_program takes it before its elite (one lock order: no deadlock
             # on PostgreSQL), and held to the end: two controllers cannot both migrate at one boundary.
-            last = conn.execute(select(campaigns.c.last_migration).where(campaigns.c.id == campaign_id)
-                                .with_for_update()).scalar()
+            fence(conn, campaign_id, owner)
+            last = conn.execute(select(campaigns.c.last_migration).where(campaigns.c.id == campaign_id)).scalar()
             if last is not None and last >= upto_iteration:
                 return 0
             snapshot = {
@@ -462,10 +430,6 @@ def _program_values(p: Program) -> dict[str, Any]:
         "template": p.template, "eval_seconds": p.eval_seconds, "llm_seconds": p.llm_seconds, "n_children": 0,
         "created_at": p.created_at or time.time(), "stage": p.stage,
     }
-
-
-def _event(conn: Connection, campaign_id: str, kind: str, data: dict[str, Any]) -> None:
-    conn.execute(insert(events).values(campaign_id=campaign_id, ts=time.time(), kind=kind, data=data))
 
 
 _UPSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
