@@ -411,6 +411,8 @@ class Campaign:
                 await asyncio.to_thread(self.store.add_event, self.id, "budget_reached", {"reason": self.stop_reason})
         except EvolveError as exc:
             status, error = CampaignStatus.FAILED, str(exc)
+            if (taken := await asyncio.to_thread(self._taken_over, exc)) is not None:
+                raise taken from exc
             raise
         except BaseException:
             status = CampaignStatus.STOPPED
@@ -428,6 +430,20 @@ class Campaign:
             heartbeat.cancel()  # only now: the lease holds until the status is written
             await asyncio.gather(heartbeat, return_exceptions=True)
         return status
+
+    def _taken_over(self, exc: EvolveError) -> LeaseLostError | None:
+        """What a failure really was when the campaign belongs to another controller now (the database may have cut
+        off a controller frozen past its lease, mid-transaction): a lost lease, not a broken store."""
+        if isinstance(exc, LeaseLostError):
+            return None
+        try:
+            owner = self.store.get_campaign(self.id).owner
+        except EvolveError:
+            return None
+        if owner == self.owner:
+            return None
+        return LeaseLostError(f"campaign {self.id} was taken over by another controller ({owner}) after this one's "
+                              f"lease expired; it stops here (what failed on the way: {exc})")
 
     async def _heartbeat(self, lost: asyncio.Event) -> None:
         """Renew the campaign's lease every third of its length, on a thread of its own (a busy default executor

@@ -11,6 +11,7 @@ go through indexes and never scan a campaign's programs.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +41,7 @@ from evolve.values import CampaignStatus, EvalStatus, Program
 __all__ = ["Store", "database_url"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+_IDLE_IN_TRANSACTION_S = 10  # every transaction of the store takes milliseconds: one idle this long is stalled
 _MIGRATION_LOCK = 0x65766F6C7665  # "evolve": the PostgreSQL advisory lock that serializes schema upgrades
 
 
@@ -57,6 +59,10 @@ class Store(Leases, Queries, Aggregates):
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        # One write transaction at a time from this process: SQLite serializes writers anyway, and on PostgreSQL a
+        # controller frozen mid-write (a suspended VM) then holds one session's locks, not a queue of sessions each
+        # taking the campaign's row in turn as the server ends the one before (each after _IDLE_IN_TRANSACTION_S).
+        self._one_writer = threading.RLock()
         self._write = engine.execution_options(evolve_begin="IMMEDIATE")
         self.url = engine.url.render_as_string(hide_password=True)
 
@@ -113,7 +119,7 @@ class Store(Leases, Queries, Aggregates):
     @contextmanager
     def _writing(self, what: str) -> Iterator[Connection]:
         try:
-            with self._write.begin() as conn:
+            with self._one_writer, self._write.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
             raise StoreError(f"{what} failed: {_short(exc)}") from exc
@@ -462,7 +468,11 @@ def _cas_elite(conn: Connection, campaign_id: str, island: int, cell: str, progr
 
 def _make_engine(url: str) -> Engine:
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        # A controller frozen inside a transaction (a suspended VM) would hold its campaign's row lock for good:
+        # PostgreSQL ends such a session after a while, and the campaign can be resumed once its lease lapses.
+        args = {"options": f"-c idle_in_transaction_session_timeout={_IDLE_IN_TRANSACTION_S * 1000}"} \
+            if url.startswith("postgresql") else {}
+        return create_engine(url, pool_pre_ping=True, connect_args=args)
     memory = url in ("sqlite://", "sqlite:///:memory:")
     engine = create_engine(
         url,

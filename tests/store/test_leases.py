@@ -45,7 +45,7 @@ def test_every_write_of_a_controller_whose_campaign_was_taken_over_is_refused(st
     me = new_owner()
     store.claim_campaign(cid, me, owner_alive=_alive, target=None)
     late = make_program(cid, 1, fitness=5.0, parent_id=initial.id)
-    with pytest.raises(LeaseLostError, match="run by .* now, not by this controller"):
+    with pytest.raises(LeaseLostError, match=r"run by .* now, not by this controller"):
         store.record_program(late, owner=ELSEWHERE)
     with pytest.raises(LeaseLostError):
         store.migrate_islands(cid, upto_iteration=10, islands=2, size=1, owner=ELSEWHERE)
