@@ -78,7 +78,7 @@ class PostgresServer:
         import psycopg
 
         with psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type] - the names here are made by this class, never input
+            conn.execute(sql.encode())  # the names in it are made by this class, never input
 
     def fresh_url(self) -> str:
         """A new, empty database on this server."""
