@@ -24,7 +24,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from evolve.errors import StoreError
@@ -90,11 +91,14 @@ class Store(Leases, Queries, Aggregates):
             store._migrate()
         except StoreError:
             raise
+        except (ArgumentError, ValueError) as exc:  # not a URL SQLAlchemy can read (a bad port, an unknown scheme)
+            raise StoreError(f"cannot open database {_shown(spec)}: not a database URL ({_short(exc)}); pass --db a file "
+                             "path or postgresql+psycopg://user@host:port/database") from exc
         except ImportError as exc:  # the URL's driver is not installed
-            raise StoreError(f"cannot open database {spec}: its driver is missing ({exc}); for PostgreSQL, "
+            raise StoreError(f"cannot open database {_shown(spec)}: its driver is missing ({exc}); for PostgreSQL, "
                              "pip install 'evolve[postgresql]' (psycopg 3) and use postgresql+psycopg://") from exc
         except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"cannot open database {spec}: {_short(exc)} (pass --db with an evolve database)") from exc
+            raise StoreError(f"cannot open database {_shown(spec)}: {_short(exc)} (pass --db with an evolve database)") from exc
         return store
 
     def _migrate(self) -> None:
@@ -406,6 +410,16 @@ class Store(Leases, Queries, Aggregates):
         with self._reading("reading events") as conn:
             rows = conn.execute(select(events).where(*where).order_by(events.c.id).limit(limit)).all()
         return [{"id": r.id, "ts": r.ts, "kind": r.kind, "data": r.data} for r in rows]
+
+def _shown(spec: str) -> str:
+    """A ``--db`` value as errors may show it: a URL's password masked."""
+    if "://" not in spec:
+        return spec
+    try:
+        return make_url(spec).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return spec.split("://", 1)[0] + "://…"  # unparseable: show no more than its scheme
+
 
 def _short(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).splitlines()[0]

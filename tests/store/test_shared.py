@@ -20,6 +20,7 @@ from evolve.errors import StoreError
 from evolve.problem import Problem, load_problem
 from evolve.store import Store
 from evolve.values import EvalStatus
+from tests.postgres import PostgresServer
 from tests.store.helpers import make_campaign, make_program
 
 WRITERS = 4
@@ -110,3 +111,13 @@ def test_metrics_that_are_not_finite_come_back_as_they_went_in(store: Store, qua
 def test_a_database_that_cannot_be_reached_is_a_store_error_that_says_so() -> None:
     with pytest.raises(StoreError, match="cannot open database postgresql"):
         Store.open("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_a_password_in_the_url_never_reaches_the_error(postgres: PostgresServer) -> None:
+    url = postgres.url("missing").replace("postgres@", "postgres:s3cret-pass@")
+    with pytest.raises(StoreError) as caught:
+        Store.open(url.replace(f":{postgres.port}/", ":1/"))  # nothing listens there
+    assert "s3cret-pass" not in str(caught.value) and "***" in str(caught.value)
+    with pytest.raises(StoreError) as caught:
+        Store.open("postgresql+psycopg://u:s3cret-pass@[::1/x")  # not even a URL
+    assert "s3cret-pass" not in str(caught.value)
