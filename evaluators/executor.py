@@ -39,7 +39,7 @@ from evolve.scratch import owned_tempdir
 
 __all__ = ["EXECUTORS", "ColdExecutor", "EvalOutcome", "EvalRequest", "Executor", "ExecutorHealth", "new_tag"]
 
-EXECUTORS = ("warm", "cold")
+EXECUTORS = ("warm", "cold", "ray")
 #: The grace an evaluator process gets past its stages' timeouts before it is killed.
 GRACE_S = 5.0
 #: Captured output of an evaluator process (its prints, a traceback).
@@ -79,6 +79,7 @@ class EvalOutcome:
     answer_exceeded: bool
     stderr: str
     duration_s: float = 0.0
+    node: str | None = None  # the cluster node that ran it (None: this host)
 
 
 @dataclass(frozen=True, slots=True)

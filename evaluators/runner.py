@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from evolve.errors import ConfigError, ProblemError, SandboxError
+from evolve.evaluators.cluster import RayExecutor, RayResources
 from evolve.evaluators.executor import (
     EVALUATOR_RESULT_BYTES,
     EXECUTORS,
@@ -98,7 +99,7 @@ class Evaluator:
     """
 
     def __init__(self, problem: Problem, *, problem_dir: Path, sandbox: str = "auto", python: str | None = None,
-                 executor: str = "cold", slots: int = 1) -> None:
+                 executor: str = "cold", slots: int = 1, ray_address: str | None = None) -> None:
         """Prepare the problem's folder, pick the sandbox backend and set up the executor (its workers start on first use).
 
         Raises:
@@ -109,6 +110,14 @@ class Evaluator:
             raise ConfigError(f"unknown executor '{executor}': choose one of {', '.join(EXECUTORS)}")
         self.problem = problem
         self._dir = problem.write_to(problem_dir)
+        self.executor: Executor
+        if executor == "ray":  # the sandbox is each node's, resolved there: this host may have none
+            self.backend = sandbox
+            limits = problem.config.limits
+            self.executor = RayExecutor(problem, backend=sandbox, limits=self._largest_limits(), capacity=slots,
+                                        resources=RayResources(num_cpus=limits.num_cpus, num_gpus=limits.num_gpus,
+                                                               memory_mb=limits.memory_mb), address=ray_address)
+            return
         self.backend = resolve_backend(sandbox)
         sweep_stale()  # run cgroups of evaluator processes that were killed before they could clean up
         sweep_stale_tempdirs()  # and scratch directories of controllers that were
@@ -116,7 +125,6 @@ class Evaluator:
             sweep_stale_containers()  # containers of a controller that was killed (same host)
         if self.backend == "process" and os.geteuid() != 0:
             _not_dumpable()  # its candidates run with this process's uid: keep them out of its memory and environment
-        self.executor: Executor
         if executor == "warm":
             self.executor = WarmPool(self._dir, backend=self.backend, env=self._worker_env(), limits=self._largest_limits(),
                                      capacity=slots, python=python)
@@ -125,14 +133,7 @@ class Evaluator:
                                          capacity=slots)
 
     def _worker_env(self) -> dict[str, str]:
-        """The trusted evaluator's environment: minimal, plus how to reach a container engine.
-
-        No API key is passed on; the candidate's own environment is built by the sandbox from nothing.
-        """
-        env = child_environment(str(self._dir))
-        if self.backend == "docker":
-            env.update({key: os.environ[key] for key in _DOCKER_ENV if key in os.environ})
-        return env
+        return evaluator_environment(self._dir, self.backend)
 
     def _largest_limits(self) -> SandboxLimits:
         """Field by field, the largest candidate limits of every stage (the warm launchers are sized for them)."""
@@ -183,7 +184,8 @@ class Evaluator:
             ],
         )
         outcome = await self.executor.submit(request)
-        return self._result(outcome, request, code, stages, bounds, time.monotonic() - started)
+        result = self._result(outcome, request, code, stages, bounds, time.monotonic() - started)
+        return dataclasses.replace(result, node=outcome.node) if outcome.node else result
 
     def _result(self, outcome: EvalOutcome, request: EvalRequest, code: str, stages: list[Stage], bounds: EvaluatorBounds,
                 duration: float) -> EvalResult:
@@ -221,6 +223,17 @@ class Evaluator:
         if stage is None:
             raise ProblemError(f"problem '{self.problem.name}' has no held-out instances")
         return [stage]
+
+
+def evaluator_environment(problem_dir: Path, backend: str) -> dict[str, str]:
+    """The trusted evaluator's environment: minimal, plus how to reach a container engine.
+
+    No API key is passed on; the candidate's own environment is built by the sandbox from nothing.
+    """
+    env = child_environment(str(problem_dir))
+    if backend == "docker":
+        env.update({key: os.environ[key] for key in _DOCKER_ENV if key in os.environ})
+    return env
 
 
 def _not_dumpable() -> None:

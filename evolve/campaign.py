@@ -133,7 +133,8 @@ class Campaign:
         self.ensemble = Ensemble(self.config.models, default_in_flight=self.config.llm_concurrency,
                                  priced=self.config.max_cost_usd is not None)
         self.evaluator = evaluator or Evaluator(problem, problem_dir=workdir / "problem", sandbox=self.config.sandbox,
-                                                executor=self.config.executor, slots=self.config.eval_concurrency)
+                                                executor=self.config.executor, slots=self.config.eval_concurrency,
+                                                ray_address=self.config.ray_address)
         self._next_iteration = store.max_iteration(row.id) + 1
         # what a stop or a kill cut off is proposed again first, with the same seed and island
         self._missing = store.missing_iterations(row.id)
@@ -152,7 +153,7 @@ class Campaign:
             ProblemError: when the initial program does not evaluate OK.
         """
         evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=config.sandbox, executor=config.executor,
-                              slots=config.eval_concurrency)
+                              slots=config.eval_concurrency, ray_address=config.ray_address)
         config = config.model_copy(update={"sandbox": evaluator.backend})  # 'auto' is decided once, for good
         try:
             result = await evaluator.evaluate(problem.initial_program)
@@ -172,7 +173,7 @@ class Campaign:
             generation=0, iteration=0, origin=Origin.INITIAL, status=EvalStatus.OK, score=score,
             fitness=problem.config.objective.fitness(score), metrics=result.metrics, features=result.features,
             artifacts=result.artifacts, cell=cell, eval_seconds=result.duration_s, created_at=time.time(),
-            stage=result.stage,
+            stage=result.stage, node=result.node,
         )
         store.create_campaign(
             campaign_id=campaign_id, problem_id=problem_id, config=config.model_dump(mode="json"),
@@ -274,7 +275,7 @@ class Campaign:
             template=proposal.model.mode, cell=self.archive.cell(result.features) if score is not None and result else None,
             eval_seconds=result.duration_s if result else 0.0,
             llm_seconds=completion.latency_s if completion else 0.0, created_at=time.time(),
-            stage=result.stage if result else None,
+            stage=result.stage if result else None, node=result.node if result else None,
         )
         calls = [
             LLMCallRecord(

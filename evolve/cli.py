@@ -221,19 +221,22 @@ def _model_notice(campaign: Campaign) -> None:
               help="where candidates run: auto = bwrap where it works, else docker; never process unless asked  [default: auto]")
 @click.option("--executor", type=click.Choice(EXECUTORS), default=None,
               help="warm: long-lived evaluator workers and sandbox zygotes; cold: fresh processes per evaluation "
-                   "(slower, for debugging)  [default: warm]")
+                   "(slower, for debugging); ray: warm evaluators on the nodes of a Ray cluster  [default: warm]")
+@click.option("--ray-address", default=None, help="the Ray cluster's head, HOST:PORT (--executor ray)  [default: RAY_ADDRESS, "
+                                                  "else the cluster this host runs]")
 @click.option("--quiet", "-q", is_flag=True, help="no progress display")
 def run(problem: str, models: tuple[str, ...], api_base: str | None, api_key_env: str | None, mode: str | None,
         config_file: str | None, iterations: int | None, db: str, seed: int | None, islands: int | None,
         max_wall_s: float | None, max_cost_usd: float | None, max_tokens: int | None, eval_concurrency: int | None,
-        llm_concurrency: int | None, sandbox: str | None, executor: str | None, quiet: bool) -> None:
+        llm_concurrency: int | None, sandbox: str | None, executor: str | None, ray_address: str | None,
+        quiet: bool) -> None:
     """Start a campaign on PROBLEM (a built-in name or a problem folder)."""
     prob = resolve_problem(problem)
     settings = _load_config_file(config_file)
     flags = {
         "iterations": iterations, "seed": seed, "islands": islands, "max_wall_s": max_wall_s, "max_cost_usd": max_cost_usd,
         "max_tokens": max_tokens, "eval_concurrency": eval_concurrency, "llm_concurrency": llm_concurrency, "sandbox": sandbox,
-        "executor": executor,
+        "executor": executor, "ray_address": ray_address,
     }
     settings.update({k: v for k, v in flags.items() if v is not None})
     settings["models"] = _model_settings(models, api_base, api_key_env, mode, settings.get("models"))

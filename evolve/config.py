@@ -113,9 +113,12 @@ class CampaignConfig(_Strict):
     sandbox: Literal["auto", "bwrap", "docker", "process"] = Field(
         default="auto", description="auto: bwrap where it works, else docker; process only when asked for"
     )
-    executor: Literal["warm", "cold"] = Field(
-        default="warm", description="warm: long-lived evaluator workers and sandbox zygotes; cold: fresh processes per evaluation"
+    executor: Literal["warm", "cold", "ray"] = Field(
+        default="warm", description="warm: long-lived evaluator workers and sandbox zygotes; cold: fresh processes per "
+                                    "evaluation; ray: warm evaluators on the nodes of a Ray cluster"
     )
+    ray_address: str | None = Field(default=None, min_length=1, max_length=300,
+                                    description="the Ray cluster's head (host:port); default RAY_ADDRESS, else this host's")
     max_cost_usd: float | None = Field(default=None, gt=0, description="stop once model calls have cost this much")
     max_tokens: int | None = Field(default=None, gt=0, description="stop once model calls have used this many tokens")
 

@@ -141,6 +141,8 @@ class Limits(_Strict):
     memory_mb: int = Field(default=1024, ge=64, le=65536, description="memory of the candidate (address space and cgroup)")
     processes: int = Field(default=32, ge=1, le=1024, description="processes and threads the candidate may run at once")
     output_bytes: int = Field(default=1 << 20, ge=1024, le=1 << 28, description="cap on captured stdout+stderr")
+    num_cpus: float = Field(default=1.0, gt=0, le=1024, description="CPUs each evaluation requests from a Ray cluster")
+    num_gpus: float = Field(default=0.0, ge=0, le=64, description="GPUs each evaluation requests from a Ray cluster")
 
     def cpu_seconds(self) -> int:
         """The CPU-time limit of one candidate call."""

@@ -65,6 +65,7 @@ class EvalResult:
     artifacts: dict[str, str] = field(default_factory=dict)
     duration_s: float = 0.0
     stage: str | None = None  # the last cascade stage run (where it stopped, unless OK)
+    node: str | None = None  # the cluster node that ran it (None: the controller's host)
 
     def objective(self, name: str) -> float | None:
         """The objective metric, or None when the result is not OK."""
@@ -83,6 +84,7 @@ class EvalResult:
             "artifacts": self.artifacts,
             "duration_s": self.duration_s,
             "stage": self.stage,
+            "node": self.node,
         }
 
 
@@ -112,3 +114,4 @@ class Program:
     llm_seconds: float = 0.0
     created_at: float = 0.0
     stage: str | None = None  # the last evaluation stage it reached
+    node: str | None = None  # the cluster node that evaluated it (None: the controller's host)

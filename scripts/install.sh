@@ -29,7 +29,7 @@ for pkg in bubblewrap libseccomp2; do have "$pkg" || need_apt+=("$pkg"); done
 command -v g++ >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 if [ "$dev" = 1 ]; then
-  for pkg in podman runc catatonit chromium fonts-dejavu-core strace postgresql postgresql-contrib; do have "$pkg" || need_apt+=("$pkg"); done
+  for pkg in podman runc catatonit chromium fonts-dejavu-core strace postgresql postgresql-contrib iproute2; do have "$pkg" || need_apt+=("$pkg"); done
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"

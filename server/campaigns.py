@@ -83,8 +83,14 @@ def list_campaigns(request: Request) -> list[dict[str, Any]]:
 async def create_campaign(request: Request, body: CampaignCreate) -> dict[str, Any]:
     """Evaluate the problem's initial program, then run the campaign in the background (it outlives this request)."""
     problem = find_problem(request, body.problem)
-    _check_endpoints(request.app.state.settings, body)
+    settings: ServerSettings = request.app.state.settings
+    _check_endpoints(settings, body)
     config = CampaignConfig.model_validate(body.model_dump(exclude={"problem"}))
+    if config.executor == "ray":  # the operator's cluster, never one a client names
+        if settings.ray_address is None:
+            raise ConfigError("executor: this server runs evaluations on no Ray cluster (its operator sets "
+                              "EVOLVE_RAY_ADDRESS to allow it); use warm or cold")
+        config = config.model_copy(update={"ray_address": settings.ray_address})
     campaign_id = await _manager(request).start(problem, config)
     return campaign_out(request, campaign_row(request, campaign_id), detail=True)
 

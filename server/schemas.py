@@ -96,7 +96,9 @@ class CampaignCreate(_In):
     eval_concurrency: int = Field(default=2, ge=1, le=256)
     llm_concurrency: int = Field(default=4, ge=1, le=1024)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
-    executor: Literal["warm", "cold"] = Field(default="warm", description="warm: long-lived evaluator workers; cold: a process per evaluation")
+    executor: Literal["warm", "cold", "ray"] = Field(
+        default="warm", description="warm: long-lived evaluator workers; cold: a process per evaluation; ray: the "
+                                    "server's Ray cluster, where its operator allows it (EVOLVE_RAY_ADDRESS)")
     max_cost_usd: float | None = Field(default=None, gt=0)
     max_tokens: int | None = Field(default=None, gt=0)
 

@@ -42,6 +42,10 @@ class ServerSettings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API from a browser (none by default)")
     sandbox: str = Field(default="auto", pattern=r"^(auto|bwrap|docker|process)$",
                          description="sandbox backend of every evaluation on this server; clients cannot choose")
+    ray_address: str | None = Field(
+        default=None, min_length=1, max_length=300,
+        description="the Ray cluster (head host:port) campaigns may evaluate on with executor 'ray'; none by default",
+    )
     allowed_api_bases: list[str] = Field(
         default_factory=list,
         description="model endpoints (URL prefixes) a campaign may name as api_base; none by default, so a client "

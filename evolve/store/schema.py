@@ -88,6 +88,7 @@ programs = Table(
     Column("n_children", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
     Column("stage", String(40), nullable=True),  # the last cascade stage the evaluation reached
+    Column("node", String(200), nullable=True),  # the cluster node that evaluated it (None: the controller's host)
     Column("parent_fitness", Float, nullable=True),  # the parent's, copied when recorded: "improved?" needs no join
     # one program per iteration: a resumed campaign can never duplicate one
     UniqueConstraint("campaign_id", "iteration", name="uq_programs_campaign_iteration"),

@@ -448,7 +448,7 @@ def _program_values(p: Program) -> dict[str, Any]:
         "artifacts": {k: _storable(v) for k, v in p.artifacts.items()}, "cell": p.cell, "code": code,
         "code_hash": hashlib.sha256(code.encode()).hexdigest()[:32], "diff": _storable(p.diff), "model": p.model,
         "template": p.template, "eval_seconds": p.eval_seconds, "llm_seconds": p.llm_seconds, "n_children": 0,
-        "created_at": p.created_at or time.time(), "stage": p.stage,
+        "created_at": p.created_at or time.time(), "stage": p.stage, "node": p.node,
     }
 
 

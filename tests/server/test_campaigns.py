@@ -110,6 +110,10 @@ def test_campaign_requests_are_checked(client: TestClient) -> None:
     assert elsewhere.status_code == 422 and "EVOLVE_ALLOWED_API_BASES" in elsewhere.json()["detail"]
     model = client.post("/campaigns", json={"problem": "circle_packing", "models": [{"name": "gpt"}]})
     assert model.status_code == 422 and "unknown model 'gpt'" in model.json()["detail"]
+    ray = client.post("/campaigns", json={"problem": "circle_packing", "models": [{"name": "mutator"}], "executor": "ray"})
+    assert ray.status_code == 422 and "EVOLVE_RAY_ADDRESS" in ray.json()["detail"]  # the operator decides
+    named = client.post("/campaigns", json={"problem": "circle_packing", "executor": "ray", "ray_address": "10.0.0.1:6379"})
+    assert named.status_code == 422 and named.json()["field"] == "ray_address"  # never a cluster the client names
     assert client.get("/campaigns/nope").status_code == 404
     assert client.post("/campaigns/nope/stop").status_code == 404
     assert client.post("/campaigns/nope/resume").status_code == 404
