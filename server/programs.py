@@ -50,7 +50,7 @@ def _detail(store: Store, p: Program) -> dict[str, Any]:
     return {
         **_summary(p), "campaign_id": p.campaign_id, "code": p.code, "diff": parent_diff(store, p), "model_edit": p.diff,
         "metrics": p.metrics, "features": p.features, "artifacts": p.artifacts, "template": p.template,
-        "eval_seconds": p.eval_seconds, "llm_seconds": p.llm_seconds, "children": store.children_ids(p.id),
+        "eval_seconds": p.eval_seconds, "llm_seconds": p.llm_seconds, "node": p.node, "children": store.children_ids(p.id),
     }
 
 

@@ -171,6 +171,7 @@ class ProgramDetail(ProgramSummary):
     template: str | None
     eval_seconds: float
     llm_seconds: float
+    node: str | None = Field(default=None, description="the Ray node that evaluated it (null: the controller's host)")
     children: list[str]
 
 

@@ -30,7 +30,7 @@ from evolve.errors import EvolveError
 from evolve.problem import load_problem
 from evolve.store import Store
 from evolve.values import CampaignStatus
-from tests.conftest import write_problem
+from tests.conftest import QUADRATIC_YAML, write_problem
 from tests.postgres import PostgresServer
 
 WORKERS = 2
@@ -60,13 +60,16 @@ def _findings(store: Store, campaign_id: str) -> dict[str, Any]:
 
 
 def spread(folder: Path) -> dict[str, Any]:
-    """A campaign whose evaluations spread over both worker nodes."""
+    """A campaign whose evaluations spread over both worker nodes, each evaluator asking for the problem's resources."""
     cluster = _cluster()
     store = Store.open(str(folder / "spread.db"))
-    campaign = asyncio.run(Campaign.create(store, load_problem(write_problem(folder / "quad")), _config(cluster, 40),
-                                           workdir=folder / "w"))
+    yaml = QUADRATIC_YAML.replace("  memory_mb: 512\n", "  memory_mb: 300\n  num_cpus: 0.5\n")
+    campaign = asyncio.run(Campaign.create(store, load_problem(write_problem(folder / "quad", yaml=yaml)),
+                                           _config(cluster, 40), workdir=folder / "w"))
+    held = {key: ray.cluster_resources()[key] - ray.available_resources().get(key, 0.0) for key in ("CPU", "memory")}
     status = asyncio.run(campaign.run())
-    found = {**_findings(store, campaign.id), "run": status.value,
+    found = {**_findings(store, campaign.id), "run": status.value, "held_cpus": held["CPU"],
+             "held_memory_mb": held["memory"] / 2**20,
              "worker_nodes": sorted(n["NodeID"][:12] for n in ray.nodes() if n["Resources"].get("CPU"))}
     ray.shutdown()
     cluster.shutdown()

@@ -44,6 +44,8 @@ def test_evaluations_spread_over_the_worker_nodes_and_each_program_names_its_nod
     assert found["iterations"] == list(range(41))
     nodes = {n.split("/")[1]: count for n, count in found["nodes"].items()}
     assert set(nodes) == set(found["worker_nodes"]) and min(nodes.values()) >= 5, found["nodes"]  # both did real work
+    # four evaluators (eval_concurrency), each holding the problem's request: 0.5 CPU and its 300 MB
+    assert (found["held_cpus"], round(found["held_memory_mb"])) == (4 * 0.5, 4 * 300)
 
 
 def test_a_node_lost_mid_campaign_loses_no_program_and_the_campaign_finishes(tmp_path: Path) -> None:
