@@ -14,7 +14,10 @@ many proposals are in flight. Per size: ROUNDS x SLOTS iterations, timed over
 evaluated through them), against the ideal SLOTS / SLEEP_S iterations per
 second; the controller's CPU per iteration is this process's CPU time over
 the run (its event loop, its threads, the store, Ray's client in it), per
-iteration. One run per size: the figures come with the command, not a spread.
+iteration; "machine busy" is the share of all of this machine's cores busy
+during the run (the nodes' actors and workers, Ray's daemons and the
+controller together). One run per size: the figures come with the command,
+not a spread.
 """
 
 from __future__ import annotations
@@ -71,9 +74,10 @@ def measure(slots: int, sleep_s: float, rounds: int) -> dict[str, Any]:
         started = time.monotonic()
         campaign = asyncio.run(Campaign.create(store, problem, config, workdir=Path(tmp) / "w"))
         ready_s = time.monotonic() - started
-        cpu0, wall0 = time.process_time(), time.monotonic()
+        cpu0, wall0, machine0 = time.process_time(), time.monotonic(), _machine_busy()
         status = asyncio.run(campaign.run())
         wall, cpu = time.monotonic() - wall0, time.process_time() - cpu0
+        busy = (_machine_busy() - machine0) / wall / (os.cpu_count() or 1)
         done = store.get_campaign(campaign.id).iterations_done
         nodes = {p.node for p in store.list_programs(campaign.id) if p.node}
         store.close()
@@ -83,7 +87,14 @@ def measure(slots: int, sleep_s: float, rounds: int) -> dict[str, Any]:
     return {"slots": slots, "iterations": done, "status": status.value, "evaluators_ready_s": round(ready_s, 1),
             "wall_s": round(wall, 2), "per_s": round(done / wall, 2), "ideal_per_s": round(ideal, 2),
             "share_of_ideal_pct": round(100 * done / wall / ideal, 1), "controller_cpu_ms": round(1000 * cpu / done, 2),
-            "nodes": len(nodes)}
+            "nodes": len(nodes), "machine_busy_pct": round(100 * busy, 1)}
+
+
+def _machine_busy() -> float:
+    """CPU seconds every core of this machine has been busy (not idle, not waiting on I/O) since boot."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -111,14 +122,14 @@ def main() -> None:
         print(rows[-1], file=sys.stderr, flush=True)
     table = [f"Evaluations sleeping {args.sleep_s:g} s on a local Ray cluster (head + 2 worker nodes, logical CPUs), "
              f"mutator, {args.rounds} x slots iterations per size; one run per size.", "",
-             "| Ray slots | iterations | it/s | ideal it/s | share of ideal % | controller CPU ms/it | evaluators up in s |",
-             "|---|---|---|---|---|---|---|"]
+             "| Ray slots | iterations | it/s | ideal it/s | share of ideal % | controller CPU ms/it | machine busy % | "
+             "evaluators up in s |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:
-            table.append(f"| {r['slots']} | failed: {r['error'][0][:120]} | | | | | |")
+            table.append(f"| {r['slots']} | failed: {r['error'][0][:120]} | | | | | | |")
         else:
             table.append(f"| {r['slots']} | {r['iterations']} | {r['per_s']} | {r['ideal_per_s']} | {r['share_of_ideal_pct']} | "
-                         f"{r['controller_cpu_ms']} | {r['evaluators_ready_s']} |")
+                         f"{r['controller_cpu_ms']} | {r['machine_busy_pct']} | {r['evaluators_ready_s']} |")
     meta = {"sleep_s": args.sleep_s, "rounds": args.rounds,
             "command": f"benchmarks/ray_scale.py --slots {args.slots} --sleep-s {args.sleep_s:g} --rounds {args.rounds}"}
     write_results(args.out, "ray_scale", {"meta": meta, "rows": rows}, {"ray_scale": table})

@@ -2,14 +2,14 @@
 
     .venv/bin/python benchmarks/run_all.py [--out benchmarks/results] [--only sandbox_cost,throughput] [--quick]
 
-Runs sandbox_cost, throughput, store_scale and dashboard with their default
-settings (about 25 minutes on 2 cores), then writes ``targets.md`` (each
+Runs sandbox_cost, throughput, store_scale, dashboard and ray_scale with their default
+settings (about 32 minutes on 2 cores), then writes ``targets.md`` (each
 target, the figure that decides it and whether it is met, read from the
 benchmarks' JSON of this same run) and ``summary.md``: the targets and every
 table, each after the command that made it and how long it took. Each table
 is also its own markdown file (``throughput.md``, ``throughput_scale.md``,
 ``throughput_latency.md``, ``throughput_cold.md``, ``store_scale.md``,
-``sandbox_cost.md``, ``dashboard.md``): the README shows exactly these.
+``sandbox_cost.md``, ``dashboard.md``, ``ray_scale.md``): the README shows exactly these.
 Each benchmark reports and never fails on a slow machine; one that cannot run
 (a missing backend or browser) is reported as such and the others still run.
 ``--quick`` runs tiny configurations to check that the scripts work: its
@@ -33,14 +33,15 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.report import machine  # noqa: E402
 
-SUITE = ["sandbox_cost", "throughput", "store_scale", "dashboard"]
+SUITE = ["sandbox_cost", "throughput", "store_scale", "dashboard", "ray_scale"]
 TABLES = {"sandbox_cost": ["sandbox_cost", "sandbox_warm"], "throughput": ["throughput", "throughput_scale", "throughput_latency", "throughput_cold"],
-          "store_scale": ["store_scale"], "dashboard": ["dashboard"]}
+          "store_scale": ["store_scale"], "dashboard": ["dashboard"], "ray_scale": ["ray_scale"]}
 QUICK = {
     "sandbox_cost": ["--runs", "3"],
     "throughput": ["--runs", "1", "--iterations", "6", "--scales", "1000,3000", "--in-flight", "2,16"],
     "store_scale": ["--sizes", "1000,10000", "--runs", "12"],
     "dashboard": ["--programs", "2000", "--runs", "2"],
+    "ray_scale": ["--slots", "2", "--rounds", "2", "--sleep-s", "0.5"],
 }
 
 Row = tuple[str, str, bool | None]  # target, measured, met (None: not measured)
@@ -136,12 +137,26 @@ def _sandbox_targets(data: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _ray_targets(data: dict[str, Any]) -> list[Row]:
+    rows = [r for r in data.get("rows", []) if "error" not in r]
+    out: list[Row] = []
+    if rows:
+        out.append(("≥ 90% of ideal throughput at every number of Ray slots (sleeping evaluations)",
+                    ", ".join(f"{r['share_of_ideal_pct']:.0f}% at {r['slots']}" for r in rows),
+                    all(r["share_of_ideal_pct"] >= 90 for r in rows)))
+    if (r := _by(rows, "slots", 64)) is not None:
+        out.append(("controller CPU ≤ 2 ms per iteration with 64 Ray evaluations in flight", f"{r['controller_cpu_ms']:.1f} ms",
+                    r["controller_cpu_ms"] <= 2))
+    return out
+
+
 def _by_pair(rows: list[dict[str, Any]], candidate: str, backend: str) -> dict[str, Any] | None:
     return next((r for r in rows if r["candidate"] == candidate and r["backend"] == backend), None)
 
 
 TARGETS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "throughput": _throughput_targets, "store_scale": _store_targets, "dashboard": _dashboard_targets, "sandbox_cost": _sandbox_targets,
+    "ray_scale": _ray_targets,
 }
 
 

@@ -45,8 +45,9 @@ __all__ = ["RETRIES", "RayExecutor", "RayResources"]
 
 #: Runs of one evaluation lost to the cluster (a node, an actor) before the executor gives up.
 RETRIES = 3
-#: How long past an evaluation's deadline (stages, then the pool's grace) an actor may stay silent.
-_MARGIN_S = 30.0
+#: How long past an evaluation's deadline (stages, then the pool's grace) an actor may stay silent: its pool may
+#: restart a dead worker first (up to a minute: imports, the evaluator, its zygote), then report, then some slack.
+_MARGIN_S = 100.0
 #: How long a new actor may take to be placed and start its warm worker.
 _START_S = 180.0
 
@@ -92,6 +93,8 @@ class _NodeEvaluator:
                              limits=SandboxLimits(**limits), capacity=1)
 
     async def ready(self) -> dict[str, Any]:
+        """Once the warm worker is up (a slow evaluator import is never mistaken for a silent actor later)."""
+        await self.pool.start()
         return {"node": self.node, "backend": self.backend, "pid": os.getpid()}
 
     async def evaluate(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -187,7 +190,12 @@ class RayExecutor:
         """Kill ``actor`` and put a fresh one in its place (wherever the cluster places it)."""
         self._kill(actor)
         self.restarts += 1
-        fresh = await self._ready(self._spawn())
+        spawned = self._spawn()
+        try:
+            fresh = await self._ready(spawned)
+        except BaseException:  # cancelled while it started: it must not hold the cluster's resources unused
+            self._kill(spawned)
+            raise
         if fresh is not None and self._idle is not None and not self._closed:
             self._idle.put_nowait(fresh)
 
@@ -199,7 +207,11 @@ class RayExecutor:
         for _ in range(RETRIES):
             if not self._actors:
                 break
-            actor = await idle.get()
+            try:  # every actor busy, or being replaced: bounded, since a replacement may never be placed
+                actor = await asyncio.wait_for(idle.get(), timeout=request.wall_s + GRACE_S + _MARGIN_S + _START_S)
+            except TimeoutError:
+                failures.append("no evaluator actor became free")
+                continue
             started = time.monotonic()
             try:
                 answer = await asyncio.wait_for(asyncio.wrap_future(actor.evaluate.remote(request.as_dict()).future()),
@@ -210,7 +222,8 @@ class RayExecutor:
                 task.add_done_callback(self._background.discard)
                 raise
             except TimeoutError:
-                failures.append(f"an actor stayed silent {time.monotonic() - started:.0f} s past the deadline")
+                failures.append(f"an actor gave no answer in {time.monotonic() - started:.0f} s (the evaluation's deadline "
+                                f"and {_MARGIN_S:g} s more)")
             except ray.exceptions.RayError as exc:  # the actor died, its node was lost, the object was lost
                 failures.append(_cause(exc))
             else:

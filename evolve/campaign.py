@@ -203,7 +203,13 @@ class Campaign:
         if budgets:
             config = parse_campaign_config({**row.config, **budgets}, source="budgets").model_dump(mode="json")
         row = store.claim_campaign(campaign_id, new_owner(), target=iterations, config=config, lease_s=lease_s)
-        return cls(store, row, problem, workdir=workdir, lease_s=lease_s)
+        try:
+            return cls(store, row, problem, workdir=workdir, lease_s=lease_s)
+        except BaseException:  # its evaluator could not be set up (no cluster, no sandbox): claimed, never run
+            assert row.owner is not None
+            with contextlib.suppress(EvolveError):
+                store.set_status(campaign_id, CampaignStatus.INTERRUPTED, owner=row.owner)
+            raise
 
     # ------------------------------------------------------------- ask/tell
     def ask(self) -> Proposal:
@@ -380,8 +386,9 @@ class Campaign:
         try:
             while True:
                 if lost.is_set():
-                    raise LeaseLostError(f"campaign {self.id} was taken over by another controller after this one's "
-                                         "lease expired (was it suspended, or cut off from the database?); it stops here")
+                    raise LeaseLostError(f"this controller's lease on campaign {self.id} lapsed (was it suspended, or cut "
+                                         "off from the database?) and the campaign is no longer its own: taken over by "
+                                         "another controller, or marked interrupted; it stops here")
                 out_of_time = deadline is not None and time.monotonic() >= deadline
                 if stop.is_set() or out_of_time:
                     status = CampaignStatus.STOPPED
@@ -419,17 +426,22 @@ class Campaign:
             status = CampaignStatus.STOPPED
             raise
         finally:
-            stopper.cancel()
-            lost_waiter.cancel()
-            for task in in_flight:
-                task.cancel()
-            await asyncio.gather(*in_flight, return_exceptions=True)
-            await self.evaluator.close()  # its workers; a later run starts fresh ones
-            self._pending.clear()
-            with contextlib.suppress(EvolveError):  # refused when another controller holds the campaign now
-                await asyncio.to_thread(self.store.set_status, self.id, status, error=error, owner=self.owner)
-            heartbeat.cancel()  # only now: the lease holds until the status is written
-            await asyncio.gather(heartbeat, return_exceptions=True)
+            try:
+                stopper.cancel()
+                lost_waiter.cancel()
+                for task in in_flight:
+                    task.cancel()
+                await asyncio.gather(*in_flight, return_exceptions=True)
+                try:
+                    await self.evaluator.close()  # its workers; a later run starts fresh ones
+                finally:
+                    self._pending.clear()
+                    with contextlib.suppress(EvolveError):  # refused when the campaign is no longer this controller's
+                        await asyncio.shield(asyncio.to_thread(self.store.set_status, self.id, status, error=error,
+                                                               owner=self.owner))
+            finally:  # whatever happened above (a cancel, a close that raised): no lease outlives its run
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
         return status
 
     def _taken_over(self, exc: EvolveError) -> LeaseLostError | None:
@@ -456,7 +468,7 @@ class Campaign:
                 await asyncio.sleep(self.lease_s / 3)
                 try:
                     renewed = await loop.run_in_executor(thread, self.store.renew_lease, self.id, self.owner, self.lease_s)
-                except EvolveError as exc:  # the database away for a moment: the next beat tries again
+                except Exception as exc:  # the database away for a moment: the next beat tries again
                     _log.warning("campaign %s: renewing its lease failed (retrying): %s", self.id, exc)
                     continue
                 if not renewed:

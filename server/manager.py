@@ -56,6 +56,7 @@ class CampaignManager:
         self._own_workdir = workdir is None
         self.workdir = owned_tempdir("server") if workdir is None else workdir
         self._running: dict[str, _Running] = {}
+        self._resuming: set[str] = set()
 
     def reconcile(self) -> list[str]:
         """Mark campaigns left running by a process that is gone as interrupted; returns their ids."""
@@ -97,7 +98,7 @@ class CampaignManager:
             StoreError: when it is unknown or another live process runs it.
             ConfigError: when a new budget or target is invalid.
         """
-        if campaign_id in self._running:
+        if campaign_id in self._running or campaign_id in self._resuming:
             raise ConflictError(f"campaign {campaign_id} is already running")
         row = self.store.get_campaign(campaign_id)
         if (holder := self.store.holder(campaign_id)) is not None:
@@ -106,10 +107,14 @@ class CampaignManager:
         if iterations is not None and iterations < row.iterations_done:
             raise ConflictError(f"campaign {campaign_id} has done {row.iterations_done} iterations; "
                                 f"a new target must be at least that (got {iterations})")
-        campaign = await asyncio.to_thread(
-            Campaign.resume, self.store, campaign_id, workdir=self._campaign_dir(campaign_id), iterations=iterations,
-            budgets=budgets or None,
-        )
+        self._resuming.add(campaign_id)  # a second request meanwhile is refused here, before its claim
+        try:
+            campaign = await asyncio.to_thread(
+                Campaign.resume, self.store, campaign_id, workdir=self._campaign_dir(campaign_id), iterations=iterations,
+                budgets=budgets or None,
+            )
+        finally:
+            self._resuming.discard(campaign_id)
         self._launch(campaign)
 
     def _launch(self, campaign: Campaign) -> None:
@@ -127,14 +132,16 @@ class CampaignManager:
             log.warning("campaign %s failed: %s", cid, exc)
         except Exception:
             log.exception("campaign %s failed unexpectedly", cid)
-            with contextlib.suppress(EvolveError):
-                await asyncio.to_thread(self.store.set_status, cid, CampaignStatus.FAILED,
+            with contextlib.suppress(EvolveError):  # only while the campaign is still this server's own
+                await asyncio.to_thread(self.store.set_status, cid, CampaignStatus.FAILED, owner=running.campaign.owner,
                                         error="internal error in the server; see its log, then resume the campaign")
         finally:
             if running.shutting_down:
                 with contextlib.suppress(EvolveError):
-                    await asyncio.to_thread(self.store.set_status, cid, CampaignStatus.INTERRUPTED)
-            self._running.pop(cid, None)
+                    await asyncio.to_thread(self.store.set_status, cid, CampaignStatus.INTERRUPTED,
+                                            owner=running.campaign.owner)
+            if self._running.get(cid) is running:
+                del self._running[cid]
         return status
 
     async def stop(self, campaign_id: str) -> None:

@@ -74,7 +74,7 @@ def test_a_controller_frozen_past_its_lease_loses_the_campaign_and_nothing_is_re
             first.kill()
             first.wait()
     assert first.returncode != 0
-    assert "taken over by another controller" in err or "not by this controller" in err, err[-3000:]
+    assert "taken over by another controller" in err or "no longer this controller's" in err, err[-3000:]
 
     row = store.get_campaign(created.id)
     assert (row.status, row.owner, row.iterations_done) == (CampaignStatus.FINISHED, second.owner, TARGET)

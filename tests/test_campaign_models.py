@@ -97,7 +97,9 @@ def test_a_bad_key_stops_the_campaign_after_recording_the_failure_and_resume_con
     assert all(c.outcome == "auth" for c in file_store.llm_calls(campaign.id))
     with serve(mutating_answer) as (base, _):  # the key is fixed: same campaign, provider answers now
         config = {**row.config, "models": [stub(base)]}
-        file_store.claim_campaign(campaign.id, new_owner(), owner_alive=lambda o: False, target=None, config=config)
+        fixer = new_owner()  # the user's edit of the stored config, as its own short claim
+        file_store.claim_campaign(campaign.id, fixer, owner_alive=lambda o: False, target=None, config=config)
+        file_store.set_status(campaign.id, CampaignStatus.STOPPED, owner=fixer)
         resumed = Campaign.resume(file_store, campaign.id, workdir=tmp_path / "w2")
         assert asyncio.run(resumed.run()) is CampaignStatus.FINISHED
     assert file_store.get_campaign(campaign.id).iterations_done == 6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -76,7 +77,9 @@ def test_run_status_best_on_a_problem_folder(tmp_path: Path, db_spec: str) -> No
     status = json.loads(evolve("status", "--db", db_spec, "--json", cwd=tmp_path).stdout)
     assert status[0]["iterations_done"] == 12 and status[0]["programs"] == 13 and status[0]["status"] == "finished"
     assert status[0]["sandbox"] in {"bwrap", "docker"}
-    assert status[0]["limits"] == {"timeout_s": 10.0, "cpu_s": 10, "memory_mb": 512, "processes": 32, "output_bytes": 1 << 20}
+    assert status[0]["owner"].split(":")[0] == socket.gethostname() and status[0]["lease_expires"] is None  # done: no lease
+    assert status[0]["limits"] == {"timeout_s": 10.0, "cpu_s": 10, "memory_mb": 512, "processes": 32, "output_bytes": 1 << 20,
+                                  "num_cpus": 1.0, "num_gpus": 0.0}
     table = evolve("status", "--db", db_spec, cwd=tmp_path).stdout
     assert "limits: 10 s wall, 10 s CPU, 512 MB, 32 processes" in table
     best = evolve("best", "--db", db_spec, "--json", "--out", "best.py", cwd=tmp_path)

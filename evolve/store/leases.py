@@ -25,6 +25,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, text, update
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
     from evolve.store.rows import CampaignRow
 
-__all__ = ["LEASE_S", "LeaseLostError", "Leases", "database_now", "fence", "new_owner", "owner_alive", "process_of", "write_event"]
+__all__ = ["LEASE_S", "LeaseLostError", "Leases", "database_now", "fence", "new_owner", "owner_alive", "write_event"]
 
 #: How long a claim holds without renewal; the running controller renews it every third of that.
 LEASE_S = 30.0
@@ -48,20 +49,26 @@ class LeaseLostError(StoreError):
     """The campaign now belongs to another controller: this one's lease expired and it was claimed again."""
 
 
+def _pid_namespace() -> str:
+    """This process's pid namespace (containers sharing a hostname each have their own pid 1)."""
+    try:
+        return str(Path("/proc/self/ns/pid").stat().st_ino)
+    except OSError:
+        return "0"
+
+
 def new_owner() -> str:
-    """A fresh owner name for one claim: ``host:pid:token``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def process_of(owner: str) -> str:
-    """The ``host:pid`` part of an owner name (older stores wrote only that)."""
-    return ":".join(owner.split(":")[:2])
+    """A fresh owner name for one claim: ``host:pid:token:pid-namespace``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}:{_pid_namespace()}"
 
 
 def owner_alive(owner: str) -> bool:
-    """Whether the process that claimed a campaign may still run: False only for a pid gone from this host."""
-    host, _, pid = process_of(owner).partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    """Whether the process that claimed a campaign may still run: False only for a pid gone from this host and this
+    pid namespace (a sibling container with the same hostname cannot see the owner's pids: only the lease tells)."""
+    parts = owner.split(":")
+    host, pid = parts[0], parts[1] if len(parts) > 1 else ""
+    namespace = parts[3] if len(parts) > 3 else None
+    if host != socket.gethostname() or not pid.isdigit() or (namespace is not None and namespace != _pid_namespace()):
         return True  # another host's process: only its lease tells
     try:
         os.kill(int(pid), 0)
@@ -117,8 +124,7 @@ class Leases:
             if row is None:
                 raise StoreError(f"no campaign '{campaign_id}'")
             now = database_now(conn)
-            if (_held(row.status, row.owner, row.lease_expires, now, owner_alive)
-                    and process_of(row.owner) != process_of(owner)):
+            if _held(row.status, row.owner, row.lease_expires, now, owner_alive) and row.owner != owner:
                 raise StoreError(f"campaign {campaign_id} is being run by {row.owner}{_lease_note(row.lease_expires, now)}; "
                                  "stop it first, or resume it once that lease has expired")
             values: dict[str, Any] = {"status": CampaignStatus.RUNNING.value, "owner": owner, "error": None,
@@ -128,7 +134,8 @@ class Leases:
             if config is not None:
                 values["config"] = config
             conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(**values))
-            write_event(conn, campaign_id, "resumed" if row.owner else "started",
+            first = row.owner is None and row.status == CampaignStatus.RUNNING.value  # as create_campaign left it
+            write_event(conn, campaign_id, "started" if first else "resumed",
                    {"owner": owner, "previous_owner": row.owner, "lease_s": lease_s})
         return self.get_campaign(campaign_id)
 
@@ -164,7 +171,7 @@ class Leases:
         """
         with self._writing("updating the campaign status") as conn:
             where = [campaigns.c.id == campaign_id]
-            if owner is not None:
+            if owner is not None:  # only while the campaign is still its own (mark_interrupted clears the owner)
                 where.append(campaigns.c.owner == owner)
             values: dict[str, Any] = {"status": status.value, "error": error, "updated_at": time.time()}
             if status is not CampaignStatus.RUNNING:
@@ -183,12 +190,15 @@ class Leases:
         with self._writing("reconciling campaign states") as conn:
             now = database_now(conn)
             rows = conn.execute(select(campaigns.c.id, campaigns.c.status, campaigns.c.owner, campaigns.c.lease_expires)
-                                .where(campaigns.c.status == CampaignStatus.RUNNING.value).with_for_update()).all()
+                                .where(campaigns.c.status == CampaignStatus.RUNNING.value).order_by(campaigns.c.id)
+                                .with_for_update()).all()
             for row in rows:
                 if not _held(row.status, row.owner, row.lease_expires, now, owner_alive):
+                    # no owner any more: a controller that lapsed and wakes up later is fenced out of it
                     conn.execute(update(campaigns).where(campaigns.c.id == row.id)
-                                 .values(status=CampaignStatus.INTERRUPTED.value, lease_expires=None))
-                    write_event(conn, row.id, "status", {"status": CampaignStatus.INTERRUPTED.value})
+                                 .values(status=CampaignStatus.INTERRUPTED.value, lease_expires=None, owner=None))
+                    write_event(conn, row.id, "status", {"status": CampaignStatus.INTERRUPTED.value,
+                                                         "previous_owner": row.owner})
                     changed.append(row.id)
         return changed
 
@@ -199,11 +209,14 @@ def fence(conn: Connection, campaign_id: str, owner: str | None) -> None:
     Raises:
         LeaseLostError: when another controller claimed it since.
     """
-    query = select(campaigns.c.owner).where(campaigns.c.id == campaign_id).with_for_update()
-    current = conn.execute(query).scalar()
-    if owner is not None and current != owner:
-        raise LeaseLostError(f"campaign {campaign_id} is run by {current or 'nobody'} now, not by this controller "
-                             f"({owner}): its lease expired and it was resumed elsewhere; this controller stops")
+    query = select(campaigns.c.owner, campaigns.c.status).where(campaigns.c.id == campaign_id).with_for_update()
+    current = conn.execute(query).first()
+    if owner is None or current is None:
+        return
+    if current.owner != owner:
+        now = f"run by {current.owner}" if current.owner else f"{current.status}, marked so when the lease lapsed"
+        raise LeaseLostError(f"campaign {campaign_id} is no longer this controller's ({owner}): its lease expired and "
+                             f"the campaign is {now}; this controller stops")
 
 
 def _lease_note(lease_expires: float | None, now: float) -> str:

@@ -485,7 +485,7 @@ def _make_engine(url: str) -> Engine:
         # A controller frozen inside a transaction (a suspended VM) would hold its campaign's row lock for good:
         # PostgreSQL ends such a session after a while, and the campaign can be resumed once its lease lapses.
         args = {"options": f"-c idle_in_transaction_session_timeout={_IDLE_IN_TRANSACTION_S * 1000}"} \
-            if url.startswith("postgresql") else {}
+            if url.startswith("postgresql") and "options=" not in url else {}  # the user's own options win
         return create_engine(url, pool_pre_ping=True, connect_args=args)
     memory = url in ("sqlite://", "sqlite:///:memory:")
     engine = create_engine(

@@ -116,18 +116,24 @@ def test_a_campaign_the_cli_runs_is_followed_live_by_a_server_in_another_process
     try:
         with httpx.Client(base_url=server.base, timeout=60) as client:
             seen: list[int] = []
+            leases: list[tuple[str, float]] = []
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
                 listed = client.get("/campaigns").json()
                 if listed:
                     seen.append(listed[0]["iterations_done"])
+                    if listed[0]["status"] == "running" and listed[0]["lease_expires"] is not None:
+                        leases.append((listed[0]["owner"], listed[0]["lease_expires"]))
                     if listed[0]["status"] == "finished":
                         break
-                time.sleep(0.2)
+                time.sleep(0.05)
             assert run.wait(timeout=60) == 0, run.stderr.read() if run.stderr else ""
             [campaign] = client.get("/campaigns").json()
             assert campaign["status"] == "finished" and campaign["iterations_done"] == 30
             assert campaign["running_here"] is False  # the CLI ran it, not this server
+            # while it ran, the API showed who held it and until when; the owner is the CLI's process, not the server's
+            assert leases and {owner for owner, _ in leases} == {campaign["owner"]}
+            assert int(campaign["owner"].split(":")[1]) == run.pid and campaign["lease_expires"] is None
             assert seen == sorted(seen) and 30 in seen  # followed as it went, never backwards
             programs = client.get(f"/campaigns/{campaign['id']}/programs", params={"limit": 100}).json()
             assert sorted(p["iteration"] for p in programs["items"]) == list(range(31))

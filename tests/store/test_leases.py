@@ -45,7 +45,7 @@ def test_every_write_of_a_controller_whose_campaign_was_taken_over_is_refused(st
     me = new_owner()
     store.claim_campaign(cid, me, owner_alive=_alive, target=None)
     late = make_program(cid, 1, fitness=5.0, parent_id=initial.id)
-    with pytest.raises(LeaseLostError, match=r"run by .* now, not by this controller"):
+    with pytest.raises(LeaseLostError, match=r"no longer this controller's .* the campaign is run by"):
         store.record_program(late, owner=ELSEWHERE)
     with pytest.raises(LeaseLostError):
         store.migrate_islands(cid, upto_iteration=10, islands=2, size=1, owner=ELSEWHERE)
@@ -84,6 +84,29 @@ def test_a_lapsed_lease_or_a_gone_process_marks_the_campaign_interrupted_and_a_l
     changed = store.mark_interrupted(lambda owner: not owner.startswith("this-host:"))
     assert sorted(changed) == sorted([lapsed, gone])
     assert store.get_campaign(live).status is CampaignStatus.RUNNING
+    # the lapsed controller wakes up: nothing it writes lands, and the campaign stays interrupted, resumable
+    with pytest.raises(LeaseLostError, match="interrupted, marked so when the lease lapsed"):
+        store.record_program(make_program(lapsed, 1), owner=ELSEWHERE)
+    with pytest.raises(LeaseLostError):
+        store.set_status(lapsed, CampaignStatus.FAILED, error="lost", owner=ELSEWHERE)
+    row = store.get_campaign(lapsed)
+    assert (row.status, row.owner, row.iterations_done) == (CampaignStatus.INTERRUPTED, None, 0)
+
+
+def test_a_sibling_container_with_the_same_hostname_is_judged_by_the_lease_not_by_pids(
+        store: Store, quadratic: Problem) -> None:
+    cid, _ = make_campaign(store, quadratic)
+    mine = new_owner()
+    host, _, token, namespace = mine.split(":")
+    sibling = f"{host}:999999:{token}:{int(namespace) + 1}"  # a pid this namespace lacks, in another pid namespace
+    gone_here = f"{host}:999999:{token}:{namespace}"  # the same pid in this namespace: gone for sure
+    store.claim_campaign(cid, sibling, target=None, lease_s=60)
+    with pytest.raises(StoreError, match="being run by"):
+        store.claim_campaign(cid, mine, target=None)
+    assert store.mark_interrupted() == []
+    store.set_status(cid, CampaignStatus.STOPPED, owner=sibling)
+    store.claim_campaign(cid, gone_here, target=None, lease_s=60)
+    assert store.claim_campaign(cid, mine, target=None).owner == mine  # its owner is gone from here: at once
 
 
 def _claim(start: Any, done: Any, url: str, campaign_id: str, results: Any) -> None:
