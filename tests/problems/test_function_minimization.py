@@ -131,5 +131,7 @@ def test_every_evaluation_draws_new_instances() -> None:
 
 @pytest.mark.slow
 def test_a_short_mutator_campaign_improves_the_initial_program(tmp_path: Path) -> None:
-    initial, best = mutator_improves(NAME, tmp_path, iterations=30)
+    # every evaluation draws new instances, so the initial score is one noisy draw and 30 iterations sometimes found
+    # nothing below it (seen under load, when completions reorder the search); 60 leave no such chance in practice
+    initial, best = mutator_improves(NAME, tmp_path, iterations=60)
     assert best < initial
