@@ -62,12 +62,16 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}:{_pid_namespace()}"
 
 
+def _process(owner: str) -> tuple[str, str, str | None]:
+    """The process an owner name stands for: host, pid and pid namespace (None in names older stores wrote)."""
+    parts = owner.split(":")
+    return parts[0], parts[1] if len(parts) > 1 else "", parts[3] if len(parts) > 3 else None
+
+
 def owner_alive(owner: str) -> bool:
     """Whether the process that claimed a campaign may still run: False only for a pid gone from this host and this
     pid namespace (a sibling container with the same hostname cannot see the owner's pids: only the lease tells)."""
-    parts = owner.split(":")
-    host, pid = parts[0], parts[1] if len(parts) > 1 else ""
-    namespace = parts[3] if len(parts) > 3 else None
+    host, pid, namespace = _process(owner)
     if host != socket.gethostname() or not pid.isdigit() or (namespace is not None and namespace != _pid_namespace()):
         return True  # another host's process: only its lease tells
     try:
@@ -124,7 +128,9 @@ class Leases:
             if row is None:
                 raise StoreError(f"no campaign '{campaign_id}'")
             now = database_now(conn)
-            if _held(row.status, row.owner, row.lease_expires, now, owner_alive) and row.owner != owner:
+            # this very process may claim again what it holds (a campaign object made anew; its old one is fenced out)
+            same_process = row.owner is not None and _process(row.owner) == _process(owner) and None not in _process(owner)
+            if _held(row.status, row.owner, row.lease_expires, now, owner_alive) and not same_process:
                 raise StoreError(f"campaign {campaign_id} is being run by {row.owner}{_lease_note(row.lease_expires, now)}; "
                                  "stop it first, or resume it once that lease has expired")
             values: dict[str, Any] = {"status": CampaignStatus.RUNNING.value, "owner": owner, "error": None,
