@@ -76,16 +76,13 @@ class _NodeEvaluator:
         import ray
 
         from evolve.evaluators.pool import WarmPool
-        from evolve.evaluators.runner import evaluator_environment
+        from evolve.evaluators.runner import evaluator_environment, prepare_host
         from evolve.sandbox import resolve_backend
-        from evolve.sandbox.confine import sweep_stale
-        from evolve.scratch import sweep_stale as sweep_stale_tempdirs
 
         node = ray.get_runtime_context().get_node_id()
         self.node = f"{socket.gethostname()}/{node[:12]}"
         self.backend = resolve_backend(backend)  # this node's: "auto" picks its strongest; SandboxError when none
-        sweep_stale()
-        sweep_stale_tempdirs()
+        prepare_host(self.backend)
         self.folder = Path(tempfile.mkdtemp(prefix="evolve-node-"))
         problem = Problem.from_sources(**sources, source=f"ray:{self.node}")
         problem_dir = problem.write_to(self.folder / "problem")

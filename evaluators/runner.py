@@ -119,12 +119,7 @@ class Evaluator:
                                                                memory_mb=limits.memory_mb), address=ray_address)
             return
         self.backend = resolve_backend(sandbox)
-        sweep_stale()  # run cgroups of evaluator processes that were killed before they could clean up
-        sweep_stale_tempdirs()  # and scratch directories of controllers that were
-        if self.backend == "docker":
-            sweep_stale_containers()  # containers of a controller that was killed (same host)
-        if self.backend == "process" and os.geteuid() != 0:
-            _not_dumpable()  # its candidates run with this process's uid: keep them out of its memory and environment
+        prepare_host(self.backend)
         if executor == "warm":
             self.executor = WarmPool(self._dir, backend=self.backend, env=self._worker_env(), limits=self._largest_limits(),
                                      capacity=slots, python=python)
@@ -223,6 +218,17 @@ class Evaluator:
         if stage is None:
             raise ProblemError(f"problem '{self.problem.name}' has no held-out instances")
         return [stage]
+
+
+def prepare_host(backend: str) -> None:
+    """Before this process evaluates with ``backend`` (on the controller's host, or on a Ray node): remove what killed
+    evaluations left here, and keep same-uid candidates out of this process."""
+    sweep_stale()  # run cgroups of evaluator processes that were killed before they could clean up
+    sweep_stale_tempdirs()  # and scratch directories of controllers that were
+    if backend == "docker":
+        sweep_stale_containers()  # containers of a controller that was killed (same host)
+    if backend == "process" and os.geteuid() != 0:
+        _not_dumpable()  # its candidates run with this process's uid: keep them out of its memory and environment
 
 
 def evaluator_environment(problem_dir: Path, backend: str) -> dict[str, str]:

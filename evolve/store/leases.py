@@ -110,6 +110,7 @@ class Leases:
 
     if TYPE_CHECKING:
         def _writing(self, what: str) -> AbstractContextManager[Connection]: ...
+        def _reading(self, what: str) -> AbstractContextManager[Connection]: ...
         def get_campaign(self, campaign_id: str) -> CampaignRow: ...
 
     def claim_campaign(
@@ -151,7 +152,7 @@ class Leases:
         Raises:
             StoreError: when there is no such campaign.
         """
-        with self._writing("reading the campaign's owner") as conn:
+        with self._reading("reading the campaign's owner") as conn:
             row = conn.execute(select(campaigns.c.status, campaigns.c.owner, campaigns.c.lease_expires)
                                .where(campaigns.c.id == campaign_id)).first()
             if row is None:

@@ -456,15 +456,8 @@ _UPSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def _upsert(conn: Connection, table: Table) -> Any:
-    """An INSERT with ON CONFLICT for the connection's database (SQLite and PostgreSQL, the stores evolve supports).
-
-    Raises:
-        StoreError: for another database.
-    """
-    try:
-        return _UPSERT[conn.dialect.name](table)
-    except KeyError:
-        raise StoreError(f"evolve stores run on SQLite and PostgreSQL, not {conn.dialect.name}") from None
+    """An INSERT with ON CONFLICT for the connection's database (``Store.open`` admits only those in ``_UPSERT``)."""
+    return _UPSERT[conn.dialect.name](table)
 
 
 def _cas_elite(conn: Connection, campaign_id: str, island: int, cell: str, program_id: str, fitness: float, now: float) -> bool:
