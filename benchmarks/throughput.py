@@ -45,8 +45,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.accounting import TreeAccounting, Usage
 from benchmarks.report import cell, interleave, spread_note, summarize, write_results
+from benchmarks.standin import running
 from benchmarks.synthetic import fill_campaign
 from evolve.campaign import Campaign
 from evolve.config import CampaignConfig, ModelSpec
@@ -163,19 +164,9 @@ def measure(spec: dict[str, Any]) -> Measure:
 
 # --- the benchmark ---
 
-@contextmanager
-def standin(latency: float) -> Iterator[dict[str, Any]]:
-    """The stand-in model in a process of this script's (outside every measured run's tree); yields its model settings."""
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("standin.py")), "--latency", str(latency)],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline().split()[1])
-        yield {"name": "openai/standin", "api_base": f"http://127.0.0.1:{port}/v1", "timeout_s": 60, "max_in_flight": 64,
-               "input_usd_per_mtok": 0.0, "output_usd_per_mtok": 0.0}
-    finally:
-        proc.kill()
-        proc.wait()
+def standin(latency: float) -> AbstractContextManager[dict[str, Any]]:
+    """The stand-in model in a process of its own (outside every measured run's tree)."""
+    return running(latency)
 
 
 def _summary(runs: list[Measure], **extra: list[float]) -> dict[str, Any]:

@@ -9,6 +9,13 @@ Each island has its own grid. Parent sampling mixes
 * **explore**: an elite uniformly over the island's filled cells;
 * **random**: any valid program of the island.
 
+The two baseline strategies use the same store but not the grid:
+``repeated-sampling`` always proposes from the initial program with nothing
+from the archive in the prompt; ``hill-climb`` always from the campaign's best
+program (with the island's recent failures, so it does not repeat them). A
+crossover's second parent (``mate``) is an elite of another island, or of
+another cell of the same island when there is one island.
+
 All randomness comes from the ``numpy.random.Generator`` passed in.
 """
 
@@ -31,6 +38,8 @@ class SampleMode(enum.StrEnum):
     EXPLOIT = "exploit"
     EXPLORE = "explore"
     RANDOM = "random"
+    INITIAL = "initial"  # repeated sampling
+    BEST = "best"  # hill climbing
 
 
 def cell_key(features: dict[str, float], axes: list[FeatureAxis]) -> str:
@@ -74,16 +83,33 @@ class Archive:
         self._campaign_id = campaign_id
         self.axes = axes
         self._sampling = sampling
+        self._initial_program: Program | None = None
+
+    def _initial(self) -> Program:
+        if self._initial_program is None:
+            self._initial_program = self._store.initial_program(self._campaign_id)
+        return self._initial_program
 
     def cell(self, features: dict[str, float]) -> str:
         return cell_key(features, self.axes)
 
     def choose_mode(self, rng: np.random.Generator) -> SampleMode:
         s = self._sampling
-        return SampleMode(rng.choice([m.value for m in SampleMode], p=[s.exploit, s.explore, s.random]))
+        modes = [SampleMode.EXPLOIT, SampleMode.EXPLORE, SampleMode.RANDOM]
+        return modes[int(rng.choice(3, p=[s.exploit, s.explore, s.random]))]
 
-    def sample(self, island: int, rng: np.random.Generator) -> Sample:
-        """Draw a parent (and inspirations, recent failures) for ``island``."""
+    def failures(self, island: int) -> list[Program]:
+        return [
+            p for p in self._store.recent_programs(self._campaign_id, island, 20) if not p.status.is_ok
+        ][: self._sampling.recent_failures]
+
+    def sample(self, island: int, rng: np.random.Generator, *, strategy: str = "evolve") -> Sample:
+        """Draw a parent (and inspirations, recent failures) for ``island`` as ``strategy`` says."""
+        if strategy == "repeated-sampling":
+            return Sample(parent=self._initial(), mode=SampleMode.INITIAL, inspirations=[], failures=[])
+        if strategy == "hill-climb":
+            best = self._store.best_program(self._campaign_id) or self._initial()
+            return Sample(parent=best, mode=SampleMode.BEST, inspirations=[], failures=self.failures(island))
         elites = self._store.elites(self._campaign_id, island)
         if not elites:  # an island is seeded with the initial program, so this means a broken store
             elites = self._store.elites(self._campaign_id)
@@ -97,15 +123,24 @@ class Archive:
             parent_id = elites[int(rng.integers(len(elites)))].program_id
         inspiration_ids = self._inspirations(elites, parent_id, rng)
         loaded = self._store.get_programs([parent_id, *inspiration_ids])
-        failures = [
-            p for p in self._store.recent_programs(self._campaign_id, island, 20) if not p.status.is_ok
-        ][: self._sampling.recent_failures]
         return Sample(
             parent=loaded[parent_id],
             mode=mode,
             inspirations=[loaded[i] for i in inspiration_ids if i in loaded],
-            failures=failures,
+            failures=self.failures(island),
         )
+
+    def mate(self, island: int, parent: Program, rng: np.random.Generator, *, islands: int) -> Program | None:
+        """A second parent for a crossover with ``parent``: an elite of another island (weighted as exploitation), or of
+        another cell when there is one island; None when every elite is the parent's own program or code."""
+        pool = self._store.elites(self._campaign_id)
+        others = [e for e in pool if e.island != island] if islands > 1 else [e for e in pool if e.cell != parent.cell]
+        others = [e for e in others if e.program_id != parent.id]
+        if not others:
+            return None
+        chosen = others[int(rng.choice(len(others), p=exploit_weights(others)))].program_id
+        mate = self._store.get_programs([chosen]).get(chosen)
+        return None if mate is None or mate.code == parent.code else mate
 
     def _inspirations(self, elites: list[EliteRow], parent_id: str, rng: np.random.Generator) -> list[str]:
         others = [e for e in elites if e.program_id != parent_id]

@@ -2,8 +2,9 @@
 
 ``ask`` samples a parent and builds a prompt; ``generate`` calls a model and
 turns its answer into a child program (or a recorded failure); ``evaluate``
-runs the trusted evaluator; ``tell`` commits the result. Proposals are matched
-by id, so model calls and evaluations may finish in any order. ``run`` is only
+runs the trusted evaluator; ``tell`` commits the result; ``step`` is those three for one proposal
+(plus the island's meta-summary when one is due). Proposals are matched by
+id, so model calls and evaluations may finish in any order. ``run`` is only
 a loop over those primitives.
 
 Every iteration is committed in one transaction, so ``kill -9`` at any moment
@@ -24,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -35,12 +38,14 @@ from typing import Any
 import numpy as np
 
 from evolve.archive import Archive, Sample
-from evolve.config import CampaignConfig, ModelSpec, parse_campaign_config
+from evolve.bandit import selector
+from evolve.config import CampaignConfig, Kind, ModelSpec, parse_campaign_config
 from evolve.diff import apply_diff, apply_rewrite, parse_diff
 from evolve.errors import DiffError, EvolveError, LLMError, ProblemError, SandboxError
 from evolve.evaluators.runner import Evaluator
 from evolve.evaluators.validate import clip
 from evolve.llm import CallAttempt, CallFailedError, Completion, Ensemble
+from evolve.novelty import Neighbour, code_key, nearest, shingles
 from evolve.problem import Problem
 from evolve.prompting import PromptBuilder
 from evolve.store import CampaignRow, LLMCallRecord, RecordOutcome, Store
@@ -50,6 +55,9 @@ from evolve.values import CampaignStatus, EvalResult, EvalStatus, Origin, Progra
 __all__ = ["Campaign", "Progress", "Proposal"]
 
 _MAX_ANSWER_CHARS = 20_000
+_META_EVERY = 25  # proposals of an island between meta-summaries, for language models
+_NOVELTY_POOL = 500  # elites of an island a child is compared with (the best)
+_ORIGINS = {"diff": Origin.DIFF, "rewrite": Origin.REWRITE, "crossover": Origin.CROSSOVER}
 _log = logging.getLogger("evolve.campaign")
 
 
@@ -68,6 +76,8 @@ class Proposal:
     model: ModelSpec
     messages: list[dict[str, str]]
     seed: int
+    kind: Kind = "diff"
+    mate: Program | None = None  # a crossover's second parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +91,14 @@ class Child:
     error: str = ""
     attempts: tuple[CallAttempt, ...] = ()
     fatal: bool = False  # the model cannot be used as configured: stop the campaign after recording this
+    artifacts: dict[str, str] | None = None  # recorded with a failure (the program a duplicate repeats)
+    meta_attempts: tuple[CallAttempt, ...] = ()  # a meta-summary's requests, made after this proposal
+
+    @property
+    def spent(self) -> tuple[float, int]:
+        """Dollars and tokens of every request this proposal made."""
+        every = (*self.attempts, *self.meta_attempts)
+        return sum(a.cost_usd for a in every), sum(a.prompt_tokens + a.completion_tokens for a in every)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +150,13 @@ class Campaign:
         self.prompts = PromptBuilder(problem.config)
         self.ensemble = Ensemble(self.config.models, default_in_flight=self.config.llm_concurrency,
                                  priced=self.config.max_cost_usd is not None)
+        # a bandit's state is the store's counts: a resumed campaign goes on from them
+        learned = store.model_stats(row.id) if self.config.search.selection == "bandit" else []
+        self.selector = selector(self.config.models, self.config.search, learned)
+        self._notes = self._load_notes()
+        self._screening = threading.Lock()
+        self._being_evaluated: dict[str, tuple[str, int]] = {}  # code key -> (proposal id, iteration)
+        self._shingles: dict[str, frozenset[int]] = {}
         self.evaluator = evaluator or Evaluator(problem, problem_dir=workdir / "problem", sandbox=self.config.sandbox,
                                                 executor=self.config.executor, slots=self.config.eval_concurrency,
                                                 ray_address=self.config.ray_address)
@@ -221,11 +246,20 @@ class Campaign:
             self._next_iteration += 1
         rng = np.random.default_rng([self.config.seed, iteration])
         island = iteration % self.config.islands
-        sample = self.archive.sample(island, rng)
-        spec, _ = self.ensemble.choose(rng)
+        search = self.config.search
+        sample = self.archive.sample(island, rng, strategy=search.strategy)
+        arm = self.selector.choose(rng)
+        mate = None
+        if arm.kind == "crossover":
+            if search.strategy == "evolve":
+                mate = self.archive.mate(island, sample.parent, rng, islands=self.config.islands)
+            if mate is None:  # nothing to cross with yet (or a baseline strategy): the model's plain kind
+                arm = self.selector.fallback(arm)
+        spec = self.config.models[arm.model]
         proposal = Proposal(
-            id=_new_id(), iteration=iteration, island=island, sample=sample, model=spec,
-            messages=self.prompts.build(sample, mode=spec.mode), seed=int(rng.integers(2**62)),
+            id=_new_id(), iteration=iteration, island=island, sample=sample, model=spec, kind=arm.kind, mate=mate,
+            messages=self.prompts.build(sample, mode=arm.kind, mate=mate, notes=self._notes.get(island)),
+            seed=int(rng.integers(2**62)),
         )
         self._pending[proposal.id] = proposal
         return proposal
@@ -235,28 +269,135 @@ class Campaign:
 
         Never raises for anything a model answers: a bad answer is a
         DIFF_FAILED child whose error says what was wrong (see ``evolve.diff``
-        for the bounds on each step).
+        for the bounds on each step). A child the campaign has seen already
+        (dedup) or one too like an elite of its island (the novelty filter)
+        comes back as a DUPLICATE or NEAR_DUPLICATE failure naming that
+        program, so it is never evaluated; with ``novelty.action: retry`` the
+        model first hears which program it came too close to and answers once more.
         """
         spec = proposal.model
+        messages = proposal.messages
+        attempts: tuple[CallAttempt, ...] = ()
+        retried = False
+        while True:
+            try:
+                completion = await self.ensemble.model_for(spec).complete(
+                    messages, temperature=spec.temperature, seed=proposal.seed + retried, max_tokens=spec.max_tokens
+                )
+            except CallFailedError as exc:
+                return Child(code=None, answer="", completion=None, failure=EvalStatus.LLM_FAILED, error=str(exc),
+                             attempts=attempts + exc.attempts, fatal=exc.fatal)
+            attempts += completion.attempts
+            mode = "rewrite" if proposal.kind == "rewrite" else "diff"
+            try:
+                # off the event loop: compiling a cut-off answer's prefixes is CPU work other proposals must not wait on
+                code = await asyncio.to_thread(_child_code, proposal.sample.parent.code, mode, completion.text)
+            except DiffError as exc:
+                error = str(exc)
+            except Exception as exc:  # the LLM boundary: an answer no check foresaw is still this proposal's failure
+                _log.exception("applying the answer of iteration %d failed unexpectedly", proposal.iteration)
+                error = f"turning the model's answer into a program failed: {type(exc).__name__}: {exc}"
+            else:
+                screened = await asyncio.to_thread(self._screen, proposal, code)
+                if screened is None:
+                    return Child(code=code, answer=completion.text, completion=completion, attempts=attempts)
+                status, error, artifacts = screened
+                if status is EvalStatus.NEAR_DUPLICATE and self.config.search.novelty.action == "retry" and not retried:
+                    retried = True
+                    messages = [*proposal.messages, {"role": "assistant", "content": completion.text[:_MAX_ANSWER_CHARS]},
+                                {"role": "user", "content": f"That change is not new enough: {error}. Propose a different, "
+                                                            "more substantial change, in the same answer format."}]
+                    continue
+                return Child(code=code, answer=completion.text, completion=completion, failure=status, error=error,
+                             attempts=attempts, artifacts=artifacts)
+            return Child(code=None, answer=completion.text, completion=completion, failure=EvalStatus.DIFF_FAILED,
+                         error=error, attempts=attempts)
+
+    # ------------------------------------------------------------ screening
+    def _novelty_on(self, spec: ModelSpec) -> bool:
+        enabled = self.config.search.novelty.enabled
+        return enabled == "on" or (enabled == "auto" and spec.name != "mutator")
+
+    def _screen(self, proposal: Proposal, code: str) -> tuple[EvalStatus, str, dict[str, str]] | None:
+        """Why ``code`` is not worth evaluating (a duplicate, a near-duplicate), or None; a child that passes is
+        registered as being evaluated, so an identical child proposed meanwhile is its duplicate."""
+        search = self.config.search
+        key = code_key(code)
+        if search.dedup:
+            with self._screening:
+                same = self._being_evaluated.get(key)
+            if same is None:
+                same = self.store.same_program(self.id, code)
+            if same is not None:
+                return (EvalStatus.DUPLICATE,
+                        f"the change reproduced program {same[0]} (iteration {same[1]}) exactly, up to formatting and "
+                        "comments; it was not evaluated again", {"duplicate_of": same[0]})
+        if self._novelty_on(proposal.model):
+            close = self._nearest(proposal.island, code)
+            if close is not None and close.similarity >= search.novelty.threshold:
+                return (EvalStatus.NEAR_DUPLICATE,
+                        f"too similar to program {close.program_id}, an elite of island {proposal.island} (token "
+                        f"similarity {close.similarity:.3f}, threshold {search.novelty.threshold:g}); it was not evaluated",
+                        {"nearest": close.program_id, "similarity": f"{close.similarity:.4f}"})
+        if search.dedup:
+            with self._screening:
+                same = self._being_evaluated.get(key)
+                if same is None:
+                    self._being_evaluated[key] = (proposal.id, proposal.iteration)
+            if same is not None:
+                return (EvalStatus.DUPLICATE, f"the change reproduced program {same[0]} (iteration {same[1]}, being "
+                                              "evaluated) exactly; it was not evaluated twice", {"duplicate_of": same[0]})
+        return None
+
+    def _nearest(self, island: int, code: str) -> Neighbour | None:
+        elites = self.store.elites(self.id, island)[:_NOVELTY_POOL]
+        missing = [e.program_id for e in elites if e.program_id not in self._shingles]
+        for pid, program in self.store.get_programs(missing).items():
+            self._shingles[pid] = shingles(program.code)
+        return nearest(shingles(code), ((e.program_id, self._shingles[e.program_id]) for e in elites
+                                        if e.program_id in self._shingles))
+
+    # ---------------------------------------------------------- meta-prompts
+    def _load_notes(self) -> dict[int, str]:
+        notes: dict[int, str] = {}
+        after = 0
+        while batch := self.store.events(self.id, after_id=after, kind="meta_summary"):
+            for event in batch:
+                notes[int(event["data"]["island"])] = str(event["data"]["text"])
+            after = batch[-1]["id"]
+        return notes
+
+    def _meta_due(self, proposal: Proposal) -> bool:
+        every = self.config.search.meta_every
+        if every is None:
+            every = 0 if proposal.model.name == "mutator" else _META_EVERY
+        # island j proposes iterations j, j + I, j + 2I, ... (island 0 from I: iteration 0 is the initial program)
+        islands, island = self.config.islands, proposal.island
+        count = (proposal.iteration - island) // islands + (island > 0)
+        return every > 0 and count % every == 0
+
+    async def _summarise(self, proposal: Proposal) -> tuple[CallAttempt, ...]:
+        """Ask the proposal's model what its island's best programs and failures have in common; the answer becomes
+        an event and the notes of that island's later prompts. Returns the requests made (recorded with the proposal)."""
+        island = proposal.island
+        elites = (await asyncio.to_thread(self.store.elites, self.id, island))[:3]
+        best = list((await asyncio.to_thread(self.store.get_programs, [e.program_id for e in elites])).values())
+        failures = await asyncio.to_thread(self.archive.failures, island)
+        messages = self.prompts.meta(best=sorted(best, key=lambda p: -(p.fitness or 0.0)), failures=failures,
+                                     notes=self._notes.get(island))
+        spec = proposal.model
         try:
-            completion = await self.ensemble.model_for(spec).complete(
-                proposal.messages, temperature=spec.temperature, seed=proposal.seed, max_tokens=spec.max_tokens
-            )
+            completion = await self.ensemble.model_for(spec).complete(messages, temperature=spec.temperature,
+                                                                       seed=proposal.seed + 7, max_tokens=spec.max_tokens)
         except CallFailedError as exc:
-            return Child(code=None, answer="", completion=None, failure=EvalStatus.LLM_FAILED, error=str(exc),
-                         attempts=exc.attempts, fatal=exc.fatal)
-        try:
-            # off the event loop: compiling a cut-off answer's prefixes is CPU work other proposals must not wait on
-            code = await asyncio.to_thread(_child_code, proposal.sample.parent.code, spec.mode, completion.text)
-        except DiffError as exc:
-            error = str(exc)
-        except Exception as exc:  # the LLM boundary: an answer no check foresaw is still this proposal's failure
-            _log.exception("applying the answer of iteration %d failed unexpectedly", proposal.iteration)
-            error = f"turning the model's answer into a program failed: {type(exc).__name__}: {exc}"
-        else:
-            return Child(code=code, answer=completion.text, completion=completion, attempts=completion.attempts)
-        return Child(code=None, answer=completion.text, completion=completion, failure=EvalStatus.DIFF_FAILED,
-                     error=error, attempts=completion.attempts)
+            _log.warning("campaign %s: the meta-summary of island %d failed: %s", self.id, island, exc)
+            return exc.attempts
+        text = completion.text.strip()[:4000]
+        if text:
+            self._notes[island] = text
+            await asyncio.to_thread(self.store.add_event, self.id, "meta_summary", {
+                "island": island, "iteration": proposal.iteration, "model": spec.name, "text": text})
+        return completion.attempts
 
     def tell(self, proposal_id: str, child: Child, result: EvalResult | None) -> RecordOutcome:
         """Commit one iteration (whatever its outcome) to the store.
@@ -269,29 +410,39 @@ class Campaign:
         objective = self.problem.config.objective
         status = child.failure or (result.status if result else EvalStatus.ERROR)
         score = result.objective(objective.metric) if result is not None else None
-        artifacts = dict(result.artifacts) if result is not None else {"error": clip(child.error)}
+        artifacts = dict(result.artifacts) if result is not None else {"error": clip(child.error), **(child.artifacts or {})}
         completion = child.completion
         program = Program(
             id=proposal.id, campaign_id=self.id, code=child.code or "", parent_id=parent.id, island=proposal.island,
             generation=parent.generation + 1, iteration=proposal.iteration,
-            origin=Origin.DIFF if proposal.model.mode == "diff" else Origin.REWRITE,
+            origin=_ORIGINS[proposal.kind], mate_id=proposal.mate.id if proposal.mate else None,
             status=status, score=score, fitness=objective.fitness(score) if score is not None else None,
             metrics=result.metrics if result else {}, features=result.features if result else {},
             artifacts=artifacts, diff=child.answer[:_MAX_ANSWER_CHARS] or None, model=proposal.model.name,
-            template=proposal.model.mode, cell=self.archive.cell(result.features) if score is not None and result else None,
+            template=proposal.kind, cell=self.archive.cell(result.features) if score is not None and result else None,
             eval_seconds=result.duration_s if result else 0.0,
             llm_seconds=completion.latency_s if completion else 0.0, created_at=time.time(),
             stage=result.stage if result else None, node=result.node if result else None,
         )
         calls = [
             LLMCallRecord(
-                model=a.model, template=proposal.model.mode, prompt_tokens=a.prompt_tokens,
+                model=a.model, template=template, prompt_tokens=a.prompt_tokens,
                 completion_tokens=a.completion_tokens, cost_usd=a.cost_usd, latency_s=a.latency_s,
                 ok=a.outcome.answered, error=a.error, outcome=a.outcome.value, attempt=n,
             )
-            for n, a in enumerate(child.attempts, start=1)
+            for template, attempts in ((proposal.kind, child.attempts), ("meta", child.meta_attempts))
+            for n, a in enumerate(attempts, start=1)
         ]
-        outcome = self.store.record_program(program, llm_calls=calls, owner=self.owner)
+        try:
+            outcome = self.store.record_program(program, llm_calls=calls, owner=self.owner)
+        finally:
+            if child.code is not None and child.failure is None:
+                with self._screening:
+                    self._being_evaluated.pop(code_key(child.code), None)
+        improved = program.fitness is not None and parent.fitness is not None and program.fitness > parent.fitness
+        self.selector.record(proposal.model.name, proposal.kind, improved=int(improved),
+                             tokens=sum(a.prompt_tokens + a.completion_tokens for a in child.attempts),
+                             usd=sum(a.cost_usd for a in child.attempts))
         self._maybe_migrate(outcome.iterations_done)
         return outcome
 
@@ -321,10 +472,18 @@ class Campaign:
             return f"token budget reached: {tokens} tokens used of {c.max_tokens}"
         return None
 
-    async def _iterate(
-        self, proposal: Proposal, eval_slots: asyncio.Semaphore, llm_slots: asyncio.Semaphore,
-        shared_slots: asyncio.Semaphore | None,
+    async def step(
+        self, proposal: Proposal, eval_slots: asyncio.Semaphore | None = None, llm_slots: asyncio.Semaphore | None = None,
+        shared_slots: asyncio.Semaphore | None = None,
     ) -> tuple[Child, EvalStatus]:
+        """One whole iteration of an asked proposal: generate, evaluate (unless screened out), the island's
+        meta-summary when one is due, tell. ``run`` drives this with its slots; a caller may drive it by hand.
+
+        Raises:
+            SandboxError: when the sandbox broke (no candidate is blamed); store errors as ``tell``.
+        """
+        eval_slots = eval_slots or asyncio.Semaphore(1)
+        llm_slots = llm_slots or asyncio.Semaphore(1)
         async with llm_slots:
             try:
                 child = await self.generate(proposal)
@@ -333,7 +492,7 @@ class Campaign:
                 child = Child(code=None, answer="", completion=None, failure=EvalStatus.LLM_FAILED,
                               error=f"the model call failed unexpectedly: {type(exc).__name__}: {exc}")
         result: EvalResult | None = None
-        if child.code is not None:
+        if child.code is not None and child.failure is None:
             async with eval_slots, shared_slots or contextlib.nullcontext():
                 try:
                     result = await self.evaluator.evaluate(child.code)
@@ -343,6 +502,9 @@ class Campaign:
                     _log.exception("evaluating iteration %d failed unexpectedly", proposal.iteration)
                     result = EvalResult(status=EvalStatus.ERROR,
                                         artifacts={"error": clip(f"the evaluation failed: {type(exc).__name__}: {exc}")})
+        if self._meta_due(proposal):
+            async with llm_slots:
+                child = dataclasses.replace(child, meta_attempts=await self._summarise(proposal))
         await asyncio.to_thread(self.tell, proposal.id, child, result)
         return child, child.failure or (result.status if result else EvalStatus.ERROR)
 
@@ -396,7 +558,7 @@ class Campaign:
                 while (self.stop_reason is None and fatal is None and len(in_flight) < depth
                        and done_count + len(in_flight) < self.target):
                     proposal = await asyncio.to_thread(self.ask)
-                    in_flight.add(asyncio.ensure_future(self._iterate(proposal, eval_slots, llm_slots, shared_eval_slots)))
+                    in_flight.add(asyncio.ensure_future(self.step(proposal, eval_slots, llm_slots, shared_eval_slots)))
                 if not in_flight:
                     break
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -407,8 +569,9 @@ class Campaign:
                     done_count += 1
                     if child.fatal and fatal is None:
                         fatal = f"{child.error}; then continue with 'evolve resume --campaign {self.id}'"
-                    spent_cost += sum(a.cost_usd for a in child.attempts)
-                    spent_tokens += sum(a.prompt_tokens + a.completion_tokens for a in child.attempts)
+                    cost, tokens = child.spent
+                    spent_cost += cost
+                    spent_tokens += tokens
                     self.stop_reason = self.stop_reason or self._over_budget(spent_cost, spent_tokens)
                     if on_progress is not None:
                         on_progress(await asyncio.to_thread(self.progress, last))

@@ -7,7 +7,6 @@ a one-line error that says what to do and exit code 2, never a traceback.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import os
 import shutil
@@ -25,9 +24,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from evolve.bandit import model_report
 from evolve.campaign import Campaign
 from evolve.campaign import Progress as CampaignProgress
-from evolve.config import BUILTIN_MODELS, EMBEDDED_MODEL, parse_campaign_config
+from evolve.config import BUILTIN_MODELS, EMBEDDED_MODEL, CampaignConfig, parse_campaign_config
 from evolve.errors import EvolveError, StoreError
 from evolve.evaluators.executor import EXECUTORS
 from evolve.llm.embedded import is_embedded
@@ -212,6 +212,11 @@ def _model_notice(campaign: Campaign) -> None:
 @click.option("--db", default="evolve.db", show_default=True, help=_DB_HELP)
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--islands", type=int, default=None, help="[default: 4]")
+@click.option("--strategy", type=click.Choice(["evolve", "repeated-sampling", "hill-climb"]), default=None,
+              help="evolve: MAP-Elites islands; the baselines: every proposal from the initial program, or from the best  "
+                   "[default: evolve]")
+@click.option("--selection", type=click.Choice(["weights", "bandit"]), default=None,
+              help="choose among --model's by fixed weights, or by a bandit on how often each improves  [default: weights]")
 @click.option("--max-wall-s", type=float, default=None, help="stop after this many seconds")
 @click.option("--max-cost-usd", type=float, default=None, help="stop once model calls have cost this much")
 @click.option("--max-tokens", type=int, default=None, help="stop once model calls have used this many tokens")
@@ -227,8 +232,9 @@ def _model_notice(campaign: Campaign) -> None:
 @click.option("--quiet", "-q", is_flag=True, help="no progress display")
 def run(problem: str, models: tuple[str, ...], api_base: str | None, api_key_env: str | None, mode: str | None,
         config_file: str | None, iterations: int | None, db: str, seed: int | None, islands: int | None,
-        max_wall_s: float | None, max_cost_usd: float | None, max_tokens: int | None, eval_concurrency: int | None,
-        llm_concurrency: int | None, sandbox: str | None, executor: str | None, ray_address: str | None,
+        strategy: str | None, selection: str | None, max_wall_s: float | None, max_cost_usd: float | None,
+        max_tokens: int | None, eval_concurrency: int | None, llm_concurrency: int | None, sandbox: str | None,
+        executor: str | None, ray_address: str | None,
         quiet: bool) -> None:
     """Start a campaign on PROBLEM (a built-in name or a problem folder)."""
     prob = resolve_problem(problem)
@@ -239,6 +245,10 @@ def run(problem: str, models: tuple[str, ...], api_base: str | None, api_key_env
         "executor": executor, "ray_address": ray_address,
     }
     settings.update({k: v for k, v in flags.items() if v is not None})
+    search = {k: v for k, v in {"strategy": strategy, "selection": selection}.items() if v is not None}
+    if search:
+        given = settings.get("search")
+        settings["search"] = {**(given if isinstance(given, dict) else {}), **search}
     settings["models"] = _model_settings(models, api_base, api_key_env, mode, settings.get("models"))
     config = parse_campaign_config(settings, source=config_file or "options")
     store = Store.open(db)
@@ -246,7 +256,9 @@ def run(problem: str, models: tuple[str, ...], api_base: str | None, api_key_env
     try:
         campaign = asyncio.run(Campaign.create(store, prob, config, workdir=workdir))
         initial = store.best_program(campaign.id)
-        err.print(f"campaign {campaign.id}: {prob.name}, {config.islands} islands, "
+        chosen = config.search.strategy
+        how = f"{config.islands} islands" if chosen == "evolve" else f"strategy {chosen}"
+        err.print(f"campaign {campaign.id}: {prob.name}, {how}, "
                   f"initial {prob.config.objective.metric} = {_fmt(initial.score if initial else None)}", highlight=False)
         _model_notice(campaign)
         backend = campaign.config.sandbox
@@ -309,7 +321,8 @@ def _campaign_json(store: Store, row: CampaignRow) -> dict[str, Any]:
         "owner": row.owner, "lease_expires": row.lease_expires,
         "sandbox": row.config.get("sandbox"), "limits": {**limits.model_dump(mode="json"), "cpu_s": limits.cpu_seconds()},
         "budgets": {"max_cost_usd": row.config.get("max_cost_usd"), "max_tokens": row.config.get("max_tokens")},
-        "models": [{**dataclasses.asdict(m), "success_rate": m.success_rate} for m in store.model_stats(row.id)],
+        "models": model_report(CampaignConfig.model_validate(row.config), store.model_stats(row.id)),
+        "selection": row.config.get("search", {}).get("selection", "weights"),
         "stages": store.stage_counts(row.id),
     }
 
@@ -343,6 +356,10 @@ def status(db: str, as_json: bool) -> None:
             out.print(f"{r['id']} run by {r['owner']}{lease} (renewed while it runs; resumable elsewhere once it lapses)",
                       highlight=False)
         out.print(f"{r['id']} limits: {_limits_text(Limits.model_validate(r['limits']))}", highlight=False)
+        skipped = {k: r["statuses"].get(k, 0) for k in ("duplicate", "near_duplicate")}
+        if any(skipped.values()):
+            out.print(f"{r['id']} not evaluated: {skipped['duplicate']} duplicates of earlier programs, "
+                      f"{skipped['near_duplicate']} near-duplicates of elites", highlight=False)
         if len(r["stages"]) > 1:
             out.print(f"{r['id']} evaluations ended at stage: "
                       + ", ".join(f"{k} {v}" for k, v in sorted(r["stages"].items())), highlight=False)
@@ -351,7 +368,9 @@ def status(db: str, as_json: bool) -> None:
             out.print(f"{r['id']} budgets: {budgets}", highlight=False)
         for m in r["models"]:
             gain = "—" if m["mean_improvement"] is None else f"{m['mean_improvement']:+.4g}"
-            out.print(f"{r['id']} model {m['model']} ({m['template']}): {m['proposals']} proposals, "
+            estimate = "" if m["bandit_estimate"] is None else f", bandit estimate {100 * m['bandit_estimate']:.0f}% improve"
+            out.print(f"{r['id']} model {m['model']} ({m['template']}): {m['proposals']} proposals "
+                      f"({100 * m['share']:.0f}% of them{estimate}), "
                       f"{100 * m['success_rate']:.0f}% valid, {m['improved']} improved on their parent (mean gain {gain}), "
                       f"{m['requests']} requests ({m['failed_requests']} failed), "
                       f"{m['prompt_tokens'] + m['completion_tokens']} tokens, ${m['cost_usd']:.4f}", highlight=False)

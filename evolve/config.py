@@ -5,11 +5,22 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evolve.errors import ConfigError
 
-__all__ = ["BUILTIN_MODELS", "EMBEDDED_MODEL", "CampaignConfig", "ModelSpec", "SamplingConfig", "parse_campaign_config"]
+__all__ = [
+    "BUILTIN_MODELS",
+    "EMBEDDED_MODEL",
+    "KINDS",
+    "CampaignConfig",
+    "Kind",
+    "ModelSpec",
+    "NoveltyConfig",
+    "SamplingConfig",
+    "SearchConfig",
+    "parse_campaign_config",
+]
 
 
 class _Strict(BaseModel):
@@ -22,6 +33,18 @@ BUILTIN_MODELS = {
     "mutator": "random numeric and operator mutations, no language model; the baseline",
 }
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+Kind = Literal["diff", "rewrite", "crossover"]
+KINDS: tuple[Kind, ...] = ("diff", "rewrite", "crossover")
+Mix = dict[Kind, float]
+
+
+def _check_mix(mix: Mix | None) -> Mix | None:
+    if mix is not None:
+        if any(w < 0 for w in mix.values()) or sum(mix.values()) <= 0:
+            raise ValueError("a proposal mix needs non-negative shares with a positive sum, e.g. {diff: 0.6, rewrite: 0.3, crossover: 0.1}")
+        mix = {k: w for k, w in mix.items() if w > 0}
+    return mix
 
 
 class ModelSpec(_Strict):
@@ -42,6 +65,9 @@ class ModelSpec(_Strict):
     mode: Literal["diff", "rewrite"] = Field(
         default="diff", description="SEARCH/REPLACE edits or whole-block rewrites (the embedded model defaults to rewrite)"
     )
+    mix: Mix | None = Field(
+        default=None, description="shares of proposal kinds for this model, e.g. {diff: 0.6, rewrite: 0.3, crossover: 0.1} "
+                                  "(default: the campaign's search.mix, else this model's mode alone)")
     timeout_s: float = Field(default=120.0, gt=0, le=3600, description="per request")
     max_in_flight: int | None = Field(default=None, ge=1, le=1024,
                                       description="requests to this model at once (default: the campaign's llm_concurrency)")
@@ -50,6 +76,8 @@ class ModelSpec(_Strict):
     retry_max_s: float = Field(default=60.0, ge=0, le=3600, description="longest backoff (a Retry-After may ask for more)")
     input_usd_per_mtok: float | None = Field(default=None, ge=0, description="price override; default: litellm's price data")
     output_usd_per_mtok: float | None = Field(default=None, ge=0, description="price override; default: litellm's price data")
+
+    _valid_mix = field_validator("mix")(_check_mix)
 
     @model_validator(mode="before")
     @classmethod
@@ -97,6 +125,45 @@ class SamplingConfig(_Strict):
         return self
 
 
+class NoveltyConfig(_Strict):
+    """The novelty filter: a child too like an elite of its island is not evaluated."""
+
+    enabled: Literal["auto", "on", "off"] = Field(
+        default="auto", description="auto: on for language models, off for the mutator (each of whose edits changes one "
+                                    "token, which any similarity threshold would reject by construction)")
+    threshold: float = Field(default=0.95, gt=0, le=1,
+                             description="token-trigram Jaccard similarity at or above which a child is a near-duplicate")
+    action: Literal["retry", "reject"] = Field(
+        default="retry", description="retry: ask the model once more, telling it which program it came too close to; "
+                                     "reject: record the child as a near-duplicate at once")
+
+
+class SearchConfig(_Strict):
+    """How proposals are chosen: the strategy, dedup and novelty, the proposal kinds, the model selection."""
+
+    strategy: Literal["evolve", "repeated-sampling", "hill-climb"] = Field(
+        default="evolve", description="evolve: MAP-Elites islands; repeated-sampling: every proposal from the initial "
+                                      "program, no archive in the prompt; hill-climb: always from the best program")
+    dedup: bool = Field(default=True, description="a child equal (up to formatting and comments) to a program already "
+                                                  "in the campaign is recorded as its duplicate, not evaluated")
+    novelty: NoveltyConfig = Field(default_factory=NoveltyConfig)
+    selection: Literal["weights", "bandit"] = Field(
+        default="weights", description="weights: each model by its weight; bandit: Thompson sampling over (model, kind) "
+                                       "on the share of children that beat their parent, per unit of cost, the weights "
+                                       "as its prior")
+    mix: Mix | None = Field(default=None, description="shares of proposal kinds for models without a mix of their own")
+    meta_every: int | None = Field(
+        default=None, ge=0, le=1_000_000,
+        description="every this many proposals of an island, a model summarises what worked and what failed, and later "
+                    "prompts of that island read it; 0 never; default 25 for language models, never for the mutator")
+
+    _valid_mix = field_validator("mix")(_check_mix)
+
+    def kinds_of(self, spec: ModelSpec) -> Mix:
+        """The proposal kinds a model is asked for, with their shares."""
+        return spec.mix or self.mix or {spec.mode: 1.0}
+
+
 class CampaignConfig(_Strict):
     """Everything that defines how a campaign runs."""
 
@@ -110,6 +177,7 @@ class CampaignConfig(_Strict):
     eval_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
     llm_concurrency: int = Field(default=4, ge=1, le=1024, description="model calls in flight")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
     sandbox: Literal["auto", "bwrap", "docker", "process"] = Field(
         default="auto", description="auto: bwrap where it works, else docker; process only when asked for"
     )

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from evolve.blocks import find_regions
 from evolve.errors import DiffError, ProblemError
+from evolve.novelty import parse as parse_python
 
 __all__ = [
     "BUILTIN_FEATURES",
@@ -424,7 +425,7 @@ def _check_program(code: str, where: str) -> None:
 
 def _check_evaluator(code: str, where: str, config: ProblemConfig) -> None:
     try:
-        tree = ast.parse(code, where)
+        tree = parse_python(code, where)
     except SyntaxError as exc:
         raise ProblemError(f"{where}: line {exc.lineno}: syntax error: {exc.msg}") from exc
     except (RecursionError, MemoryError, ValueError, OverflowError) as exc:

@@ -17,19 +17,21 @@ from __future__ import annotations
 import importlib.resources
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import jinja2
 
 from evolve.archive import Sample
+from evolve.config import Kind
 from evolve.evaluators.validate import artifact_source
 from evolve.problem import ProblemConfig
+from evolve.values import Program
 
 __all__ = ["PromptBuilder", "default_template_dir"]
 
-Mode = Literal["diff", "rewrite"]
 _ARTIFACT_CHARS = 1500
 _PROGRAM_OUTPUT_CHARS = 1000
+_NOTES_CHARS = 2000
 
 
 def default_template_dir() -> Path:
@@ -83,10 +85,17 @@ class PromptBuilder:
         self._env.filters["quoted"] = _quoted
         self._env.filters["fenced"] = _fenced
 
-    def build(self, sample: Sample, *, mode: Mode) -> list[dict[str, str]]:
-        """Messages for one proposal in ``mode`` ("diff" or "rewrite")."""
+    def build(self, sample: Sample, *, mode: Kind, mate: Program | None = None, notes: str | None = None) -> list[dict[str, str]]:
+        """Messages for one proposal of kind ``mode`` ("diff", "rewrite" or "crossover", which needs ``mate``).
+
+        ``notes`` is the island's latest meta-summary (a model's own words about what worked), clipped.
+        """
+        if mode == "crossover" and mate is None:
+            raise ValueError("a crossover prompt needs a second parent")
         objective = self._problem.objective
         context = {
+            "mate": mate,
+            "notes": _tail(notes.strip(), _NOTES_CHARS) if notes else None,
             "description": self._problem.description,
             "metric": objective.metric,
             "direction": objective.direction.value,
@@ -99,6 +108,18 @@ class PromptBuilder:
             "failures": sample.failures,
             "cascade": len(self._problem.stages) > 1,
         }
+        return self._render(f"{mode}.j2", context)
+
+    def meta(self, *, best: list[Program], failures: list[Program], notes: str | None) -> list[dict[str, str]]:
+        """Messages asking for a summary of what the best programs and the recent failures have in common."""
+        objective = self._problem.objective
+        return self._render("meta.j2", {
+            "description": self._problem.description, "metric": objective.metric, "direction": objective.direction.value,
+            "best": best, "failures": failures, "notes": _tail(notes.strip(), _NOTES_CHARS) if notes else None,
+            "cascade": len(self._problem.stages) > 1,
+        })
+
+    def _render(self, template: str, context: dict[str, Any]) -> list[dict[str, str]]:
         system = self._env.get_template("system.j2").render(**context).strip()
-        user = self._env.get_template(f"{mode}.j2").render(**context).strip()
+        user = self._env.get_template(template).render(**context).strip()
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]

@@ -26,6 +26,8 @@ class EvalStatus(enum.StrEnum):
     BELOW_THRESHOLD = "below_threshold"  # passed a cascade stage's checks but missed its threshold
     DIFF_FAILED = "diff_failed"  # the model's answer did not yield a program
     LLM_FAILED = "llm_failed"  # the model call itself failed
+    DUPLICATE = "duplicate"  # the same program (up to formatting and comments) as one already in the campaign: not evaluated
+    NEAR_DUPLICATE = "near_duplicate"  # too similar to an elite of its island (the novelty filter): not evaluated
 
     @property
     def is_ok(self) -> bool:
@@ -49,6 +51,7 @@ class Origin(enum.StrEnum):
     INITIAL = "initial"
     DIFF = "diff"
     REWRITE = "rewrite"
+    CROSSOVER = "crossover"  # an edit of the parent that draws on a second parent (``mate_id``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +118,4 @@ class Program:
     created_at: float = 0.0
     stage: str | None = None  # the last evaluation stage it reached
     node: str | None = None  # the cluster node that evaluated it (None: the controller's host)
+    mate_id: str | None = None  # a crossover's second parent

@@ -25,6 +25,8 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer, PythonLexer
 
+from evolve.bandit import model_report
+from evolve.config import CampaignConfig
 from evolve.server.campaigns import campaign_out, campaign_row
 from evolve.server.programs import parent_diff, program_or_404
 from evolve.server.schemas import CampaignOverview, HighlightedProgram, errors
@@ -70,6 +72,7 @@ async def overview(
     islands = int(row.config.get("islands", 1))
     # independent reads of one index: in parallel threads (SQLite reads do not block each other in WAL mode)
     problem = asyncio.ensure_future(asyncio.to_thread(store.load_problem, row.problem_id))
+    notes = asyncio.ensure_future(asyncio.to_thread(store.latest_notes, campaign_id))
     series, steps, summary, models, last_event, campaign = await asyncio.gather(
         asyncio.to_thread(store.score_series, campaign_id, buckets=points),
         asyncio.to_thread(store.best_steps, campaign_id, limit=MAX_POINTS),
@@ -86,7 +89,8 @@ async def overview(
         "series": [asdict(b) for b in series],
         "best_steps": [asdict(s) for s in steps],
         "islands": [asdict(i) for i in summary],
-        "models": [{**asdict(s), "valid_rate": s.success_rate} for s in models],
+        "models": model_report(CampaignConfig.model_validate(row.config), models),
+        "notes": await notes,
         "last_event_id": last_event,
     }
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from evolve.config import ModelSpec, SamplingConfig
+from evolve.config import ModelSpec, SamplingConfig, SearchConfig
 from evolve.values import CampaignStatus, EvalStatus, Origin
 
 __all__ = [
@@ -96,6 +96,7 @@ class CampaignCreate(_In):
     eval_concurrency: int = Field(default=2, ge=1, le=256)
     llm_concurrency: int = Field(default=4, ge=1, le=1024)
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
     executor: Literal["warm", "cold", "ray"] = Field(
         default="warm", description="warm: long-lived evaluator workers; cold: a process per evaluation; ray: the "
                                     "server's Ray cluster, where its operator allows it (EVOLVE_RAY_ADDRESS)")
@@ -253,6 +254,16 @@ class ModelStatsOut(BaseModel):
     completion_tokens: int
     cost_usd: float
     mean_latency_s: float | None
+    share: float = Field(description="of the campaign's proposals")
+    bandit_estimate: float | None = Field(description="under selection: bandit, its estimate of the share that beat their parent")
+
+
+class MetaNoteOut(BaseModel):
+    island: int
+    iteration: int = Field(description="the proposal after which it was written")
+    model: str
+    text: str = Field(description="the model's own summary; later prompts of the island read it")
+    ts: float
 
 
 class CampaignOverview(BaseModel):
@@ -263,6 +274,7 @@ class CampaignOverview(BaseModel):
     best_steps: list[BestStepOut] = Field(description="the iterations where the best score improved")
     islands: list[IslandSummaryOut]
     models: list[ModelStatsOut]
+    notes: list[MetaNoteOut] = Field(description="each island's newest meta-summary (search.meta_every)")
     last_event_id: int = Field(description="follow /events?after= this id for live updates")
 
 

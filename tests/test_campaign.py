@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from pathlib import Path
 
@@ -101,10 +102,12 @@ def test_a_failing_initial_program_creates_no_campaign(file_store: Store, tmp_pa
 
 
 def test_a_campaign_through_litellm_and_a_loopback_openai_server(file_store: Store, quadratic: Problem, tmp_path: Path) -> None:
+    requests = itertools.count()  # a model samples anew each request (seeding by the prompt would repeat edits: duplicates)
+
     def model_answer(body: dict[str, object]) -> str:
         prompt = str(body["messages"])
         code = re.findall(r"```python\\n(.*?)```", prompt, re.DOTALL)[-1].encode().decode("unicode_escape")
-        return "Try another constant.\n" + render_diff(propose_edits(code, np.random.default_rng(len(prompt))))
+        return "Try another constant.\n" + render_diff(propose_edits(code, np.random.default_rng(next(requests))))
 
     with serve(model_answer) as (base, server):
         campaign = create(file_store, quadratic, tmp_path, iterations=10, islands=2,

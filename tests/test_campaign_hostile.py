@@ -84,6 +84,8 @@ def create(store: Store, problem: Problem, tmp_path: Path, mode: str) -> str:
     config = CampaignConfig.model_validate({
         "models": [{"name": "mutator", "mode": mode, "max_retries": 0}], "iterations": 1, "islands": 1,
         "eval_concurrency": 2, "llm_concurrency": 4, "sandbox": "auto",
+        # every answer must reach its own outcome: the examples repeat hostile programs, which dedup would not re-run
+        "search": {"dedup": False},
     })
     campaign = asyncio.run(Campaign.create(store, problem, config, workdir=tmp_path / f"create-{mode}"))
     return campaign.id

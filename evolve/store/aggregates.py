@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
@@ -123,6 +124,17 @@ class Aggregates:
             cells, best_id, best_score = tops.get(island, (0, None, None))
             out.append(IslandSummary(island=island, programs=n, valid=n_valid, cells=cells, best_id=best_id, best_score=best_score))
         return out
+
+    def latest_notes(self, campaign_id: str, *, limit: int = 64) -> list[dict[str, Any]]:
+        """The newest meta-summary of each island (from the last ``limit`` summaries), by island."""
+        with self._reading("reading the meta-summaries") as conn:
+            rows = conn.execute(select(events.c.ts, events.c.data).where(events.c.campaign_id == campaign_id,
+                                                                         events.c.kind == "meta_summary")
+                                .order_by(events.c.id.desc()).limit(limit)).all()
+        newest: dict[int, dict[str, Any]] = {}
+        for ts, data in rows:
+            newest.setdefault(int(data["island"]), {**data, "ts": ts})
+        return [newest[i] for i in sorted(newest)]
 
     def last_event_id(self, campaign_id: str) -> int:
         """The id of the campaign's latest event (0 when none): where a live view starts following."""

@@ -39,7 +39,7 @@ def program_from_row(row: Row[Any]) -> Program:
         metrics=dict(m["metrics"]), features=dict(m["features"]), artifacts=dict(m["artifacts"]),
         diff=m["diff"], model=m["model"], template=m["template"], cell=m["cell"],
         eval_seconds=m["eval_seconds"], llm_seconds=m["llm_seconds"], created_at=m["created_at"], stage=m["stage"],
-        node=m["node"],
+        node=m["node"], mate_id=m["mate_id"],
     )
 
 

@@ -79,7 +79,7 @@ programs = Table(
     Column("artifacts", StoredJSON, nullable=False),
     Column("cell", String(64), nullable=True),
     Column("code", Text, nullable=False),
-    Column("code_hash", String(32), nullable=False),
+    Column("code_hash", String(32), nullable=False),  # evolve.novelty.code_key: equal for the same program, however formatted
     Column("diff", Text, nullable=True),
     Column("model", String(200), nullable=True),
     Column("template", String(64), nullable=True),
@@ -90,11 +90,13 @@ programs = Table(
     Column("stage", String(40), nullable=True),  # the last cascade stage the evaluation reached
     Column("node", String(200), nullable=True),  # the cluster node that evaluated it (None: the controller's host)
     Column("parent_fitness", Float, nullable=True),  # the parent's, copied when recorded: "improved?" needs no join
+    Column("mate_id", String(32), nullable=True),  # a crossover's second parent
     # one program per iteration: a resumed campaign can never duplicate one
     UniqueConstraint("campaign_id", "iteration", name="uq_programs_campaign_iteration"),
     Index("ix_programs_island_iteration", "campaign_id", "island", "iteration"),
     Index("ix_programs_island_status_iteration", "campaign_id", "island", "status", "iteration"),
     Index("ix_programs_parent", "parent_id"),
+    Index("ix_programs_code", "campaign_id", "code_hash"),  # dedup: is this program in the campaign already?
     # covers every column the campaign overview aggregates, so it never reads a program row (code, diff)
     Index("ix_programs_overview", "campaign_id", "iteration", "status", "fitness", "score", "island", "model", "template",
           "stage", "parent_fitness", "id"),

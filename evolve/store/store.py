@@ -10,7 +10,6 @@ go through indexes and never scan a campaign's programs.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -29,6 +28,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from evolve.errors import StoreError
+from evolve.novelty import code_key
 from evolve.problem import Problem
 from evolve.store.aggregates import Aggregates
 from evolve.store.leases import Leases, fence
@@ -288,6 +288,14 @@ class Store(Leases, Queries, Aggregates):
             rows = conn.execute(select(programs).where(programs.c.campaign_id == campaign_id).order_by(programs.c.iteration)).all()
         return [program_from_row(r) for r in rows]
 
+    def initial_program(self, campaign_id: str) -> Program:
+        """The campaign's initial program (iteration 0). Raises: StoreError when the campaign has none."""
+        with self._reading("reading the initial program") as conn:
+            row = conn.execute(select(programs).where(programs.c.campaign_id == campaign_id, programs.c.iteration == 0)).first()
+        if row is None:
+            raise StoreError(f"campaign '{campaign_id}' has no initial program")
+        return program_from_row(row)
+
     def best_program(self, campaign_id: str) -> Program | None:
         best_id = self.get_campaign(campaign_id).best_program_id
         return self.get_program(best_id) if best_id else None
@@ -344,6 +352,16 @@ class Store(Leases, Queries, Aggregates):
         with self._reading("reading the iteration counter") as conn:
             value = conn.execute(select(func.max(programs.c.iteration)).where(programs.c.campaign_id == campaign_id)).scalar()
         return int(value or 0)
+
+    def same_program(self, campaign_id: str, code: str) -> tuple[str, int] | None:
+        """An earlier program of the campaign that is ``code`` up to formatting and comments, and was evaluated to a
+        verdict (not a timeout, which a loaded machine may cause): (id, iteration) of the first."""
+        with self._reading("looking for a duplicate") as conn:
+            row = conn.execute(select(programs.c.id, programs.c.iteration).where(
+                programs.c.campaign_id == campaign_id, programs.c.code_hash == code_key(code),
+                programs.c.status.in_(_VERDICTS),
+            ).order_by(programs.c.iteration).limit(1)).first()
+        return None if row is None else (str(row.id), int(row.iteration))
 
     def status_counts(self, campaign_id: str) -> dict[str, int]:
         with self._reading("counting programs") as conn:
@@ -446,12 +464,13 @@ def _program_values(p: Program) -> dict[str, Any]:
         "generation": p.generation, "iteration": p.iteration, "origin": p.origin.value, "status": p.status.value,
         "score": p.score, "fitness": p.fitness, "metrics": p.metrics, "features": p.features,
         "artifacts": {k: _storable(v) for k, v in p.artifacts.items()}, "cell": p.cell, "code": code,
-        "code_hash": hashlib.sha256(code.encode()).hexdigest()[:32], "diff": _storable(p.diff), "model": p.model,
+        "code_hash": code_key(code), "mate_id": p.mate_id, "diff": _storable(p.diff), "model": p.model,
         "template": p.template, "eval_seconds": p.eval_seconds, "llm_seconds": p.llm_seconds, "n_children": 0,
         "created_at": p.created_at or time.time(), "stage": p.stage, "node": p.node,
     }
 
 
+_VERDICTS = [s.value for s in (EvalStatus.OK, EvalStatus.INVALID, EvalStatus.ERROR, EvalStatus.BELOW_THRESHOLD)]
 _UPSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 

@@ -8,7 +8,7 @@ import {errorBox, fmt, h, programLink, section, statusBadge, table} from "./dom.
 import {archiveMaps} from "./heatmap.js";
 import {bestPlot, candidatesPlot} from "./plots.js";
 
-const FAILURES = ["diff_failed", "llm_failed", "invalid", "below_threshold", "error", "timeout"];
+const FAILURES = ["diff_failed", "llm_failed", "duplicate", "near_duplicate", "invalid", "below_threshold", "error", "timeout"];
 const REFRESH_MS = 2000;
 const PAGE = 25;
 
@@ -64,13 +64,23 @@ function modelsTable(models) {
     {label: "Model", cell: (m) => m.model || "(initial)"},
     {label: "Mode", cell: (m) => m.template || "–"},
     {label: "Proposals", num: true, cell: (m) => fmt.int(m.proposals)},
+    {label: "Share", num: true, cell: (m) => fmt.pct(m.share)},
     {label: "Valid", num: true, cell: (m) => fmt.pct(m.valid_rate)},
     {label: "Improved", num: true, cell: (m) => fmt.int(m.improved)},
+    ...(models.some((m) => m.bandit_estimate != null)
+      ? [{label: "Bandit estimate", num: true, cell: (m) => fmt.pct(m.bandit_estimate)}] : []),
     {label: "Requests", num: true, cell: (m) => `${fmt.int(m.requests)}${m.failed_requests ? ` (${fmt.int(m.failed_requests)} failed)` : ""}`},
     {label: "Tokens", num: true, cell: (m) => fmt.tokens(m.prompt_tokens + m.completion_tokens)},
     {label: "Cost", num: true, cell: (m) => fmt.usd(m.cost_usd)},
     {label: "Latency", num: true, cell: (m) => fmt.seconds(m.mean_latency_s)},
   ], models, {cls: "models"});
+}
+
+function notesList(notes) {
+  if (!notes.length) return [h("p", {class: "muted"}, "No meta-summary yet (search.meta_every; never for the mutator).")];
+  return notes.map((n) => h("div", {class: "note"},
+    h("p", {class: "muted"}, `Island ${n.island}, after iteration ${fmt.int(n.iteration)} (${n.model})`),
+    h("pre", {class: "note-text"}, n.text)));
 }
 
 function programsPage(campaignId, {sort = "time", status = "", island = ""}, cursor = null) {
@@ -124,6 +134,7 @@ export async function campaignPage(app, campaignId) {
   const parts = {
     summary: h("div"), best: h("div", {class: "plot-box", id: "best-plot"}), candidates: h("div", {class: "plot-box", id: "candidates-plot"}),
     maps: h("div", {id: "maps"}), islands: h("div", {id: "islands"}), models: h("div", {id: "models"}), failures: h("div", {id: "failures"}),
+    notes: h("div", {id: "notes"}),
   };
   const browser = programsBrowser(campaignId, overview.islands);
   let live = "connecting";
@@ -139,6 +150,7 @@ export async function campaignPage(app, campaignId) {
     parts.maps.replaceChildren(archiveMaps({archive: arc, direction: ov.objective.direction, onPick: open}));
     parts.islands.replaceChildren(islandsTable(ov.islands));
     parts.models.replaceChildren(modelsTable(ov.models));
+    parts.notes.replaceChildren(...notesList(ov.notes || []));
     parts.failures.replaceChildren(...failures(c).filter(Boolean));
     for (const a of parts.failures.querySelectorAll("a.filter-link")) {
       a.addEventListener("click", (e) => { e.preventDefault(); browser.filterStatus(a.dataset.status); });
@@ -187,6 +199,7 @@ export async function campaignPage(app, campaignId) {
     section("MAP-Elites map", parts.maps),
     h("div", {class: "two"}, section("Islands", parts.islands), section("Outcomes", parts.failures)),
     section("Models", parts.models),
+    section("What the search learned (meta-summaries)", parts.notes),
     section("Programs", browser.view),
   );
   browser.show(firstPage);
