@@ -2,14 +2,14 @@
 
     .venv/bin/python benchmarks/run_all.py [--out benchmarks/results] [--only sandbox_cost,throughput] [--quick]
 
-Runs sandbox_cost, throughput, store_scale, dashboard and ray_scale with their default
-settings (about 32 minutes on 2 cores), then writes ``targets.md`` (each
+Runs sandbox_cost, throughput, store_scale, dashboard, ray_scale, search_quality and
+grid_fit with their default settings (about 55 minutes on 2 cores), then writes ``targets.md`` (each
 target, the figure that decides it and whether it is met, read from the
 benchmarks' JSON of this same run) and ``summary.md``: the targets and every
 table, each after the command that made it and how long it took. Each table
 is also its own markdown file (``throughput.md``, ``throughput_scale.md``,
 ``throughput_latency.md``, ``throughput_cold.md``, ``store_scale.md``,
-``sandbox_cost.md``, ``dashboard.md``, ``ray_scale.md``): the README shows exactly these.
+``sandbox_cost.md``, ``dashboard.md``, ``ray_scale.md``, ``search_quality.md``, ``grid_fit.md``): the README shows exactly these.
 Each benchmark reports and never fails on a slow machine; one that cannot run
 (a missing backend or browser) is reported as such and the others still run.
 ``--quick`` runs tiny configurations to check that the scripts work: its
@@ -33,15 +33,18 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.report import machine  # noqa: E402
 
-SUITE = ["sandbox_cost", "throughput", "store_scale", "dashboard", "ray_scale"]
+SUITE = ["sandbox_cost", "throughput", "store_scale", "dashboard", "ray_scale", "search_quality", "grid_fit"]
 TABLES = {"sandbox_cost": ["sandbox_cost", "sandbox_warm"], "throughput": ["throughput", "throughput_scale", "throughput_latency", "throughput_cold"],
-          "store_scale": ["store_scale"], "dashboard": ["dashboard"], "ray_scale": ["ray_scale"]}
+          "store_scale": ["store_scale"], "dashboard": ["dashboard"], "ray_scale": ["ray_scale"], "search_quality": ["search_quality"],
+          "grid_fit": ["grid_fit"]}
 QUICK = {
     "sandbox_cost": ["--runs", "3"],
     "throughput": ["--runs", "1", "--iterations", "6", "--scales", "1000,3000", "--in-flight", "2,16"],
     "store_scale": ["--sizes", "1000,10000", "--runs", "12"],
     "dashboard": ["--programs", "2000", "--runs", "2"],
     "ray_scale": ["--slots", "2", "--rounds", "2", "--sleep-s", "0.5"],
+    "search_quality": ["--quick"],
+    "grid_fit": ["--proposals", "20"],
 }
 
 Row = tuple[str, str, bool | None]  # target, measured, met (None: not measured)
@@ -150,13 +153,42 @@ def _ray_targets(data: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _search_targets(data: dict[str, Any]) -> list[Row]:
+    rows, out = data.get("rows", []), []
+    meta = data.get("meta", {})
+    budget = f"{meta.get('proposals')} proposals, {len(meta.get('seeds', []))} seeds"
+    for problem, goal in (("ring16", 1.63), ("ring17", 1.77)):
+        r = next((x for x in rows if x["problem"].startswith(problem) and x["variant"] == "evolve (defaults)"), None)
+        if r is not None:
+            out.append((f"median best sum of radii ≥ {goal} on {r['problem']} with the defaults ({budget})",
+                        f"{r['median']:.4f} ({r['min']:.4f}–{r['max']:.4f})", r["median"] >= goal))
+    for c in data.get("comparisons", []):
+        out.append((f"evolve above repeated sampling and at least hill-climb on every seed ({c['problem']})",
+                    f"above repeated sampling on {c['beats_repeated_sampling']} of {c['seeds']}, at least hill-climb on "
+                    f"{c['at_least_hill_climb']} of {c['seeds']}",
+                    c["beats_repeated_sampling"] == c["seeds"] and c["at_least_hill_climb"] == c["seeds"]))
+    bandit = {r["variant"]: r for r in data.get("bandit", [])}
+    b = next((r for k, r in bandit.items() if k.endswith("bandit")), None)
+    w = next((r for k, r in bandit.items() if k.endswith("equal weights")), None)
+    if b is not None and w is not None:
+        out.append(("bandit: ≥ 80% of proposals to the useful stand-in, best score no worse than equal weights",
+                    f"{b['useful_share_pct']:.0f}% (equal weights {w['useful_share_pct']:.0f}%); median best {b['median']:.4f} "
+                    f"against {w['median']:.4f}", b["useful_share_pct"] >= 80 and b["median"] >= w["median"]))
+    on = next((x for x in rows if x["variant"] == "evolve (defaults)"), None)
+    off = next((x for x in rows if x["variant"] == "evolve, dedup off"), None)
+    if on is not None and off is not None:
+        out.append(("≤ 2% of evaluations spent on a program evaluated before, with dedup on (off: today's figure)",
+                    f"{on['repeat_share_pct']:.1f}% on, {off['repeat_share_pct']:.1f}% off ({on['problem']})", on["repeat_share_pct"] <= 2))
+    return out
+
+
 def _by_pair(rows: list[dict[str, Any]], candidate: str, backend: str) -> dict[str, Any] | None:
     return next((r for r in rows if r["candidate"] == candidate and r["backend"] == backend), None)
 
 
 TARGETS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "throughput": _throughput_targets, "store_scale": _store_targets, "dashboard": _dashboard_targets, "sandbox_cost": _sandbox_targets,
-    "ray_scale": _ray_targets,
+    "ray_scale": _ray_targets, "search_quality": _search_targets,
 }
 
 

@@ -30,6 +30,7 @@ from evolve.campaign import Progress as CampaignProgress
 from evolve.config import BUILTIN_MODELS, EMBEDDED_MODEL, CampaignConfig, parse_campaign_config
 from evolve.errors import EvolveError, StoreError
 from evolve.evaluators.executor import EXECUTORS
+from evolve.grids import grid_warnings
 from evolve.llm.embedded import is_embedded
 from evolve.problem import Limits, builtin_problem_names, resolve_problem
 from evolve.reports import held_out_score
@@ -309,7 +310,8 @@ def _limits_text(limits: Limits) -> str:
 def _campaign_json(store: Store, row: CampaignRow) -> dict[str, Any]:
     best = store.get_program(row.best_program_id) if row.best_program_id else None
     counts = store.status_counts(row.id)
-    limits = store.load_problem(row.problem_id).config.limits
+    problem = store.load_problem(row.problem_id).config
+    limits = problem.limits
     return {
         "id": row.id, "problem": row.problem_name, "status": row.status.value,
         "iterations_done": row.iterations_done, "iterations_target": row.iterations_target,
@@ -324,6 +326,7 @@ def _campaign_json(store: Store, row: CampaignRow) -> dict[str, Any]:
         "models": model_report(CampaignConfig.model_validate(row.config), store.model_stats(row.id)),
         "selection": row.config.get("search", {}).get("selection", "weights"),
         "stages": store.stage_counts(row.id),
+        "grid_warnings": grid_warnings(store, row.id, list(problem.features), programs=row.iterations_done),
     }
 
 
@@ -356,6 +359,8 @@ def status(db: str, as_json: bool) -> None:
             out.print(f"{r['id']} run by {r['owner']}{lease} (renewed while it runs; resumable elsewhere once it lapses)",
                       highlight=False)
         out.print(f"{r['id']} limits: {_limits_text(Limits.model_validate(r['limits']))}", highlight=False)
+        for warning in r["grid_warnings"]:
+            out.print(f"{r['id']} [yellow]warning[/]: {escape(warning)}", highlight=False)
         skipped = {k: r["statuses"].get(k, 0) for k in ("duplicate", "near_duplicate")}
         if any(skipped.values()):
             out.print(f"{r['id']} not evaluated: {skipped['duplicate']} duplicates of earlier programs, "

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from evolve.config import CampaignConfig
 from evolve.errors import ConfigError, StoreError
+from evolve.grids import grid_warnings
 from evolve.server.manager import CampaignManager
 from evolve.server.problems import find_problem
 from evolve.server.schemas import CampaignCreate, CampaignOut, CampaignResume, errors
@@ -62,6 +63,8 @@ def campaign_out(request: Request, row: CampaignRow, *, detail: bool = False) ->
     if detail:
         out["status_counts"] = store.status_counts(row.id)
         out["stage_counts"] = store.stage_counts(row.id)
+        axes = store.load_problem(row.problem_id).config.features
+        out["grid_warnings"] = grid_warnings(store, row.id, list(axes), programs=row.iterations_done)
     return out
 
 

@@ -138,6 +138,7 @@ class CampaignOut(BaseModel):
     config: dict[str, Any]
     status_counts: dict[str, int] | None = None
     stage_counts: dict[str, int] | None = None
+    grid_warnings: list[str] | None = Field(default=None, description="axes of the MAP-Elites grid its programs barely spread over")
 
 
 # ------------------------------------------------------------------ programs

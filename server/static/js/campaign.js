@@ -26,6 +26,7 @@ function summary(c, live, refresh, report) {
       fact("Started", fmt.when(c.created_at)),
     ),
     c.error ? h("p", {class: "error"}, c.error) : null,
+    ...(c.grid_warnings || []).map((w) => h("p", {class: "grid-warning"}, w)),
     controls(c, refresh, report));
 }
 
