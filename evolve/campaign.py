@@ -39,7 +39,7 @@ import numpy as np
 
 from evolve.archive import Archive, Sample
 from evolve.bandit import selector
-from evolve.config import CampaignConfig, Kind, ModelSpec, parse_campaign_config
+from evolve.config import CampaignConfig, Kind, ModelSpec, auto_islands, parse_campaign_config
 from evolve.diff import apply_diff, apply_rewrite, parse_diff
 from evolve.errors import DiffError, EvolveError, LLMError, ProblemError, SandboxError
 from evolve.evaluators.runner import Evaluator
@@ -179,7 +179,8 @@ class Campaign:
         """
         evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=config.sandbox, executor=config.executor,
                               slots=config.eval_concurrency, ray_address=config.ray_address)
-        config = config.model_copy(update={"sandbox": evaluator.backend})  # 'auto' is decided once, for good
+        # 'auto' settings are decided once, for good: the sandbox, and the islands (the budget may grow on resume)
+        config = config.model_copy(update={"sandbox": evaluator.backend, "islands": config.islands or auto_islands(config.iterations)})
         try:
             result = await evaluator.evaluate(problem.initial_program)
         except BaseException:
@@ -202,7 +203,7 @@ class Campaign:
         )
         store.create_campaign(
             campaign_id=campaign_id, problem_id=problem_id, config=config.model_dump(mode="json"),
-            initial=initial, islands=config.islands,
+            initial=initial, islands=config.island_count,
         )
         row = store.claim_campaign(campaign_id, new_owner(), target=None, lease_s=lease_s)
         return cls(store, row, problem, workdir=workdir, evaluator=evaluator, lease_s=lease_s)
@@ -245,14 +246,14 @@ class Campaign:
             iteration = self._next_iteration
             self._next_iteration += 1
         rng = np.random.default_rng([self.config.seed, iteration])
-        island = iteration % self.config.islands
+        island = iteration % self.config.island_count
         search = self.config.search
         sample = self.archive.sample(island, rng, strategy=search.strategy)
         arm = self.selector.choose(rng)
         mate = None
         if arm.kind == "crossover":
             if search.strategy == "evolve":
-                mate = self.archive.mate(island, sample.parent, rng, islands=self.config.islands)
+                mate = self.archive.mate(island, sample.parent, rng, islands=self.config.island_count)
             if mate is None:  # nothing to cross with yet (or a baseline strategy): the model's plain kind
                 arm = self.selector.fallback(arm)
         spec = self.config.models[arm.model]
@@ -372,7 +373,7 @@ class Campaign:
         if every is None:
             every = 0 if proposal.model.name == "mutator" else _META_EVERY
         # island j proposes iterations j, j + I, j + 2I, ... (island 0 from I: iteration 0 is the initial program)
-        islands, island = self.config.islands, proposal.island
+        islands, island = self.config.island_count, proposal.island
         count = (proposal.iteration - island) // islands + (island > 0)
         return every > 0 and count % every == 0
 
@@ -447,10 +448,10 @@ class Campaign:
         return outcome
 
     def _maybe_migrate(self, done: int) -> None:
-        period = self.config.migration_interval * self.config.islands
+        period = self.config.migration_interval * self.config.island_count
         upto = (done // period) * period
         if upto > self._migrated_upto:  # the store's own check keeps it idempotent; this one saves a transaction per iteration
-            self.store.migrate_islands(self.id, upto_iteration=upto, islands=self.config.islands,
+            self.store.migrate_islands(self.id, upto_iteration=upto, islands=self.config.island_count,
                                        size=self.config.migration_size, owner=self.owner)
             self._migrated_upto = upto
 

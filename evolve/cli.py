@@ -258,7 +258,8 @@ def run(problem: str, models: tuple[str, ...], api_base: str | None, api_key_env
         campaign = asyncio.run(Campaign.create(store, prob, config, workdir=workdir))
         initial = store.best_program(campaign.id)
         chosen = config.search.strategy
-        how = f"{config.islands} islands" if chosen == "evolve" else f"strategy {chosen}"
+        n = campaign.config.island_count
+        how = f"{n} island{'s' if n > 1 else ''}" if chosen == "evolve" else f"strategy {chosen}"
         err.print(f"campaign {campaign.id}: {prob.name}, {how}, "
                   f"initial {prob.config.objective.metric} = {_fmt(initial.score if initial else None)}", highlight=False)
         _model_notice(campaign)

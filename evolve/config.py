@@ -19,6 +19,7 @@ __all__ = [
     "NoveltyConfig",
     "SamplingConfig",
     "SearchConfig",
+    "auto_islands",
     "parse_campaign_config",
 ]
 
@@ -171,7 +172,11 @@ class CampaignConfig(_Strict):
     iterations: int = Field(default=100, ge=1, le=10_000_000)
     max_wall_s: float | None = Field(default=None, gt=0)
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
-    islands: int = Field(default=4, ge=1, le=64)
+    islands: int | None = Field(
+        default=None, ge=1, le=64,
+        description="default: one island per 250 proposals of the budget, 1 to 4, decided when the campaign is created (an "
+                    "island needs a few hundred proposals of its own to go deep; 4 islands sharing 200 proposals lost to "
+                    "hill-climbing in benchmarks/search_quality.py)")
     migration_interval: int = Field(default=10, ge=1, description="generations between ring migrations")
     migration_size: int = Field(default=1, ge=1, le=16, description="best programs copied to the next island")
     eval_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
@@ -189,6 +194,20 @@ class CampaignConfig(_Strict):
                                     description="the Ray cluster's head (host:port); default RAY_ADDRESS, else this host's")
     max_cost_usd: float | None = Field(default=None, gt=0, description="stop once model calls have cost this much")
     max_tokens: int | None = Field(default=None, gt=0, description="stop once model calls have used this many tokens")
+
+    @property
+    def island_count(self) -> int:
+        """The islands: as set, else as ``auto_islands`` decides (a stored campaign's config always has them set)."""
+        return self.islands or auto_islands(self.iterations)
+
+
+PROPOSALS_PER_ISLAND = 250
+MAX_AUTO_ISLANDS = 4
+
+
+def auto_islands(iterations: int) -> int:
+    """The islands a campaign of ``iterations`` proposals gets when it does not say."""
+    return max(1, min(MAX_AUTO_ISLANDS, iterations // PROPOSALS_PER_ISLAND))
 
 
 def parse_campaign_config(data: dict[str, Any], *, source: str = "campaign config") -> CampaignConfig:

@@ -90,7 +90,7 @@ class CampaignCreate(_In):
     iterations: int = Field(default=100, ge=1, le=10_000_000)
     max_wall_s: float | None = Field(default=None, gt=0)
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
-    islands: int = Field(default=4, ge=1, le=64)
+    islands: int | None = Field(default=None, ge=1, le=64, description="default: one per 250 proposals, 1 to 4")
     migration_interval: int = Field(default=10, ge=1, le=1_000_000)
     migration_size: int = Field(default=1, ge=1, le=16)
     eval_concurrency: int = Field(default=2, ge=1, le=256)
