@@ -26,7 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evolve.config import SamplingConfig
+from evolve.config import ArchiveConfig, SamplingConfig
+from evolve.cvt import WARMUP_CELL, Centroids
 from evolve.problem import FeatureAxis
 from evolve.store import EliteRow, Store
 from evolve.values import Program
@@ -78,12 +79,15 @@ class Sample:
 class Archive:
     """Reads and samples one campaign's per-island MAP-Elites grids."""
 
-    def __init__(self, store: Store, campaign_id: str, *, axes: list[FeatureAxis], sampling: SamplingConfig) -> None:
+    def __init__(self, store: Store, campaign_id: str, *, axes: list[FeatureAxis], sampling: SamplingConfig,
+                 cells: ArchiveConfig | None = None) -> None:
         self._store = store
         self._campaign_id = campaign_id
         self.axes = axes
         self._sampling = sampling
         self._initial_program: Program | None = None
+        self.cvt = cells is not None and cells.kind == "cvt"
+        self.centroids: Centroids | None = None  # a CVT archive's, once chosen (evolve.cvt)
 
     def _initial(self) -> Program:
         if self._initial_program is None:
@@ -91,7 +95,9 @@ class Archive:
         return self._initial_program
 
     def cell(self, features: dict[str, float]) -> str:
-        return cell_key(features, self.axes)
+        if not self.cvt:
+            return cell_key(features, self.axes)
+        return WARMUP_CELL if self.centroids is None else self.centroids.cell(features)
 
     def choose_mode(self, rng: np.random.Generator) -> SampleMode:
         s = self._sampling

@@ -40,6 +40,7 @@ import numpy as np
 from evolve.archive import Archive, Sample
 from evolve.bandit import selector
 from evolve.config import CampaignConfig, Kind, ModelSpec, auto_islands, parse_campaign_config
+from evolve.cvt import Centroids
 from evolve.diff import apply_diff, apply_rewrite, parse_diff
 from evolve.errors import DiffError, EvolveError, LLMError, ProblemError, SandboxError
 from evolve.evaluators.runner import Evaluator
@@ -146,7 +147,8 @@ class Campaign:
         self.lease_s = lease_s
         self.problem = problem
         self.config = CampaignConfig.model_validate(row.config)
-        self.archive = Archive(store, row.id, axes=list(problem.config.features), sampling=self.config.sampling)
+        self.archive = Archive(store, row.id, axes=list(problem.config.features), sampling=self.config.sampling,
+                               cells=self.config.search.archive)
         self.prompts = PromptBuilder(problem.config)
         self.ensemble = Ensemble(self.config.models, default_in_flight=self.config.llm_concurrency,
                                  priced=self.config.max_cost_usd is not None)
@@ -155,6 +157,8 @@ class Campaign:
         self.selector = selector(self.config.models, self.config.search, learned)
         self._notes = self._load_notes()
         self._screening = threading.Lock()
+        self._cells = threading.Lock()
+        self.archive.centroids = self._load_centroids()
         self._being_evaluated: dict[str, tuple[str, int]] = {}  # code key -> (proposal id, iteration)
         self._shingles: dict[str, frozenset[int]] = {}
         self.evaluator = evaluator or Evaluator(problem, problem_dir=workdir / "problem", sandbox=self.config.sandbox,
@@ -193,7 +197,8 @@ class Campaign:
             raise ProblemError(f"the initial program of '{problem.name}' does not evaluate: {result.status.value}: {why}")
         problem_id = store.save_problem(problem)
         campaign_id = uuid.uuid4().hex[:12]
-        cell = Archive(store, campaign_id, axes=list(problem.config.features), sampling=config.sampling).cell(result.features)
+        cell = Archive(store, campaign_id, axes=list(problem.config.features), sampling=config.sampling,
+                       cells=config.search.archive).cell(result.features)
         initial = Program(
             id=_new_id(), campaign_id=campaign_id, code=problem.initial_program, parent_id=None, island=0,
             generation=0, iteration=0, origin=Origin.INITIAL, status=EvalStatus.OK, score=score,
@@ -358,6 +363,27 @@ class Campaign:
         return nearest(shingles(code), ((e.program_id, self._shingles[e.program_id]) for e in elites
                                         if e.program_id in self._shingles))
 
+    # -------------------------------------------------------------- CVT cells
+    def _load_centroids(self) -> Centroids | None:
+        if not self.archive.cvt:
+            return None
+        chosen = self.store.events(self.id, kind="cvt_centroids", limit=1)
+        return Centroids.from_json(chosen[0]["data"]["centroids"]) if chosen else None
+
+    def _choose_centroids(self) -> None:
+        """Once the warm-up's valid programs are in: learn the centroids, fix them, re-file the archive (evolve.cvt)."""
+        cells = self.config.search.archive
+        if self.store.get_campaign(self.id).valid_done < cells.warmup:
+            return
+        names = [axis.name for axis in self.archive.axes]
+        samples = [p.features for p in self.store.list_programs(self.id) if p.status is EvalStatus.OK]
+        centroids = Centroids.learn(names, samples, cells=cells.cells, rng=np.random.default_rng([self.config.seed, 7]))
+        moved = self.store.refile_elites(self.id, centroids.cell, islands=self.config.island_count, owner=self.owner,
+                                         event={"centroids": centroids.to_json(), "programs": len(samples)})
+        self.archive.centroids = centroids
+        _log.info("campaign %s: %d CVT cells chosen from %d programs; %d elites", self.id, len(centroids.points),
+                  len(samples), moved)
+
     # ---------------------------------------------------------- meta-prompts
     def _load_notes(self) -> dict[int, str]:
         notes: dict[int, str] = {}
@@ -413,33 +439,37 @@ class Campaign:
         score = result.objective(objective.metric) if result is not None else None
         artifacts = dict(result.artifacts) if result is not None else {"error": clip(child.error), **(child.artifacts or {})}
         completion = child.completion
-        program = Program(
-            id=proposal.id, campaign_id=self.id, code=child.code or "", parent_id=parent.id, island=proposal.island,
-            generation=parent.generation + 1, iteration=proposal.iteration,
-            origin=_ORIGINS[proposal.kind], mate_id=proposal.mate.id if proposal.mate else None,
-            status=status, score=score, fitness=objective.fitness(score) if score is not None else None,
-            metrics=result.metrics if result else {}, features=result.features if result else {},
-            artifacts=artifacts, diff=child.answer[:_MAX_ANSWER_CHARS] or None, model=proposal.model.name,
-            template=proposal.kind, cell=self.archive.cell(result.features) if score is not None and result else None,
-            eval_seconds=result.duration_s if result else 0.0,
-            llm_seconds=completion.latency_s if completion else 0.0, created_at=time.time(),
-            stage=result.stage if result else None, node=result.node if result else None,
-        )
-        calls = [
-            LLMCallRecord(
-                model=a.model, template=template, prompt_tokens=a.prompt_tokens,
-                completion_tokens=a.completion_tokens, cost_usd=a.cost_usd, latency_s=a.latency_s,
-                ok=a.outcome.answered, error=a.error, outcome=a.outcome.value, attempt=n,
+        # a CVT archive's warm-up: a program's cell and the choice of the centroids must not interleave
+        with self._cells if self.archive.cvt else contextlib.nullcontext():
+            program = Program(
+                id=proposal.id, campaign_id=self.id, code=child.code or "", parent_id=parent.id, island=proposal.island,
+                generation=parent.generation + 1, iteration=proposal.iteration,
+                origin=_ORIGINS[proposal.kind], mate_id=proposal.mate.id if proposal.mate else None,
+                status=status, score=score, fitness=objective.fitness(score) if score is not None else None,
+                metrics=result.metrics if result else {}, features=result.features if result else {},
+                artifacts=artifacts, diff=child.answer[:_MAX_ANSWER_CHARS] or None, model=proposal.model.name,
+                template=proposal.kind, cell=self.archive.cell(result.features) if score is not None and result else None,
+                eval_seconds=result.duration_s if result else 0.0,
+                llm_seconds=completion.latency_s if completion else 0.0, created_at=time.time(),
+                stage=result.stage if result else None, node=result.node if result else None,
             )
-            for template, attempts in ((proposal.kind, child.attempts), ("meta", child.meta_attempts))
-            for n, a in enumerate(attempts, start=1)
-        ]
-        try:
-            outcome = self.store.record_program(program, llm_calls=calls, owner=self.owner)
-        finally:
-            if child.code is not None and child.failure is None:
-                with self._screening:
-                    self._being_evaluated.pop(code_key(child.code), None)
+            calls = [
+                LLMCallRecord(
+                    model=a.model, template=template, prompt_tokens=a.prompt_tokens,
+                    completion_tokens=a.completion_tokens, cost_usd=a.cost_usd, latency_s=a.latency_s,
+                    ok=a.outcome.answered, error=a.error, outcome=a.outcome.value, attempt=n,
+                )
+                for template, attempts in ((proposal.kind, child.attempts), ("meta", child.meta_attempts))
+                for n, a in enumerate(attempts, start=1)
+            ]
+            try:
+                outcome = self.store.record_program(program, llm_calls=calls, owner=self.owner)
+            finally:
+                if child.code is not None and child.failure is None:
+                    with self._screening:
+                        self._being_evaluated.pop(code_key(child.code), None)
+            if self.archive.cvt and self.archive.centroids is None:
+                self._choose_centroids()
         improved = program.fitness is not None and parent.fitness is not None and program.fitness > parent.fitness
         self.selector.record(proposal.model.name, proposal.kind, improved=int(improved),
                              tokens=sum(a.prompt_tokens + a.completion_tokens for a in child.attempts),

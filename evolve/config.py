@@ -13,6 +13,7 @@ __all__ = [
     "BUILTIN_MODELS",
     "EMBEDDED_MODEL",
     "KINDS",
+    "ArchiveConfig",
     "CampaignConfig",
     "Kind",
     "ModelSpec",
@@ -139,6 +140,16 @@ class NoveltyConfig(_Strict):
                                      "reject: record the child as a near-duplicate at once")
 
 
+class ArchiveConfig(_Strict):
+    """The archive's cells: the problem's fixed grid, or centroids learned once from the campaign's first programs."""
+
+    kind: Literal["grid", "cvt"] = Field(
+        default="grid", description="grid: the problem's feature axes and ranges; cvt: centroids from the first valid "
+                                    "programs' features, fixed once chosen (for features whose ranges are unknown)")
+    cells: int = Field(default=50, ge=2, le=10_000, description="cvt: at most this many centroids")
+    warmup: int = Field(default=100, ge=2, le=1_000_000, description="cvt: valid programs before the centroids are chosen")
+
+
 class SearchConfig(_Strict):
     """How proposals are chosen: the strategy, dedup and novelty, the proposal kinds, the model selection."""
 
@@ -148,6 +159,7 @@ class SearchConfig(_Strict):
     dedup: bool = Field(default=True, description="a child equal (up to formatting and comments) to a program already "
                                                   "in the campaign is recorded as its duplicate, not evaluated")
     novelty: NoveltyConfig = Field(default_factory=NoveltyConfig)
+    archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
     selection: Literal["weights", "bandit"] = Field(
         default="weights", description="weights: each model by its weight; bandit: Thompson sampling over (model, kind) "
                                        "on the share of children that beat their parent, per unit of cost, the weights "

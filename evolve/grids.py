@@ -11,6 +11,7 @@ programs actually cover.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from evolve.problem import FeatureAxis
@@ -18,6 +19,7 @@ from evolve.store import Store
 
 __all__ = ["MIN_PROGRAMS", "AxisFit", "grid_fit", "grid_warnings"]
 
+_GRID_CELL = re.compile(r"\d+(,\d+)*")
 MIN_PROGRAMS = 100  # proposals before a judgement: fewer say little about where programs go
 _FEW_BINS = 2
 
@@ -45,7 +47,9 @@ class AxisFit:
 
 def grid_fit(store: Store, campaign_id: str, axes: list[FeatureAxis]) -> list[AxisFit]:
     """How many bins of each axis the campaign's programs have filled, and the values its elites have."""
-    elites = store.elites(campaign_id)
+    elites = [e for e in store.elites(campaign_id) if _GRID_CELL.fullmatch(e.cell)]
+    if not elites:  # a CVT archive's cells (evolve.cvt) are not bins of the axes
+        return []
     programs = store.get_programs(sorted({e.program_id for e in elites}))
     out = []
     for i, axis in enumerate(axes):

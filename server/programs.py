@@ -153,10 +153,18 @@ def archive(request: Request, campaign_id: str) -> dict[str, Any]:
     store = _store(request)
     problem = store.load_problem(row.problem_id)
     islands: dict[int, list[dict[str, Any]]] = {i: [] for i in range(int(row.config.get("islands", 1)))}
-    for cell in store.archive_cells(campaign_id):
+    cells = store.archive_cells(campaign_id)
+    axes = problem.config.features
+    # a CVT archive's cells (evolve.cvt) are centroids: the map places each elite by its features on the problem's axes
+    learned = [c.program_id for c in cells if not c.cell.replace(",", "").isdigit()]
+    features = {pid: p.features for pid, p in store.get_programs(learned).items()}
+    for cell in cells:
+        if cell.program_id in features:
+            coordinates = [axis.bin(features[cell.program_id].get(axis.name, axis.min)) for axis in axes]
+        else:
+            coordinates = [int(x) for x in cell.cell.split(",")] if axes else []
         islands.setdefault(cell.island, []).append({
-            "cell": cell.cell, "coordinates": [int(x) for x in cell.cell.split(",")] if problem.config.features else [],
-            "elite_id": cell.program_id, "score": cell.score,
+            "cell": cell.cell, "coordinates": coordinates, "elite_id": cell.program_id, "score": cell.score,
         })
     return {"axes": [a.model_dump(mode="json") for a in problem.config.features],
             "islands": [{"island": i, "cells": cells} for i, cells in sorted(islands.items())]}

@@ -101,3 +101,22 @@ def test_the_default_campaign_uses_the_embedded_model_and_no_budget() -> None:
 def test_a_bare_unknown_model_name_says_how_to_write_one(name: str) -> None:
     with pytest.raises(ConfigError, match=f"unknown model '{name}'.*openai/gpt-4o-mini"):
         parse_campaign_config({"models": [{"name": name}]})
+
+
+_kinds = st.sampled_from(["diff", "rewrite", "crossover", "merge", ""])
+_shares = st.one_of(st.floats(-1, 5, allow_nan=False), st.integers(-2, 5), st.text(max_size=3))
+
+
+@given(st.dictionaries(st.sampled_from(["strategy", "dedup", "selection", "mix", "meta_every", "novelty", "archive", "bogus"]),
+                       st.one_of(st.dictionaries(_kinds, _shares, max_size=4), st.sampled_from(["evolve", "hill-climb", "bandit"]),
+                                 st.booleans(), st.integers(-3, 100), st.none()), max_size=5))
+def test_any_search_settings_either_validate_or_name_the_field_at_fault(search: dict[str, Any]) -> None:
+    try:
+        config = parse_campaign_config({"models": [{"name": "mutator"}], "search": search})
+    except ConfigError as exc:
+        assert str(exc).startswith("campaign config: search."), exc  # the field at fault, named
+        return
+    for spec in config.models:
+        kinds = config.search.kinds_of(spec)
+        assert kinds and all(k in ("diff", "rewrite", "crossover") and w > 0 for k, w in kinds.items())
+    assert parse_campaign_config(config.model_dump(mode="json")) == config  # what is stored reads back the same

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, Table, create_engine, event, func, insert, or_, select, text, update
+from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -380,6 +380,38 @@ class Store(Leases, Queries, Aggregates):
     def filled_cells(self, campaign_id: str) -> int:
         with self._reading("counting cells") as conn:
             return int(conn.execute(select(func.count()).select_from(elites).where(elites.c.campaign_id == campaign_id)).scalar() or 0)
+
+    def refile_elites(self, campaign_id: str, cell_of: Callable[[dict[str, float]], str], *, islands: int,
+                      event: dict[str, Any], owner: str | None = None) -> int:
+        """Give every valid program the cell ``cell_of(features)`` and rebuild the campaign's elites from them (the best
+        per island and cell; the initial program on every island, as at creation; copies that migrated are not kept),
+        with a ``cvt_centroids`` event, in one transaction. Returns the elites made.
+
+        Raises:
+            LeaseLostError: when ``owner`` is given and no longer holds the campaign (nothing changes).
+        """
+        now = time.time()
+        with self._writing("re-filing the archive") as conn:
+            fence(conn, campaign_id, owner)
+            rows = conn.execute(select(programs.c.id, programs.c.island, programs.c.iteration, programs.c.features,
+                                       programs.c.fitness).where(
+                programs.c.campaign_id == campaign_id, programs.c.status == EvalStatus.OK.value,
+                programs.c.fitness.is_not(None))).all()
+            best: dict[tuple[int, str], tuple[float, str]] = {}
+            for r in rows:
+                cell = cell_of(dict(r.features))
+                conn.execute(update(programs).where(programs.c.id == r.id).values(cell=cell))
+                for island in range(islands) if r.iteration == 0 else (int(r.island),):
+                    key = (island, cell)
+                    if key not in best or r.fitness > best[key][0]:
+                        best[key] = (float(r.fitness), str(r.id))
+            conn.execute(delete(elites).where(elites.c.campaign_id == campaign_id))
+            if best:
+                conn.execute(insert(elites), [{"campaign_id": campaign_id, "island": island, "cell": cell, "program_id": pid,
+                                               "fitness": fitness, "updated_at": now}
+                                              for (island, cell), (fitness, pid) in best.items()])
+            _event(conn, campaign_id, "cvt_centroids", event)
+        return len(best)
 
     # -------------------------------------------------------------- migration
     def migrate_islands(self, campaign_id: str, *, upto_iteration: int, islands: int, size: int,
