@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/search_quality.py [--proposals 200] [--seeds 5] [--out benchmarks/results]
 
-Every campaign runs with the defaults a user gets (``CampaignConfig()``: 4
-islands, MAP-Elites sampling, dedup on, the novelty filter on "auto") and the
+Every campaign runs with the defaults a user gets (``CampaignConfig()``: one
+island per 250 proposals, MAP-Elites sampling, dedup on, the novelty filter on
+"auto", which is off for the mutator) and the
 built-in ``mutator`` as the model: it perturbs one to three numeric literals
 (sometimes an operator) inside the EVOLVE-BLOCK and answers with SEARCH/REPLACE
 blocks, seeded per request, which is the stand-in the peers were measured
@@ -59,7 +60,7 @@ MUTATOR: dict[str, Any] = {"name": "mutator"}
 class Variant:
     label: str
     search: dict[str, Any]
-    models: tuple[dict[str, Any], ...] = (MUTATOR,)
+    config: tuple[tuple[str, Any], ...] = ()  # other campaign settings than the defaults
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ class Outcome:
 
 def run_one(problem_dir: Path, variant: Variant, *, seed: int, proposals: int, models: list[dict[str, Any]]) -> Outcome:
     problem = resolve_problem(str(problem_dir))
-    config = CampaignConfig.model_validate({"models": models, "iterations": proposals, "seed": seed, "search": variant.search})
+    config = CampaignConfig.model_validate({"models": models, "iterations": proposals, "seed": seed, "search": variant.search,
+                                            **dict(variant.config)})
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="evolve-sq-") as tmp:
         store = Store.open(str(Path(tmp) / "run.db"))
@@ -134,7 +136,8 @@ STRATEGIES = [
     Variant("repeated-sampling", {"strategy": "repeated-sampling"}),
     Variant("hill-climb", {"strategy": "hill-climb"}),
     Variant("evolve, dedup off", {"dedup": False}),
-    Variant("evolve, novelty on (0.95, retry)", {"novelty": {"enabled": "on"}}),
+    Variant("evolve, 4 islands (the default before budget-scaled islands)", {}, (("islands", 4),)),
+    Variant("evolve, novelty forced on (0.98, retry)", {"novelty": {"enabled": "on"}}),
 ]
 
 

@@ -141,12 +141,13 @@ class Archive:
         another cell when there is one island; None when every elite is the parent's own program or code."""
         pool = self._store.elites(self._campaign_id)
         others = [e for e in pool if e.island != island] if islands > 1 else [e for e in pool if e.cell != parent.cell]
-        others = [e for e in others if e.program_id != parent.id]
-        if not others:
+        programs = self._store.get_programs(sorted({e.program_id for e in others}))
+        # an elite row may be a migrated copy of this island's own program, and the initial program is every island's
+        usable = [e for e in others if (p := programs.get(e.program_id)) is not None and p.iteration > 0
+                  and p.id != parent.id and p.code != parent.code and (islands == 1 or p.island != island)]
+        if not usable:
             return None
-        chosen = others[int(rng.choice(len(others), p=exploit_weights(others)))].program_id
-        mate = self._store.get_programs([chosen]).get(chosen)
-        return None if mate is None or mate.code == parent.code else mate
+        return programs[usable[int(rng.choice(len(usable), p=exploit_weights(usable)))].program_id]
 
     def _inspirations(self, elites: list[EliteRow], parent_id: str, rng: np.random.Generator) -> list[str]:
         others = [e for e in elites if e.program_id != parent_id]

@@ -73,8 +73,9 @@ class Selector:
         self.specs = specs
         self.arms: list[Arm] = []
         prior: list[float] = []
+        self._kinds = [search.kinds_of(spec) for spec in specs]
         for i, spec in enumerate(specs):
-            kinds = search.kinds_of(spec)
+            kinds = self._kinds[i]
             total = sum(kinds.values())
             for kind, share in kinds.items():
                 self.arms.append(Arm(i, kind))
@@ -92,9 +93,10 @@ class Selector:
         return []
 
     def fallback(self, arm: Arm) -> Arm:
-        """The arm to use when ``arm`` cannot be used for this proposal (a crossover without a second parent)."""
-        spec = self.specs[arm.model]
-        return Arm(arm.model, spec.mode)
+        """The arm to use when ``arm`` cannot be used for this proposal (a crossover without a second parent): the
+        model's largest other kind in its mix, else its own mode."""
+        others = [(share, kind) for kind, share in self._kinds[arm.model].items() if kind != arm.kind]
+        return Arm(arm.model, max(others)[1] if others else self.specs[arm.model].mode)
 
 
 class Bandit(Selector):

@@ -46,9 +46,9 @@ from evolve.errors import DiffError, EvolveError, LLMError, ProblemError, Sandbo
 from evolve.evaluators.runner import Evaluator
 from evolve.evaluators.validate import clip
 from evolve.llm import CallAttempt, CallFailedError, Completion, Ensemble
-from evolve.novelty import Neighbour, code_key, nearest, shingles
 from evolve.problem import Problem
 from evolve.prompting import PromptBuilder
+from evolve.screening import Screen
 from evolve.store import CampaignRow, LLMCallRecord, RecordOutcome, Store
 from evolve.store.leases import LEASE_S, LeaseLostError, new_owner
 from evolve.values import CampaignStatus, EvalResult, EvalStatus, Origin, Program
@@ -57,7 +57,8 @@ __all__ = ["Campaign", "Progress", "Proposal"]
 
 _MAX_ANSWER_CHARS = 20_000
 _META_EVERY = 25  # proposals of an island between meta-summaries, for language models
-_NOVELTY_POOL = 500  # elites of an island a child is compared with (the best)
+_NOTE_CHARS = 2000  # of a meta-summary, kept from its start
+_LEGACY_SEARCH = {"dedup": False, "novelty": {"enabled": "off"}, "meta_every": 0}
 _ORIGINS = {"diff": Origin.DIFF, "rewrite": Origin.REWRITE, "crossover": Origin.CROSSOVER}
 _log = logging.getLogger("evolve.campaign")
 
@@ -146,7 +147,9 @@ class Campaign:
         self.owner = row.owner  # every write names it: refused once another controller took the campaign over
         self.lease_s = lease_s
         self.problem = problem
-        self.config = CampaignConfig.model_validate(row.config)
+        # a campaign stored before search settings existed resumes as it ran: no dedup, novelty or meta-summaries
+        stored = row.config if "search" in row.config else {**row.config, "search": _LEGACY_SEARCH}
+        self.config = CampaignConfig.model_validate(stored)
         self.archive = Archive(store, row.id, axes=list(problem.config.features), sampling=self.config.sampling,
                                cells=self.config.search.archive)
         self.prompts = PromptBuilder(problem.config)
@@ -156,11 +159,11 @@ class Campaign:
         learned = store.model_stats(row.id) if self.config.search.selection == "bandit" else []
         self.selector = selector(self.config.models, self.config.search, learned)
         self._notes = self._load_notes()
-        self._screening = threading.Lock()
+        text_features = {"code_length", "line_count"}  # the score may read the text: only the same text is the same program
+        exact = any(o.metric in text_features for o in problem.config.pareto_objectives())
+        self.screen = Screen(store, row.id, self.config.search, exact=exact)
         self._cells = threading.Lock()
         self.archive.centroids = self._load_centroids()
-        self._being_evaluated: dict[str, tuple[str, int]] = {}  # code key -> (proposal id, iteration)
-        self._shingles: dict[str, frozenset[int]] = {}
         self.evaluator = evaluator or Evaluator(problem, problem_dir=workdir / "problem", sandbox=self.config.sandbox,
                                                 executor=self.config.executor, slots=self.config.eval_concurrency,
                                                 ray_address=self.config.ray_address)
@@ -304,10 +307,13 @@ class Campaign:
                 _log.exception("applying the answer of iteration %d failed unexpectedly", proposal.iteration)
                 error = f"turning the model's answer into a program failed: {type(exc).__name__}: {exc}"
             else:
-                screened = await asyncio.to_thread(self._screen, proposal, code)
-                if screened is None:
+                parents = (proposal.sample.parent.id, *((proposal.mate.id,) if proposal.mate else ()))
+                rejected = await self.screen.check(proposal_id=proposal.id, iteration=proposal.iteration,
+                                                   island=proposal.island, code=code, exclude=parents,
+                                                   novelty=self._novelty_on(spec))
+                if rejected is None:
                     return Child(code=code, answer=completion.text, completion=completion, attempts=attempts)
-                status, error, artifacts = screened
+                status, error, artifacts = rejected.status, rejected.error, rejected.artifacts
                 if status is EvalStatus.NEAR_DUPLICATE and self.config.search.novelty.action == "retry" and not retried:
                     retried = True
                     messages = [*proposal.messages, {"role": "assistant", "content": completion.text[:_MAX_ANSWER_CHARS]},
@@ -321,47 +327,12 @@ class Campaign:
 
     # ------------------------------------------------------------ screening
     def _novelty_on(self, spec: ModelSpec) -> bool:
+        """The novelty filter applies: asked for, or 'auto' with a language model in the evolve strategy (the baselines
+        are plain repeated sampling and hill-climbing; the mutator's one-token edits would all be near-duplicates)."""
         enabled = self.config.search.novelty.enabled
-        return enabled == "on" or (enabled == "auto" and spec.name != "mutator")
-
-    def _screen(self, proposal: Proposal, code: str) -> tuple[EvalStatus, str, dict[str, str]] | None:
-        """Why ``code`` is not worth evaluating (a duplicate, a near-duplicate), or None; a child that passes is
-        registered as being evaluated, so an identical child proposed meanwhile is its duplicate."""
-        search = self.config.search
-        key = code_key(code)
-        if search.dedup:
-            with self._screening:
-                same = self._being_evaluated.get(key)
-            if same is None:
-                same = self.store.same_program(self.id, code)
-            if same is not None:
-                return (EvalStatus.DUPLICATE,
-                        f"the change reproduced program {same[0]} (iteration {same[1]}) exactly, up to formatting and "
-                        "comments; it was not evaluated again", {"duplicate_of": same[0]})
-        if self._novelty_on(proposal.model):
-            close = self._nearest(proposal.island, code)
-            if close is not None and close.similarity >= search.novelty.threshold:
-                return (EvalStatus.NEAR_DUPLICATE,
-                        f"too similar to program {close.program_id}, an elite of island {proposal.island} (token "
-                        f"similarity {close.similarity:.3f}, threshold {search.novelty.threshold:g}); it was not evaluated",
-                        {"nearest": close.program_id, "similarity": f"{close.similarity:.4f}"})
-        if search.dedup:
-            with self._screening:
-                same = self._being_evaluated.get(key)
-                if same is None:
-                    self._being_evaluated[key] = (proposal.id, proposal.iteration)
-            if same is not None:
-                return (EvalStatus.DUPLICATE, f"the change reproduced program {same[0]} (iteration {same[1]}, being "
-                                              "evaluated) exactly; it was not evaluated twice", {"duplicate_of": same[0]})
-        return None
-
-    def _nearest(self, island: int, code: str) -> Neighbour | None:
-        elites = self.store.elites(self.id, island)[:_NOVELTY_POOL]
-        missing = [e.program_id for e in elites if e.program_id not in self._shingles]
-        for pid, program in self.store.get_programs(missing).items():
-            self._shingles[pid] = shingles(program.code)
-        return nearest(shingles(code), ((e.program_id, self._shingles[e.program_id]) for e in elites
-                                        if e.program_id in self._shingles))
+        if enabled == "auto":
+            return spec.name != "mutator" and self.config.search.strategy == "evolve"
+        return enabled == "on"
 
     # -------------------------------------------------------------- CVT cells
     def _load_centroids(self) -> Centroids | None:
@@ -377,6 +348,8 @@ class Campaign:
             return
         names = [axis.name for axis in self.archive.axes]
         samples = [p.features for p in self.store.list_programs(self.id) if p.status is EvalStatus.OK]
+        if len({tuple(s.get(n, 0.0) for n in names) for s in samples}) < 2:  # one vector would make one cell for good
+            return
         centroids = Centroids.learn(names, samples, cells=cells.cells, rng=np.random.default_rng([self.config.seed, 7]))
         moved = self.store.refile_elites(self.id, centroids.cell, islands=self.config.island_count, owner=self.owner,
                                          event={"centroids": centroids.to_json(), "programs": len(samples)})
@@ -396,6 +369,8 @@ class Campaign:
 
     def _meta_due(self, proposal: Proposal) -> bool:
         every = self.config.search.meta_every
+        if self.config.search.strategy != "evolve":  # the baselines stay plain: nothing learned goes into their prompts
+            return False
         if every is None:
             every = 0 if proposal.model.name == "mutator" else _META_EVERY
         # island j proposes iterations j, j + I, j + 2I, ... (island 0 from I: iteration 0 is the initial program)
@@ -405,26 +380,45 @@ class Campaign:
 
     async def _summarise(self, proposal: Proposal) -> tuple[CallAttempt, ...]:
         """Ask the proposal's model what its island's best programs and failures have in common; the answer becomes
-        an event and the notes of that island's later prompts. Returns the requests made (recorded with the proposal)."""
+        an event and the notes of that island's later prompts. Its requests are recorded (template 'meta') and
+        returned. A summary that fails for any reason but a lost lease is logged and skipped: it is never worth a
+        campaign."""
         island = proposal.island
-        elites = (await asyncio.to_thread(self.store.elites, self.id, island))[:3]
-        best = list((await asyncio.to_thread(self.store.get_programs, [e.program_id for e in elites])).values())
-        failures = await asyncio.to_thread(self.archive.failures, island)
-        messages = self.prompts.meta(best=sorted(best, key=lambda p: -(p.fitness or 0.0)), failures=failures,
-                                     notes=self._notes.get(island))
         spec = proposal.model
+        attempts: tuple[CallAttempt, ...] = ()
         try:
-            completion = await self.ensemble.model_for(spec).complete(messages, temperature=spec.temperature,
-                                                                       seed=proposal.seed + 7, max_tokens=spec.max_tokens)
-        except CallFailedError as exc:
-            _log.warning("campaign %s: the meta-summary of island %d failed: %s", self.id, island, exc)
-            return exc.attempts
-        text = completion.text.strip()[:4000]
-        if text:
-            self._notes[island] = text
-            await asyncio.to_thread(self.store.add_event, self.id, "meta_summary", {
-                "island": island, "iteration": proposal.iteration, "model": spec.name, "text": text})
-        return completion.attempts
+            elites = (await asyncio.to_thread(self.store.elites, self.id, island))[:3]
+            best = list((await asyncio.to_thread(self.store.get_programs, [e.program_id for e in elites])).values())
+            failures = await asyncio.to_thread(self.archive.failures, island)
+            messages = self.prompts.meta(best=sorted(best, key=lambda p: -(p.fitness or 0.0)), failures=failures,
+                                         notes=self._notes.get(island))
+            try:
+                completion = await self.ensemble.model_for(spec).complete(
+                    messages, temperature=spec.temperature, seed=proposal.seed + 7, max_tokens=spec.max_tokens)
+            except CallFailedError as exc:
+                attempts = exc.attempts
+                _log.warning("campaign %s: the meta-summary of island %d failed: %s", self.id, island, exc)
+            else:
+                attempts = completion.attempts
+                text = completion.text.strip()[:_NOTE_CHARS]
+                if text:
+                    await asyncio.to_thread(self.store.add_event, self.id, "meta_summary", {
+                        "island": island, "iteration": proposal.iteration, "model": spec.name, "text": text},
+                        owner=self.owner)
+                    self._notes[island] = text
+        except LeaseLostError:
+            raise
+        except Exception as exc:  # a store hiccup, a template or a transport that broke oddly: this summary only
+            _log.warning("campaign %s: the meta-summary of island %d failed: %s: %s", self.id, island, type(exc).__name__, exc)
+        finally:
+            calls = [LLMCallRecord(model=a.model, template="meta", prompt_tokens=a.prompt_tokens,
+                                   completion_tokens=a.completion_tokens, cost_usd=a.cost_usd, latency_s=a.latency_s,
+                                   ok=a.outcome.answered, error=a.error, outcome=a.outcome.value, attempt=n)
+                     for n, a in enumerate(attempts, start=1)]
+            with contextlib.suppress(EvolveError):  # accounted if the store takes it; a lost lease surfaces next tell
+                await asyncio.shield(asyncio.to_thread(self.store.record_calls, self.id, proposal.iteration, calls,
+                                                       owner=self.owner))
+        return attempts
 
     def tell(self, proposal_id: str, child: Child, result: EvalResult | None) -> RecordOutcome:
         """Commit one iteration (whatever its outcome) to the store.
@@ -455,19 +449,17 @@ class Campaign:
             )
             calls = [
                 LLMCallRecord(
-                    model=a.model, template=template, prompt_tokens=a.prompt_tokens,
+                    model=a.model, template=proposal.kind, prompt_tokens=a.prompt_tokens,
                     completion_tokens=a.completion_tokens, cost_usd=a.cost_usd, latency_s=a.latency_s,
                     ok=a.outcome.answered, error=a.error, outcome=a.outcome.value, attempt=n,
                 )
-                for template, attempts in ((proposal.kind, child.attempts), ("meta", child.meta_attempts))
-                for n, a in enumerate(attempts, start=1)
+                for n, a in enumerate(child.attempts, start=1)
             ]
             try:
                 outcome = self.store.record_program(program, llm_calls=calls, owner=self.owner)
             finally:
-                if child.code is not None and child.failure is None:
-                    with self._screening:
-                        self._being_evaluated.pop(code_key(child.code), None)
+                if child.code is not None:
+                    self.screen.release(child.code, proposal.id)
             if self.archive.cvt and self.archive.centroids is None:
                 self._choose_centroids()
         improved = program.fitness is not None and parent.fitness is not None and program.fitness > parent.fitness
@@ -533,10 +525,14 @@ class Campaign:
                     _log.exception("evaluating iteration %d failed unexpectedly", proposal.iteration)
                     result = EvalResult(status=EvalStatus.ERROR,
                                         artifacts={"error": clip(f"the evaluation failed: {type(exc).__name__}: {exc}")})
-        if self._meta_due(proposal):
+        try:
+            await asyncio.to_thread(self.tell, proposal.id, child, result)
+        finally:  # told, or cut off (a stop, a store failure): an identical child waiting on this one goes on
+            if child.code is not None:
+                self.screen.release(child.code, proposal.id)
+        if self._meta_due(proposal):  # after the tell: nothing a summary does can cost the evaluated child
             async with llm_slots:
                 child = dataclasses.replace(child, meta_attempts=await self._summarise(proposal))
-        await asyncio.to_thread(self.tell, proposal.id, child, result)
         return child, child.failure or (result.status if result else EvalStatus.ERROR)
 
     async def run(

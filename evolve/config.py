@@ -133,8 +133,10 @@ class NoveltyConfig(_Strict):
     enabled: Literal["auto", "on", "off"] = Field(
         default="auto", description="auto: on for language models, off for the mutator (each of whose edits changes one "
                                     "token, which any similarity threshold would reject by construction)")
-    threshold: float = Field(default=0.95, gt=0, le=1,
-                             description="token-trigram Jaccard similarity at or above which a child is a near-duplicate")
+    threshold: float = Field(default=0.98, gt=0, le=1,
+                             description="token-trigram Jaccard similarity to an elite of its island (never its own "
+                                         "parents) at or above which a child is a near-duplicate; one changed token of "
+                                         "a 300-token program leaves about 0.975")
     action: Literal["retry", "reject"] = Field(
         default="retry", description="retry: ask the model once more, telling it which program it came too close to; "
                                      "reject: record the child as a near-duplicate at once")

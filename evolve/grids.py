@@ -47,14 +47,13 @@ class AxisFit:
 
 def grid_fit(store: Store, campaign_id: str, axes: list[FeatureAxis]) -> list[AxisFit]:
     """How many bins of each axis the campaign's programs have filled, and the values its elites have."""
-    elites = [e for e in store.elites(campaign_id) if _GRID_CELL.fullmatch(e.cell)]
+    elites = [(cell, features) for cell, features in store.elite_features(campaign_id) if _GRID_CELL.fullmatch(cell)]
     if not elites:  # a CVT archive's cells (evolve.cvt) are not bins of the axes
         return []
-    programs = store.get_programs(sorted({e.program_id for e in elites}))
     out = []
     for i, axis in enumerate(axes):
-        indices = {e.cell.split(",")[i] for e in elites if len(e.cell.split(",")) == len(axes)}
-        values = [p.features[axis.name] for p in programs.values() if axis.name in p.features]
+        indices = {cell.split(",")[i] for cell, _ in elites if len(cell.split(",")) == len(axes)}
+        values = [f[axis.name] for _, f in elites if axis.name in f]
         out.append(AxisFit(name=axis.name, bins=axis.bins, filled=len(indices), low=min(values, default=None),
                            high=max(values, default=None), range_min=axis.min, range_max=axis.max))
     return out

@@ -1,7 +1,7 @@
 """When two programs are the same, and when one is too like another: dedup and the novelty filter.
 
-**Same program.** ``code_key`` hashes a program's syntax tree (``ast.dump``
-without positions), so comments, blank lines, formatting, quote style and
+**Same program.** ``code_key`` hashes a program's syntax tree (without
+positions, in a form that is the same on every Python version), so comments, blank lines, formatting, quote style and
 the spelling of a literal (``0.30`` and ``.3``) do not count; names, values
 and structure do. A program that does not parse falls back to its text with
 comments, trailing blanks and blank lines removed. Two programs with one key
@@ -50,9 +50,21 @@ def parse(code: str, filename: str = "<program>") -> ast.Module:
         return ast.parse(code, filename)
 
 
+def _canonical(node: object) -> str:
+    """A tree as text that does not change between Python versions: each node's type and its non-empty fields by name
+    (``ast.dump`` adds fields in 3.12, such as ``type_params=[]``, and leaves out empty ones in 3.13)."""
+    if isinstance(node, ast.AST):
+        fields = ((name, getattr(node, name, None)) for name in node._fields)
+        inner = " ".join(f"{name}={_canonical(value)}" for name, value in fields if value is not None and value != [])
+        return f"{type(node).__name__}({inner})"
+    if isinstance(node, list):
+        return "[" + ",".join(_canonical(v) for v in node) + "]"
+    return repr(node)
+
+
 def _normalized(code: str) -> str:
     try:
-        return ast.dump(parse(code), annotate_fields=False)
+        return _canonical(parse(code))
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         lines = (line.split("#", 1)[0].rstrip() for line in code.splitlines())
         return "\x00text\n" + "\n".join(line for line in lines if line)

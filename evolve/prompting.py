@@ -95,7 +95,7 @@ class PromptBuilder:
         objective = self._problem.objective
         context = {
             "mate": mate,
-            "notes": _tail(notes.strip(), _NOTES_CHARS) if notes else None,
+            "notes": notes.strip()[:_NOTES_CHARS] if notes else None,
             "description": self._problem.description,
             "metric": objective.metric,
             "direction": objective.direction.value,
@@ -115,7 +115,7 @@ class PromptBuilder:
         objective = self._problem.objective
         return self._render("meta.j2", {
             "description": self._problem.description, "metric": objective.metric, "direction": objective.direction.value,
-            "best": best, "failures": failures, "notes": _tail(notes.strip(), _NOTES_CHARS) if notes else None,
+            "best": best, "failures": failures, "notes": notes.strip()[:_NOTES_CHARS] if notes else None,
             "cascade": len(self._problem.stages) > 1,
         })
 

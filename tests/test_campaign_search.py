@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,8 @@ from evolve.llm.mutator import propose_edits
 from evolve.novelty import shingles, similarity
 from evolve.problem import Problem, load_problem
 from evolve.store import Store
-from evolve.values import EvalResult, EvalStatus, Origin
-from tests.conftest import write_problem
+from evolve.values import CampaignStatus, EvalResult, EvalStatus, Origin
+from tests.conftest import QUADRATIC_YAML, write_problem
 from tests.llm.openai_server import serve
 
 _FENCE = re.compile(r"```python\n(.*?)```", re.DOTALL)
@@ -115,6 +116,33 @@ def test_with_dedup_off_every_copy_is_evaluated_again(file_store: Store, quadrat
     assert EvalStatus.DUPLICATE.value not in file_store.status_counts(campaign.id)
 
 
+def test_identical_children_in_flight_together_are_evaluated_once(
+        file_store: Store, quadratic: Problem, tmp_path: Path) -> None:
+    count = itertools.count()
+    with serve(lambda body: _rewrite(f"def solve():\n    # copy {next(count)}\n    return 2.0\n")) as (base, _):
+        campaign = _create(file_store, quadratic, tmp_path, iterations=8, models=[_model(base, mode="rewrite")],
+                           llm_concurrency=4, eval_concurrency=2, search={"novelty": {"enabled": "off"}})
+        evaluated = _count_evaluations(campaign)
+        asyncio.run(campaign.run())
+    children = file_store.list_programs(campaign.id)[1:]
+    (scored,) = [p for p in children if p.status is EvalStatus.OK]
+    assert len(evaluated) == 1 and len(children) == 8
+    assert all(p.status is EvalStatus.DUPLICATE and p.artifacts["duplicate_of"] == scored.id for p in children if p is not scored)
+
+
+def test_a_copy_of_a_program_that_timed_out_is_evaluated_itself(file_store: Store, tmp_path: Path) -> None:
+    slow = load_problem(write_problem(tmp_path / "slow", yaml=QUADRATIC_YAML.replace("timeout_s: 10", "timeout_s: 1")))
+    count = itertools.count()
+    body = "def solve():\n    import time\n    time.sleep(30)\n    return 2.0\n"
+    with serve(lambda _: _rewrite(body.replace("import time", f"import time  # copy {next(count)}"))) as (base, _):
+        campaign = _create(file_store, slow, tmp_path, iterations=3, models=[_model(base, mode="rewrite")],
+                           llm_concurrency=3, eval_concurrency=2, search={"novelty": {"enabled": "off"}})
+        evaluated = _count_evaluations(campaign)
+        asyncio.run(campaign.run())
+    assert [p.status for p in file_store.list_programs(campaign.id)[1:]] == [EvalStatus.TIMEOUT] * 3
+    assert len(evaluated) == 3  # a timeout may be the machine's fault: no verdict to be a duplicate of
+
+
 # ---------------------------------------------------------------- novelty
 LONG_PROGRAM = "# EVOLVE-BLOCK-START\ndef solve():\n" + "".join(f"    a{i} = {i}\n" for i in range(40)) + \
     "    return 0.5\n# EVOLVE-BLOCK-END\n"
@@ -129,41 +157,76 @@ def _block(code: str) -> str:
     return code.split("# EVOLVE-BLOCK-START\n")[1].split("# EVOLVE-BLOCK-END")[0]
 
 
-CLOSE = LONG_PROGRAM.replace("a7 = 7", "a7 = 8")  # one token changed
 FAR = LONG_PROGRAM.replace("return 0.5", "return 2.5").replace("".join(f"    a{i} = {i}\n" for i in range(10, 30)), "")
+THIRD = LONG_PROGRAM.replace("return 0.5", "return 1.5").replace("".join(f"    a{i} = {i}\n" for i in range(20, 40)), "")
 
 
-def test_a_near_duplicate_is_filtered_at_the_threshold_and_kept_below_it(
-        file_store: Store, long_problem: Problem, tmp_path: Path) -> None:
-    base_sh = shingles(LONG_PROGRAM)
-    close, far = similarity(base_sh, shingles(CLOSE)), similarity(base_sh, shingles(FAR))
-    assert far < close < 1
-    threshold = round((close + far) / 2, 4)
-    answers = iter([CLOSE, FAR])
-    with serve(lambda body: _rewrite(_block(next(answers)))) as (base, _):
-        campaign = _create(file_store, long_problem, tmp_path, iterations=2, models=[_model(base, mode="rewrite")],
-                           search={"novelty": {"enabled": "on", "threshold": threshold, "action": "reject"}})
+def _tweak(code: str) -> str:
+    return code.replace("a7 = 7", "a7 = 8")  # one token changed
+
+
+def _near_the_other(body: dict[str, Any]) -> str:
+    """A one-token tweak of whichever of LONG_PROGRAM and FAR is *not* the prompt's current program (the parent)."""
+    return _tweak(LONG_PROGRAM if _current(body).strip() == FAR.strip() else FAR)
+
+
+def _novelty_run(store: Store, problem: Problem, tmp_path: Path, answers: list[Callable[[dict[str, Any]], str]],
+                 proposals: int | None = None, **novelty: Any) -> tuple[Campaign, list[str], Any]:
+    replies = iter(answers)
+    n = proposals or len(answers)
+    with serve(lambda body: _rewrite(_block(next(replies)(body)))) as (base, server):
+        campaign = _create(store, problem, tmp_path, iterations=n, models=[_model(base, mode="rewrite")],
+                           search={"novelty": {"enabled": "on", **novelty}})
         evaluated = _count_evaluations(campaign)
-        asyncio.run(campaign.run())
-    initial, near, kept = file_store.list_programs(campaign.id)
-    assert near.status is EvalStatus.NEAR_DUPLICATE and near.artifacts["nearest"] == initial.id
-    assert float(near.artifacts["similarity"]) == pytest.approx(close, abs=1e-4) and near.score is None
-    assert kept.status is EvalStatus.OK and evaluated == [kept.code]
+        asyncio.run(_steps(campaign, n))
+    return campaign, evaluated, server
+
+
+def _tweak_similarities() -> list[float]:
+    """The similarity of each of the two programs to its one-token tweak."""
+    return [similarity(shingles(code), shingles(_tweak(code))) for code in (LONG_PROGRAM, FAR)]
+
+
+def _threshold() -> float:
+    return min(_tweak_similarities())  # whichever program is the parent, the child is at or above it
+
+
+def test_a_child_too_like_another_elite_is_a_near_duplicate_at_the_threshold(
+        file_store: Store, long_problem: Problem, tmp_path: Path) -> None:
+    threshold = _threshold()
+    campaign, evaluated, _ = _novelty_run(file_store, long_problem, tmp_path, [lambda b: FAR, _near_the_other],
+                                          threshold=threshold, action="reject")
+    initial, far, near = file_store.list_programs(campaign.id)
+    assert far.status is EvalStatus.OK and evaluated == [far.code]
+    assert near.status is EvalStatus.NEAR_DUPLICATE and near.score is None
+    other = far.id if near.parent_id == initial.id else initial.id  # never its own parent: an edit is meant to resemble it
+    assert near.artifacts["nearest"] == other and float(near.artifacts["similarity"]) >= threshold
+
+
+def test_just_below_the_threshold_the_child_is_evaluated(file_store: Store, long_problem: Problem, tmp_path: Path) -> None:
+    campaign, evaluated, _ = _novelty_run(file_store, long_problem, tmp_path, [lambda b: FAR, _near_the_other],
+                                          threshold=max(_tweak_similarities()) + 0.005, action="reject")
+    assert [p.status for p in file_store.list_programs(campaign.id)[1:]] == [EvalStatus.OK, EvalStatus.OK]
+    assert len(evaluated) == 2
+
+
+def test_a_child_is_never_compared_with_its_own_parent(file_store: Store, long_problem: Problem, tmp_path: Path) -> None:
+    campaign, evaluated, _ = _novelty_run(file_store, long_problem, tmp_path, [lambda b: _tweak(LONG_PROGRAM)],
+                                          threshold=0.5, action="reject")
+    assert file_store.list_programs(campaign.id)[1].status is EvalStatus.OK and len(evaluated) == 1
 
 
 def test_a_near_duplicate_with_retry_sends_the_model_back_once_and_evaluates_its_second_answer(
         file_store: Store, long_problem: Problem, tmp_path: Path) -> None:
-    answers = iter([CLOSE, FAR])
-    with serve(lambda body: _rewrite(_block(next(answers)))) as (base, server):
-        campaign = _create(file_store, long_problem, tmp_path, iterations=1, models=[_model(base, mode="rewrite")],
-                           search={"novelty": {"enabled": "on", "threshold": 0.9, "action": "retry"}})
-        asyncio.run(campaign.run())
-    child = file_store.list_programs(campaign.id)[1]
-    assert child.status is EvalStatus.OK and child.code == FAR
-    second = server.log[1].body["messages"]
+    campaign, evaluated, server = _novelty_run(file_store, long_problem, tmp_path,
+                                               [lambda b: FAR, _near_the_other, lambda b: THIRD], proposals=2,
+                                               threshold=_threshold(), action="retry")
+    child = file_store.list_programs(campaign.id)[2]
+    assert child.status is EvalStatus.OK and child.code == THIRD and evaluated[-1] == THIRD
+    second = server.log[2].body["messages"]
     assert second[-2]["role"] == "assistant" and "not new enough" in second[-1]["content"]
     assert "too similar to program" in second[-1]["content"]
-    assert len([c for c in file_store.llm_calls(campaign.id) if c.iteration == 1]) == 2
+    assert len([c for c in file_store.llm_calls(campaign.id) if c.iteration == 2]) == 2
 
 
 def test_the_novelty_filter_is_off_for_the_mutator_by_default(file_store: Store, long_problem: Problem, tmp_path: Path) -> None:
@@ -177,7 +240,7 @@ def test_crossover_prompts_carry_two_parents_and_answer_against_the_first(
         file_store: Store, quadratic: Problem, tmp_path: Path) -> None:
     with serve(_mutate) as (base, server):
         campaign = _create(file_store, quadratic, tmp_path, iterations=24, islands=2, models=[_model(base)],
-                           search={"mix": {"diff": 0.5, "crossover": 0.5}}, seed=3)
+                           search={"mix": {"crossover": 1.0}}, seed=3)
         asyncio.run(_steps(campaign, 24))
     programs = {p.id: p for p in file_store.list_programs(campaign.id)}
     crossovers = [p for p in programs.values() if p.origin is Origin.CROSSOVER]
@@ -189,8 +252,10 @@ def test_crossover_prompts_carry_two_parents_and_answer_against_the_first(
         assert "# Second parent" in prompt and "Combine the two parents" in prompt
         blocks = _FENCE.findall(prompt)
         assert blocks[-2].strip() == mate.code.strip() and blocks[-1].strip() == parent.code.strip()
-    # the first proposals had nothing to cross with: they fell back to the model's plain kind
-    assert programs[next(p.id for p in programs.values() if p.iteration == 1)].origin is Origin.DIFF
+    # every proposal asked for a crossover: the first ones had nothing to cross with and fell back to the model's mode
+    first = next(p for p in programs.values() if p.iteration == 1)
+    assert first.origin is Origin.DIFF and first.mate_id is None and first.template == "diff"
+    assert all(programs[p.mate_id or ""].iteration > 0 for p in crossovers)  # the initial program is every island's
 
 
 # ----------------------------------------------------------------- bandit
@@ -240,6 +305,18 @@ def test_meta_summaries_are_stored_and_reach_later_prompts_of_the_island_also_af
         asyncio.run(resumed.evaluator.close())
 
 
+def test_a_meta_summary_that_breaks_costs_nothing_but_itself(file_store: Store, quadratic: Problem, tmp_path: Path) -> None:
+    with serve(_mutate) as (base, _):
+        campaign = _create(file_store, quadratic, tmp_path, iterations=4, models=[_model(base)], search={"meta_every": 2})
+
+        def broken(**_: Any) -> list[dict[str, str]]:
+            raise RuntimeError("a template that broke")
+
+        campaign.prompts.meta = broken  # type: ignore[method-assign]
+        assert asyncio.run(campaign.run()) is CampaignStatus.FINISHED
+    assert len(file_store.list_programs(campaign.id)) == 5 and file_store.events(campaign.id, kind="meta_summary") == []
+
+
 def test_the_mutator_never_writes_meta_summaries(file_store: Store, quadratic: Problem, tmp_path: Path) -> None:
     campaign = _create(file_store, quadratic, tmp_path, iterations=30, models=[{"name": "mutator"}])
     asyncio.run(campaign.run())
@@ -256,7 +333,7 @@ def _run_strategy(store: Store, problem: Problem, tmp_path: Path, strategy: str,
 
     with serve(answer) as (base, _):
         campaign = _create(store, problem, tmp_path, iterations=n, islands=2, models=[_model(base)],
-                           search={"strategy": strategy}, seed=2)
+                           search={"strategy": strategy, "meta_every": 2}, seed=2)
         asyncio.run(_steps(campaign, n))
     return campaign, prompts
 
@@ -267,6 +344,7 @@ def test_repeated_sampling_proposes_every_child_from_the_initial_program_with_no
     initial, *children = file_store.list_programs(campaign.id)
     assert all(p.parent_id == initial.id for p in children)
     assert not any("Other programs from the archive" in p or "Recent attempts that failed" in p for p in prompts)
+    assert file_store.events(campaign.id, kind="meta_summary") == []  # a baseline learns nothing into its prompts
 
 
 def test_hill_climbing_always_proposes_from_the_best_program_so_far(

@@ -125,6 +125,13 @@ class Aggregates:
             out.append(IslandSummary(island=island, programs=n, valid=n_valid, cells=cells, best_id=best_id, best_score=best_score))
         return out
 
+    def elite_features(self, campaign_id: str) -> list[tuple[str, dict[str, float]]]:
+        """Each elite's cell and its program's features (no code: the dashboard's polls read this)."""
+        with self._reading("reading the elites' features") as conn:
+            rows = conn.execute(select(elites.c.cell, programs.c.features).join(programs, programs.c.id == elites.c.program_id)
+                                .where(elites.c.campaign_id == campaign_id)).all()
+        return [(str(r.cell), dict(r.features)) for r in rows]
+
     def latest_notes(self, campaign_id: str, *, limit: int = 64) -> list[dict[str, Any]]:
         """The newest meta-summary of each island (from the last ``limit`` summaries), by island."""
         with self._reading("reading the meta-summaries") as conn:

@@ -237,15 +237,7 @@ class Store(Leases, Queries, Aggregates):
                 "updated_at": now,
             }
             if calls:
-                conn.execute(insert(llm_calls_table), [{
-                    "campaign_id": cid, "iteration": program.iteration, "model": c.model, "template": c.template,
-                    "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "cost_usd": c.cost_usd,
-                    "latency_s": c.latency_s, "ok": c.ok, "error": _storable(c.error), "outcome": c.outcome, "attempt": c.attempt,
-                    "created_at": now,
-                } for c in calls])
-                counters["prompt_tokens"] = campaigns.c.prompt_tokens + sum(c.prompt_tokens for c in calls)
-                counters["completion_tokens"] = campaigns.c.completion_tokens + sum(c.completion_tokens for c in calls)
-                counters["cost_usd"] = campaigns.c.cost_usd + sum(c.cost_usd for c in calls)
+                counters.update(_insert_calls(conn, cid, program.iteration, calls, now))
             done = int(conn.execute(update(campaigns).where(campaigns.c.id == cid).values(**counters)
                                     .returning(campaigns.c.iterations_done)).scalar_one())
             new_elite = new_best = False
@@ -353,14 +345,16 @@ class Store(Leases, Queries, Aggregates):
             value = conn.execute(select(func.max(programs.c.iteration)).where(programs.c.campaign_id == campaign_id)).scalar()
         return int(value or 0)
 
-    def same_program(self, campaign_id: str, code: str) -> tuple[str, int] | None:
-        """An earlier program of the campaign that is ``code`` up to formatting and comments, and was evaluated to a
-        verdict (not a timeout, which a loaded machine may cause): (id, iteration) of the first."""
+    def same_program(self, campaign_id: str, code: str, *, exact: bool = False) -> tuple[str, int] | None:
+        """An earlier program of the campaign that is ``code`` up to formatting and comments (``exact``: the same
+        text), and was scored to a verdict: OK, INVALID or BELOW_THRESHOLD (not an ERROR or a TIMEOUT, which a broken
+        worker or a loaded machine may cause): (id, iteration) of the first."""
+        where = [programs.c.campaign_id == campaign_id, programs.c.code_hash == code_key(code), programs.c.status.in_(_VERDICTS)]
+        if exact:
+            where.append(programs.c.code == (_storable(code) or ""))
         with self._reading("looking for a duplicate") as conn:
-            row = conn.execute(select(programs.c.id, programs.c.iteration).where(
-                programs.c.campaign_id == campaign_id, programs.c.code_hash == code_key(code),
-                programs.c.status.in_(_VERDICTS),
-            ).order_by(programs.c.iteration).limit(1)).first()
+            row = conn.execute(select(programs.c.id, programs.c.iteration).where(*where)
+                               .order_by(programs.c.iteration).limit(1)).first()
         return None if row is None else (str(row.id), int(row.iteration))
 
     def status_counts(self, campaign_id: str) -> dict[str, int]:
@@ -448,9 +442,25 @@ class Store(Leases, Queries, Aggregates):
         return moved
 
     # ----------------------------------------------------------------- events
-    def add_event(self, campaign_id: str, kind: str, data: dict[str, Any]) -> None:
+    def add_event(self, campaign_id: str, kind: str, data: dict[str, Any], *, owner: str | None = None) -> None:
+        """Raises: LeaseLostError when ``owner`` is given and no longer holds the campaign (nothing is recorded)."""
         with self._writing("recording an event") as conn:
+            fence(conn, campaign_id, owner)
             _event(conn, campaign_id, kind, data)
+
+    def record_calls(self, campaign_id: str, iteration: int, calls: Sequence[LLMCallRecord], *,
+                     owner: str | None = None) -> None:
+        """Model requests that made no program (a meta-summary's), with the campaign's token and cost counters.
+
+        Raises:
+            LeaseLostError: when ``owner`` is given and no longer holds the campaign (nothing is recorded).
+        """
+        if not calls:
+            return
+        with self._writing("recording model calls") as conn:
+            fence(conn, campaign_id, owner)
+            counters = _insert_calls(conn, campaign_id, iteration, calls, time.time())
+            conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(**counters))
 
     def events(self, campaign_id: str, *, after_id: int = 0, limit: int = 1000, kind: str | None = None) -> list[dict[str, Any]]:
         """A campaign's events after ``after_id`` in order, optionally of one kind only."""
@@ -489,6 +499,19 @@ def _storable(text: str | None) -> str | None:
     return text.replace("\0", "?").encode("utf-8", errors="replace").decode("utf-8")
 
 
+def _insert_calls(conn: Connection, campaign_id: str, iteration: int, calls: Sequence[LLMCallRecord], now: float) -> dict[str, Any]:
+    """Insert model requests; returns the campaign counters' new values (expressions) they add to."""
+    conn.execute(insert(llm_calls_table), [{
+        "campaign_id": campaign_id, "iteration": iteration, "model": c.model, "template": c.template,
+        "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens, "cost_usd": c.cost_usd,
+        "latency_s": c.latency_s, "ok": c.ok, "error": _storable(c.error), "outcome": c.outcome, "attempt": c.attempt,
+        "created_at": now,
+    } for c in calls])
+    return {"prompt_tokens": campaigns.c.prompt_tokens + sum(c.prompt_tokens for c in calls),
+            "completion_tokens": campaigns.c.completion_tokens + sum(c.completion_tokens for c in calls),
+            "cost_usd": campaigns.c.cost_usd + sum(c.cost_usd for c in calls)}
+
+
 def _program_values(p: Program) -> dict[str, Any]:
     code = _storable(p.code) or ""
     return {
@@ -502,7 +525,7 @@ def _program_values(p: Program) -> dict[str, Any]:
     }
 
 
-_VERDICTS = [s.value for s in (EvalStatus.OK, EvalStatus.INVALID, EvalStatus.ERROR, EvalStatus.BELOW_THRESHOLD)]
+_VERDICTS = [s.value for s in (EvalStatus.OK, EvalStatus.INVALID, EvalStatus.BELOW_THRESHOLD)]
 _UPSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 

@@ -80,7 +80,9 @@ def node_lost(folder: Path) -> dict[str, Any]:
     """A worker node removed mid-campaign: its evaluations are run again elsewhere, the campaign finishes."""
     cluster = _cluster(workers=3)
     store = Store.open(str(folder / "lost.db"))
-    campaign = asyncio.run(Campaign.create(store, load_problem(write_problem(folder / "quad")), _config(cluster, 150),
+    # every iteration evaluated on a node (dedup would skip repeats): the node's loss must blame none of them
+    campaign = asyncio.run(Campaign.create(store, load_problem(write_problem(folder / "quad")),
+                                           _config(cluster, 150, search={"dedup": False}),
                                            workdir=folder / "w"))
     executor = campaign.evaluator.executor
     removed: list[str] = []

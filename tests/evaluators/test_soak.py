@@ -116,7 +116,9 @@ def _descriptors() -> dict[str, str]:
 def test_two_thousand_mixed_iterations_leave_the_host_as_they_found_it(file_store: Store, tmp_path: Path) -> None:
     problem = load_problem(write_problem(tmp_path / "soak", yaml=YAML, program=PROGRAM, evaluator=EVALUATOR))
     config = CampaignConfig.model_validate({"models": [{"name": "mutator"}], "iterations": ITERATIONS, "eval_concurrency": 2,
-                                            "llm_concurrency": 2, "islands": 2, "seed": 5})
+                                            "llm_concurrency": 2, "islands": 2, "seed": 5,
+                                            # every iteration must reach the sandbox: dedup would skip the repeated ones
+                                            "search": {"dedup": False}})
     processes_before, fds_before = _evolve_processes(), _descriptors()
     samples: list[float] = []
 
