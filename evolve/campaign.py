@@ -46,6 +46,7 @@ from evolve.errors import DiffError, EvolveError, LLMError, ProblemError, Sandbo
 from evolve.evaluators.runner import Evaluator
 from evolve.evaluators.validate import clip
 from evolve.llm import CallAttempt, CallFailedError, Completion, Ensemble
+from evolve.meta import Notes
 from evolve.problem import Problem
 from evolve.prompting import PromptBuilder
 from evolve.screening import Screen
@@ -56,8 +57,6 @@ from evolve.values import CampaignStatus, EvalResult, EvalStatus, Origin, Progra
 __all__ = ["Campaign", "Progress", "Proposal"]
 
 _MAX_ANSWER_CHARS = 20_000
-_META_EVERY = 25  # proposals of an island between meta-summaries, for language models
-_NOTE_CHARS = 2000  # of a meta-summary, kept from its start
 _LEGACY_SEARCH = {"dedup": False, "novelty": {"enabled": "off"}, "meta_every": 0}
 _ORIGINS = {"diff": Origin.DIFF, "rewrite": Origin.REWRITE, "crossover": Origin.CROSSOVER}
 _log = logging.getLogger("evolve.campaign")
@@ -158,12 +157,13 @@ class Campaign:
         # a bandit's state is the store's counts: a resumed campaign goes on from them
         learned = store.model_stats(row.id) if self.config.search.selection == "bandit" else []
         self.selector = selector(self.config.models, self.config.search, learned)
-        self._notes = self._load_notes()
         text_features = {"code_length", "line_count"}  # the score may read the text: only the same text is the same program
         exact = any(o.metric in text_features for o in problem.config.pareto_objectives())
         self.screen = Screen(store, row.id, self.config.search, exact=exact)
         self._cells = threading.Lock()
         self.archive.centroids = self._load_centroids()
+        self.notes = Notes(store, row.id, self.config, prompts=self.prompts, ensemble=self.ensemble, archive=self.archive,
+                           owner=self.owner)
         self.evaluator = evaluator or Evaluator(problem, problem_dir=workdir / "problem", sandbox=self.config.sandbox,
                                                 executor=self.config.executor, slots=self.config.eval_concurrency,
                                                 ray_address=self.config.ray_address)
@@ -267,7 +267,7 @@ class Campaign:
         spec = self.config.models[arm.model]
         proposal = Proposal(
             id=_new_id(), iteration=iteration, island=island, sample=sample, model=spec, kind=arm.kind, mate=mate,
-            messages=self.prompts.build(sample, mode=arm.kind, mate=mate, notes=self._notes.get(island)),
+            messages=self.prompts.build(sample, mode=arm.kind, mate=mate, notes=self.notes.get(island)),
             seed=int(rng.integers(2**62)),
         )
         self._pending[proposal.id] = proposal
@@ -356,69 +356,6 @@ class Campaign:
         self.archive.centroids = centroids
         _log.info("campaign %s: %d CVT cells chosen from %d programs; %d elites", self.id, len(centroids.points),
                   len(samples), moved)
-
-    # ---------------------------------------------------------- meta-prompts
-    def _load_notes(self) -> dict[int, str]:
-        notes: dict[int, str] = {}
-        after = 0
-        while batch := self.store.events(self.id, after_id=after, kind="meta_summary"):
-            for event in batch:
-                notes[int(event["data"]["island"])] = str(event["data"]["text"])
-            after = batch[-1]["id"]
-        return notes
-
-    def _meta_due(self, proposal: Proposal) -> bool:
-        every = self.config.search.meta_every
-        if self.config.search.strategy != "evolve":  # the baselines stay plain: nothing learned goes into their prompts
-            return False
-        if every is None:
-            every = 0 if proposal.model.name == "mutator" else _META_EVERY
-        # island j proposes iterations j, j + I, j + 2I, ... (island 0 from I: iteration 0 is the initial program)
-        islands, island = self.config.island_count, proposal.island
-        count = (proposal.iteration - island) // islands + (island > 0)
-        return every > 0 and count % every == 0
-
-    async def _summarise(self, proposal: Proposal) -> tuple[CallAttempt, ...]:
-        """Ask the proposal's model what its island's best programs and failures have in common; the answer becomes
-        an event and the notes of that island's later prompts. Its requests are recorded (template 'meta') and
-        returned. A summary that fails for any reason but a lost lease is logged and skipped: it is never worth a
-        campaign."""
-        island = proposal.island
-        spec = proposal.model
-        attempts: tuple[CallAttempt, ...] = ()
-        try:
-            elites = (await asyncio.to_thread(self.store.elites, self.id, island))[:3]
-            best = list((await asyncio.to_thread(self.store.get_programs, [e.program_id for e in elites])).values())
-            failures = await asyncio.to_thread(self.archive.failures, island)
-            messages = self.prompts.meta(best=sorted(best, key=lambda p: -(p.fitness or 0.0)), failures=failures,
-                                         notes=self._notes.get(island))
-            try:
-                completion = await self.ensemble.model_for(spec).complete(
-                    messages, temperature=spec.temperature, seed=proposal.seed + 7, max_tokens=spec.max_tokens)
-            except CallFailedError as exc:
-                attempts = exc.attempts
-                _log.warning("campaign %s: the meta-summary of island %d failed: %s", self.id, island, exc)
-            else:
-                attempts = completion.attempts
-                text = completion.text.strip()[:_NOTE_CHARS]
-                if text:
-                    await asyncio.to_thread(self.store.add_event, self.id, "meta_summary", {
-                        "island": island, "iteration": proposal.iteration, "model": spec.name, "text": text},
-                        owner=self.owner)
-                    self._notes[island] = text
-        except LeaseLostError:
-            raise
-        except Exception as exc:  # a store hiccup, a template or a transport that broke oddly: this summary only
-            _log.warning("campaign %s: the meta-summary of island %d failed: %s: %s", self.id, island, type(exc).__name__, exc)
-        finally:
-            calls = [LLMCallRecord(model=a.model, template="meta", prompt_tokens=a.prompt_tokens,
-                                   completion_tokens=a.completion_tokens, cost_usd=a.cost_usd, latency_s=a.latency_s,
-                                   ok=a.outcome.answered, error=a.error, outcome=a.outcome.value, attempt=n)
-                     for n, a in enumerate(attempts, start=1)]
-            with contextlib.suppress(EvolveError):  # accounted if the store takes it; a lost lease surfaces next tell
-                await asyncio.shield(asyncio.to_thread(self.store.record_calls, self.id, proposal.iteration, calls,
-                                                       owner=self.owner))
-        return attempts
 
     def tell(self, proposal_id: str, child: Child, result: EvalResult | None) -> RecordOutcome:
         """Commit one iteration (whatever its outcome) to the store.
@@ -530,9 +467,11 @@ class Campaign:
         finally:  # told, or cut off (a stop, a store failure): an identical child waiting on this one goes on
             if child.code is not None:
                 self.screen.release(child.code, proposal.id)
-        if self._meta_due(proposal):  # after the tell: nothing a summary does can cost the evaluated child
-            async with llm_slots:
-                child = dataclasses.replace(child, meta_attempts=await self._summarise(proposal))
+        if self.notes.due(island=proposal.island, iteration=proposal.iteration, model=proposal.model):
+            async with llm_slots:  # after the tell: nothing a summary does can cost the evaluated child
+                attempts = await self.notes.summarise(island=proposal.island, iteration=proposal.iteration,
+                                                      spec=proposal.model, seed=proposal.seed)
+            child = dataclasses.replace(child, meta_attempts=attempts)
         return child, child.failure or (result.status if result else EvalStatus.ERROR)
 
     async def run(
