@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     rows = [row for name in builtin_problem_names() for row in measure(name, args.proposals)]
-    lines = [f"{args.proposals} mutator proposals per problem, default settings (4 islands).", "",
+    lines = [f"{args.proposals} mutator proposals per problem, default settings.", "",
              "| problem | axis | range | bins | filled | elites' values | warned |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         seen = "–" if r["low"] is None else f"{r['low']:.4g} – {r['high']:.4g}"
