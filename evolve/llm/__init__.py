@@ -76,17 +76,13 @@ def make_model(spec: ModelSpec, transport: Transport | None = None, *, default_i
 
 
 class Ensemble:
-    """Weighted choice among models; each proposal records which one it used."""
+    """The campaign's models (``evolve.bandit`` chooses among them); each proposal records which one it used."""
 
     def __init__(self, specs: list[ModelSpec], *, default_in_flight: int = 8, priced: bool = False) -> None:
         self.specs = specs
         self.models = [make_model(s, default_in_flight=default_in_flight, priced=priced) for s in specs]
         weights = np.array([s.weight for s in specs], dtype=np.float64)
         self._p = weights / weights.sum()
-
-    def choose(self, rng: np.random.Generator) -> tuple[ModelSpec, LLM]:
-        i = int(rng.choice(len(self.specs), p=self._p)) if len(self.specs) > 1 else 0
-        return self.specs[i], self.models[i]
 
     def model_for(self, spec: ModelSpec) -> LLM:
         return self.models[self.specs.index(spec)]
