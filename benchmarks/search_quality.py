@@ -52,7 +52,7 @@ from evolve.values import EvalStatus
 HERE = Path(__file__).resolve().parent
 PROBLEMS = {"ring16 (popular peer's example)": HERE / "problems" / "circles_ring16",
             "ring17 (sample-efficient peer's example)": HERE / "problems" / "circles_ring17"}
-NOT_EVALUATED = {EvalStatus.DUPLICATE, EvalStatus.NEAR_DUPLICATE, EvalStatus.DIFF_FAILED, EvalStatus.LLM_FAILED}
+NOT_EVALUATED = {EvalStatus.UNCHANGED, EvalStatus.DUPLICATE, EvalStatus.NEAR_DUPLICATE, EvalStatus.DIFF_FAILED, EvalStatus.LLM_FAILED}
 MUTATOR: dict[str, Any] = {"name": "mutator"}
 
 

@@ -41,12 +41,13 @@ from evolve.archive import Archive, Sample
 from evolve.bandit import selector
 from evolve.config import CampaignConfig, Kind, ModelSpec, auto_islands, parse_campaign_config
 from evolve.cvt import Centroids
-from evolve.diff import apply_diff, apply_rewrite, parse_diff
+from evolve.diff import Applied, apply_answer
 from evolve.errors import DiffError, EvolveError, LLMError, ProblemError, SandboxError
 from evolve.evaluators.runner import Evaluator
 from evolve.evaluators.validate import clip
 from evolve.llm import CallAttempt, CallFailedError, Completion, Ensemble
 from evolve.meta import Notes
+from evolve.novelty import code_key
 from evolve.problem import Problem
 from evolve.prompting import PromptBuilder
 from evolve.screening import Screen
@@ -94,6 +95,7 @@ class Child:
     fatal: bool = False  # the model cannot be used as configured: stop the campaign after recording this
     artifacts: dict[str, str] | None = None  # recorded with a failure (the program a duplicate repeats)
     meta_attempts: tuple[CallAttempt, ...] = ()  # a meta-summary's requests, made after this proposal
+    applied: Applied | None = None  # how the answer became ``code``
 
     @property
     def spent(self) -> tuple[float, int]:
@@ -121,18 +123,25 @@ class Progress:
         return self.prompt_tokens + self.completion_tokens
 
 
-def _child_code(parent: str, mode: str, answer: str) -> str:
-    """The child program an answer makes of ``parent``.
+def _child_code(parent: str, mode: str, answer: str) -> tuple[str, Applied]:
+    """The child program an answer makes of ``parent``, and how the answer was applied.
 
     Raises:
-        DiffError: when it makes none, or leaves the parent unchanged.
+        DiffError: when it makes none.
     """
     if not answer.strip():
         raise DiffError("the model's answer is empty")
-    code = apply_diff(parent, parse_diff(answer)) if mode == "diff" else apply_rewrite(parent, answer)
-    if code == parent:
-        raise DiffError("the edit leaves the program unchanged")
-    return code
+    return apply_answer(parent, mode, answer)
+
+
+def _unchanged(parent: str, child: str, *, exact: bool) -> str | None:
+    """Why ``child`` is its parent again (the same text, or unless ``exact`` the same program reformatted), or None."""
+    if child == parent:
+        return "the answer reproduces the current program unchanged: make one concrete change to its code"
+    if not exact and code_key(child) == code_key(parent):
+        return ("the answer only reformats the current program (layout, comments or literals' spelling): "
+                "make one concrete change to what it computes")
+    return None
 
 
 class Campaign:
@@ -267,7 +276,7 @@ class Campaign:
         spec = self.config.models[arm.model]
         proposal = Proposal(
             id=_new_id(), iteration=iteration, island=island, sample=sample, model=spec, kind=arm.kind, mate=mate,
-            messages=self.prompts.build(sample, mode=arm.kind, mate=mate, notes=self.notes.get(island)),
+            messages=self.prompts.build(sample, mode=arm.kind, mate=mate, notes=self.notes.get(island), style=spec.prompt_style),
             seed=int(rng.integers(2**62)),
         )
         self._pending[proposal.id] = proposal
@@ -300,19 +309,24 @@ class Campaign:
             mode = "rewrite" if proposal.kind == "rewrite" else "diff"
             try:
                 # off the event loop: compiling a cut-off answer's prefixes is CPU work other proposals must not wait on
-                code = await asyncio.to_thread(_child_code, proposal.sample.parent.code, mode, completion.text)
+                code, applied = await asyncio.to_thread(_child_code, proposal.sample.parent.code, mode, completion.text)
             except DiffError as exc:
                 error = str(exc)
             except Exception as exc:  # the LLM boundary: an answer no check foresaw is still this proposal's failure
                 _log.exception("applying the answer of iteration %d failed unexpectedly", proposal.iteration)
                 error = f"turning the model's answer into a program failed: {type(exc).__name__}: {exc}"
             else:
+                same = _unchanged(proposal.sample.parent.code, code, exact=self.screen.exact)
+                if same is not None:  # the model's answer, not a failure of the path: never evaluated, told next time
+                    return Child(code=None, answer=completion.text, completion=completion, failure=EvalStatus.UNCHANGED,
+                                 error=same, attempts=attempts, applied=applied)
                 parents = (proposal.sample.parent.id, *((proposal.mate.id,) if proposal.mate else ()))
                 rejected = await self.screen.check(proposal_id=proposal.id, iteration=proposal.iteration,
                                                    island=proposal.island, code=code, exclude=parents,
                                                    novelty=self._novelty_on(spec))
                 if rejected is None:
-                    return Child(code=code, answer=completion.text, completion=completion, attempts=attempts)
+                    return Child(code=code, answer=completion.text, completion=completion, attempts=attempts,
+                                 applied=applied)
                 status, error, artifacts = rejected.status, rejected.error, rejected.artifacts
                 if status is EvalStatus.NEAR_DUPLICATE and self.config.search.novelty.action == "retry" and not retried:
                     retried = True
@@ -321,7 +335,7 @@ class Campaign:
                                                             "more substantial change, in the same answer format."}]
                     continue
                 return Child(code=code, answer=completion.text, completion=completion, failure=status, error=error,
-                             attempts=attempts, artifacts=artifacts)
+                             attempts=attempts, artifacts=artifacts, applied=applied)
             return Child(code=None, answer=completion.text, completion=completion, failure=EvalStatus.DIFF_FAILED,
                          error=error, attempts=attempts)
 
@@ -383,6 +397,7 @@ class Campaign:
                 eval_seconds=result.duration_s if result else 0.0,
                 llm_seconds=completion.latency_s if completion else 0.0, created_at=time.time(),
                 stage=result.stage if result else None, node=result.node if result else None,
+                applied=child.applied.value if child.applied else None,
             )
             calls = [
                 LLMCallRecord(

@@ -27,11 +27,11 @@ from rich.table import Table
 from evolve.bandit import model_report
 from evolve.campaign import Campaign
 from evolve.campaign import Progress as CampaignProgress
-from evolve.config import BUILTIN_MODELS, EMBEDDED_MODEL, CampaignConfig, parse_campaign_config
+from evolve.config import EMBEDDED_MODEL, CampaignConfig, parse_campaign_config
 from evolve.errors import EvolveError, StoreError
 from evolve.evaluators.executor import EXECUTORS
 from evolve.grids import grid_warnings
-from evolve.llm.embedded import is_embedded
+from evolve.llm.embedded import EmbeddedTransport, describe_embedded
 from evolve.problem import Limits, builtin_problem_names, resolve_problem
 from evolve.reports import held_out_score
 from evolve.sandbox import BACKENDS, DESCRIPTIONS
@@ -143,6 +143,13 @@ def _report(store: Store, campaign: Campaign, status: CampaignStatus, db: str) -
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     out.print(f"campaign [bold]{campaign.id}[/] ({campaign.problem.name}): {status.value}, "
               f"{row.iterations_done}/{row.iterations_target} iterations ({summary})", highlight=False)
+    applied = store.applied_counts(campaign.id)
+    for spec, model in zip(campaign.ensemble.specs, campaign.ensemble.models, strict=True):
+        if isinstance(model.transport, EmbeddedTransport) and model.transport.speed.answers:
+            err.print(f"model {spec.name} here: {model.transport.speed.summary()}", highlight=False)
+        if applied.get(spec.name):
+            err.print(f"model {spec.name}'s answers: "
+                      + ", ".join(f"{k} {v}" for k, v in sorted(applied[spec.name].items())), highlight=False)
     if best is not None:
         out.print(f"best {campaign.problem.config.objective.metric} = [bold]{_fmt(best.score)}[/] "
                   f"(program {best.id}, iteration {best.iteration}); see it with: evolve best --db {db}", highlight=False)
@@ -192,10 +199,13 @@ def _model_notice(campaign: Campaign) -> None:
     if cap < campaign.config.llm_concurrency:
         err.print(f"model calls in flight: at most {cap}, below --llm-concurrency {campaign.config.llm_concurrency}, "
                   "because of the models' own max_in_flight (an embedded model answers one call at a time)", highlight=False)
-    if any(is_embedded(s.name) for s in campaign.config.models):
-        err.print(f"model {EMBEDDED_MODEL} is the embedded {BUILTIN_MODELS[EMBEDDED_MODEL]}; for better programs choose a stronger "
-                  "one: --model openai/gpt-4o-mini (with OPENAI_API_KEY set), or --api-base http://127.0.0.1:8000/v1 "
-                  "--model hosted_vllm/NAME for a local server", highlight=False)
+    embedded = [s for s in campaign.config.models if s.in_process]
+    for spec in embedded:
+        err.print(f"model {spec.name} is {describe_embedded(spec.name)} ({spec.mode}, {spec.prompt_style} prompts); "
+                  "its speed here is reported at the end", highlight=False)
+    if embedded:
+        err.print("for better programs choose a stronger model: --model openai/gpt-4o-mini (with OPENAI_API_KEY set), or "
+                  "--api-base http://127.0.0.1:8000/v1 --model hosted_vllm/NAME for a local server", highlight=False)
 
 
 @cli.command()
@@ -362,10 +372,11 @@ def status(db: str, as_json: bool) -> None:
         out.print(f"{r['id']} limits: {_limits_text(Limits.model_validate(r['limits']))}", highlight=False)
         for warning in r["grid_warnings"]:
             out.print(f"{r['id']} [yellow]warning[/]: {escape(warning)}", highlight=False)
-        skipped = {k: r["statuses"].get(k, 0) for k in ("duplicate", "near_duplicate")}
+        skipped = {k: r["statuses"].get(k, 0) for k in ("duplicate", "near_duplicate", "unchanged")}
         if any(skipped.values()):
             out.print(f"{r['id']} not evaluated: {skipped['duplicate']} duplicates of earlier programs, "
-                      f"{skipped['near_duplicate']} near-duplicates of elites", highlight=False)
+                      f"{skipped['near_duplicate']} near-duplicates of elites, "
+                      f"{skipped['unchanged']} answers that left their parent unchanged", highlight=False)
         if len(r["stages"]) > 1:
             out.print(f"{r['id']} evaluations ended at stage: "
                       + ", ".join(f"{k} {v}" for k, v in sorted(r["stages"].items())), highlight=False)

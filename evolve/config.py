@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from evolve.catalog import CATALOG, DEFAULT_MODEL
 from evolve.errors import ConfigError
 
 __all__ = [
@@ -29,9 +30,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-EMBEDDED_MODEL = "smollm2"
+#: The model used when none is named: the catalog's best measured packaged model, run in-process.
+EMBEDDED_MODEL = DEFAULT_MODEL
 BUILTIN_MODELS = {
-    EMBEDDED_MODEL: "SmolLM2-135M-Instruct on the CPU: offline, no key, weak",
+    **{m.name: f"{m.title}, embedded: run in-process on the CPU, offline, no key ({m.license})" for m in CATALOG.values()},
     "mutator": "random numeric and operator mutations, no language model; the baseline",
 }
 _ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -54,7 +56,8 @@ class ModelSpec(_Strict):
 
     name: str = Field(
         default=EMBEDDED_MODEL, min_length=1, max_length=200,
-        description="'smollm2' (embedded), 'mutator', or a litellm model string such as openai/gpt-4o-mini",
+        description=f"an embedded model ({', '.join(CATALOG)}; default {EMBEDDED_MODEL}), 'gguf:/path/model.gguf', "
+                    "'mutator', or a litellm model string such as openai/gpt-4o-mini",
     )
     api_base: str | None = Field(default=None, max_length=500, pattern=r"^https?://", description="an OpenAI-compatible endpoint")
     api_key_env: str | None = Field(
@@ -63,9 +66,16 @@ class ModelSpec(_Strict):
     )
     weight: float = Field(default=1.0, gt=0, description="relative share of proposals in an ensemble")
     temperature: float = Field(default=0.8, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1, description="nucleus sampling (embedded models; default: the catalog's)")
+    top_k: int | None = Field(default=None, ge=0, le=1000, description="top-k sampling, 0 for off (embedded models)")
+    repeat_penalty: float | None = Field(default=None, gt=0, le=3, description="repetition penalty (embedded models)")
+    prompt: Literal["full", "compact"] | None = Field(
+        default=None, description="full: the problem, inspirations, failures and the program; compact: the problem, the "
+                                  "program and the last failure, asking for one small change (default: compact for "
+                                  "embedded models, whose CPU time goes mostly into reading the prompt; full otherwise)")
     max_tokens: int = Field(default=4096, ge=16, le=200_000)
     mode: Literal["diff", "rewrite"] = Field(
-        default="diff", description="SEARCH/REPLACE edits or whole-block rewrites (the embedded model defaults to rewrite)"
+        default="diff", description="SEARCH/REPLACE edits or whole-block rewrites (each embedded model has its own default)"
     )
     mix: Mix | None = Field(
         default=None, description="shares of proposal kinds for this model, e.g. {diff: 0.6, rewrite: 0.3, crossover: 0.1} "
@@ -84,15 +94,22 @@ class ModelSpec(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _embedded_defaults(cls, data: Any) -> Any:
-        # A 135M model cannot copy SEARCH lines exactly, so whole-block rewrites parse far more often; and it
-        # rarely stops by itself, so a shorter cap keeps a proposal near 10 s on two cores.
-        if isinstance(data, dict) and data.get("name", EMBEDDED_MODEL) == EMBEDDED_MODEL:
-            data = {**data}
-            if data.get("mode") is None:
-                data["mode"] = "rewrite"
-            if data.get("max_tokens") is None:
-                data["max_tokens"] = 768
+        # Each packaged model's measured settings (evolve.catalog; benchmarks/models.py): SmolLM2-135M cannot copy
+        # SEARCH lines, so it rewrites; small models rarely stop by themselves, so a shorter cap bounds a proposal.
+        if isinstance(data, dict) and (packaged := CATALOG.get(data.get("name", EMBEDDED_MODEL))) is not None:
+            defaults = {"mode": packaged.mode, "max_tokens": packaged.max_tokens, "temperature": packaged.temperature,
+                        "top_p": packaged.top_p, "top_k": packaged.top_k, "repeat_penalty": packaged.repeat_penalty}
+            data = {**data, **{k: v for k, v in defaults.items() if data.get(k) is None}}
         return data
+
+    @property
+    def in_process(self) -> bool:
+        """Whether the model runs inside this process (a packaged model or a GGUF file), not behind an endpoint."""
+        return self.api_base is None and (self.name in CATALOG or self.name.startswith("gguf:"))
+
+    @property
+    def prompt_style(self) -> Literal["full", "compact"]:
+        return self.prompt or ("compact" if self.in_process else "full")
 
     @model_validator(mode="after")
     def _known_builtin(self) -> ModelSpec:

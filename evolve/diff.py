@@ -4,7 +4,13 @@ Two modes:
 
 * **diff**: ``<<<<<<< SEARCH`` / ``=======`` / ``>>>>>>> REPLACE`` blocks. Each
   SEARCH text must occur exactly once in the program (after the earlier blocks
-  were applied) and lie inside one EVOLVE-BLOCK body.
+  were applied) and lie inside one EVOLVE-BLOCK body. Tolerant, still strict,
+  where small models slip: a SEARCH that matches nothing exactly but exactly
+  one place once every line is shifted by the same indentation is applied
+  there, its REPLACE shifted the same way (``Applied.REINDENTED``); an answer
+  with no SEARCH block but a fenced whole EVOLVE-BLOCK is applied as a rewrite
+  (``Applied.BLOCK``); a SEARCH that is the prompt's own placeholder is
+  reported as such. Anything ambiguous fails with a message, never a skip.
 * **rewrite**: a fenced code block holding the whole program; its block bodies
   are spliced into the parent's frame, so frozen parts stay identical. Small
   models often drop the markers or run out of tokens mid-program; for a
@@ -24,7 +30,9 @@ in the answer's length, or that times ``MAX_BLOCKS`` or ``MAX_PREFIX_TRIES``.
 
 from __future__ import annotations
 
+import ast
 import bisect
+import enum
 import re
 from dataclasses import dataclass
 
@@ -37,13 +45,19 @@ __all__ = [
     "MAX_BLOCKS",
     "MAX_PREFIX_TRIES",
     "MAX_PROGRAM_BYTES",
+    "PLACEHOLDER_REPLACE",
+    "PLACEHOLDER_SEARCH",
+    "Applied",
     "SearchReplace",
+    "apply_answer",
     "apply_diff",
     "apply_rewrite",
+    "diff_with_path",
     "extract_code_block",
     "longest_parsable_prefix",
     "parse_diff",
     "render_diff",
+    "rewrite_with_path",
 ]
 
 _SEARCH = re.compile(r"^<{5,9} ?SEARCH\s*$")
@@ -58,6 +72,21 @@ MAX_BLOCKS = 64
 #: Compiles ``longest_parsable_prefix`` may spend on one cut-off answer.
 MAX_PREFIX_TRIES = 24
 _TAIL_TRIES = 8  # of which, walking back from the end: a cut-off answer usually parses one statement earlier
+
+#: The prompts' placeholder lines of the SEARCH/REPLACE format (``prompts/*.j2`` show them; a test keeps them equal).
+PLACEHOLDER_SEARCH = "exact lines copied from the current program, inside an EVOLVE-BLOCK"
+PLACEHOLDER_REPLACE = "the new lines"
+
+
+class Applied(enum.StrEnum):
+    """How an answer became a child: counted per model, so a user sees which tolerance a model leans on."""
+
+    EXACT = "exact"  # every SEARCH text matched exactly
+    REINDENTED = "reindented"  # a SEARCH matched only once shifted by one indentation; its REPLACE was shifted too
+    BLOCK = "block"  # a diff answer gave the whole EVOLVE-BLOCK instead of SEARCH/REPLACE blocks: taken as a rewrite
+    REWRITE = "rewrite"  # a rewrite with its markers
+    BODY = "body"  # a markerless rewrite of a one-block program, taken as the block's body
+    CUT = "cut"  # a rewrite cut off mid-program, kept to its whole statements
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +151,9 @@ def parse_diff(answer: str) -> list[SearchReplace]:
         replace = "\n".join(lines[j + 1 : k])
         if not search.strip():
             raise DiffError(f"SEARCH block {len(blocks) + 1} is empty: copy the exact lines to change into SEARCH")
+        if search.strip() == PLACEHOLDER_SEARCH or replace.strip() == PLACEHOLDER_REPLACE:
+            raise DiffError(f"SEARCH block {len(blocks) + 1} repeats the format's placeholder text "
+                            f"('{PLACEHOLDER_SEARCH}'): put the program's own lines in SEARCH and your new lines in REPLACE")
         blocks.append(SearchReplace(search=search, replace=replace))
         if len(blocks) > MAX_BLOCKS:
             raise DiffError(f"the answer holds more than {MAX_BLOCKS} SEARCH/REPLACE blocks: make fewer, larger edits")
@@ -138,46 +170,131 @@ def render_diff(blocks: list[SearchReplace]) -> str:
     )
 
 
-def _find_unique(code: str, search: str, n: int) -> int:
-    first = code.find(search)
-    if first < 0:
-        stripped = "\n".join(line.rstrip() for line in search.split("\n"))
+def _indent(line: str) -> str:
+    return line[: len(line) - len(line.lstrip(" \t"))]
+
+
+def _shifted(search: list[str], code: list[str]) -> tuple[str, str] | None:
+    """``(add, remove)`` when every non-blank code line is a search line with ``remove`` cut from its start and ``add``
+    put before it (one of the two empty), up to trailing whitespace; None when the shift is not the same for all."""
+    pairs = [(s.rstrip(), c.rstrip()) for s, c in zip(search, code, strict=True) if s.strip() or c.strip()]
+    if not pairs or any(not s.strip() or not c.strip() for s, c in pairs):
+        return None
+    s0, c0 = pairs[0]
+    si, ci = _indent(s0), _indent(c0)
+    if ci.startswith(si):
+        add, remove = ci[len(si):], ""
+    elif si.startswith(ci):
+        add, remove = "", si[len(ci):]
+    else:
+        return None
+    if all(c == add + s[len(remove):] and s.startswith(remove) for s, c in pairs):
+        return add, remove
+    return None
+
+
+def _reindented_match(code: str, search: str, n: int) -> tuple[int, int, str, str] | None:
+    """The one place ``search`` matches once shifted by one indentation: ``(start, end, add, remove)``.
+
+    Raises:
+        DiffError: when it matches that way in several places.
+    """
+    lines = search.split("\n")
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        return None
+    code_lines = code.split("\n")
+    starts = [0]
+    for line in code_lines:
+        starts.append(starts[-1] + len(line) + 1)
+    found: list[tuple[int, int, str, str]] = []
+    first = lines[0].strip()
+    for i in range(len(code_lines) - len(lines) + 1):
+        if code_lines[i].strip() != first:
+            continue
+        shift = _shifted(lines, code_lines[i : i + len(lines)])
+        if shift is not None:
+            end = starts[i + len(lines)] - 1  # the end of the last matched line, without its newline
+            found.append((starts[i], end, *shift))
+    if len(found) > 1:
+        raise DiffError(f"SEARCH block {n} matches nothing exactly, and {len(found)} places once re-indented: "
+                        "copy the lines exactly, indentation included, with enough of them to be unique")
+    return found[0] if found else None
+
+
+def _shift_lines(text: str, add: str, remove: str, n: int) -> str:
+    out = []
+    for line in text.split("\n"):
+        if not line.strip():
+            out.append("")
+            continue
+        if not line.startswith(remove):
+            raise DiffError(f"REPLACE of block {n} is indented less than its SEARCH: keep the SEARCH's indentation")
+        out.append(add + line[len(remove):])
+    return "\n".join(out)
+
+
+def _locate(code: str, block: SearchReplace, n: int) -> tuple[int, int, str, bool]:
+    """Where a block applies: ``(start, end, replacement, reindented)``.
+
+    Raises:
+        DiffError: when it matches nothing (even re-indented) or several places.
+    """
+    first = code.find(block.search)
+    if first >= 0:
+        if code.find(block.search, first + 1) >= 0:
+            raise DiffError(f"SEARCH block {n} matches more than once: include more surrounding lines to make it unique")
+        return first, first + len(block.search), block.replace, False
+    shifted = _reindented_match(code, block.search, n)
+    if shifted is None:
+        stripped = "\n".join(line.rstrip() for line in block.search.split("\n"))
         hint = ""
-        if stripped != search and stripped in code:
+        if stripped != block.search and stripped in code:
             hint = " (it matches only with trailing whitespace removed)"
         raise DiffError(f"SEARCH block {n} matches nothing in the program{hint}: copy the lines exactly, indentation included")
-    if code.find(search, first + 1) >= 0:
-        raise DiffError(f"SEARCH block {n} matches more than once: include more surrounding lines to make it unique")
-    return first
+    start, end, add, remove = shifted
+    replace = block.replace.strip("\n")
+    return start, end, _shift_lines(replace, add, remove, n), True
 
 
 def apply_diff(parent: str, blocks: list[SearchReplace]) -> str:
-    """Apply edits in order, strictly, inside EVOLVE-BLOCK bodies only.
+    """Apply edits in order, strictly, inside EVOLVE-BLOCK bodies only (see ``diff_with_path``)."""
+    return diff_with_path(parent, blocks)[0]
+
+
+def diff_with_path(parent: str, blocks: list[SearchReplace]) -> tuple[str, Applied]:
+    """Apply edits in order, strictly, inside EVOLVE-BLOCK bodies only, and say whether any needed re-indenting.
 
     Raises:
         DiffError: when there are more than ``MAX_BLOCKS`` edits, a SEARCH
-            matches nothing or several places, touches frozen code or a
-            marker, the result changes frozen code, or it is not text a
-            program can be (``evolve.problem.text_problem``).
+            matches nothing or several places (exactly, else once shifted by
+            one indentation), touches frozen code or a marker, the result
+            changes frozen code, or it is not text a program can be
+            (``evolve.problem.text_problem``).
     """
     if len(blocks) > MAX_BLOCKS:
         raise DiffError(f"more than {MAX_BLOCKS} SEARCH/REPLACE blocks: make fewer, larger edits")
     before = find_regions(parent)
     code = _normalize(parent)
+    reindented = False
     for n, block in enumerate(blocks, start=1):
         for text in (block.search, block.replace):
             if START_MARKER in text or END_MARKER in text:
                 raise DiffError(f"block {n} touches an EVOLVE-BLOCK marker line: edit only the code between the markers")
-        at = _find_unique(code, block.search, n)
+        start, end, replace, shifted = _locate(code, block, n)
+        reindented |= shifted
         regions = find_regions(code)
-        if not regions.contains(at, at + len(block.search)):
+        if not regions.contains(start, end):
             raise DiffError(f"SEARCH block {n} matches code outside the EVOLVE-BLOCK regions, which may not change")
-        code = code[:at] + block.replace + code[at + len(block.search) :]
+        code = code[:start] + replace + code[end:]
     _checked_child(code)
     after = find_regions(code)
     if after.frozen != find_regions(_normalize(parent)).frozen or len(after.spans) != len(before.spans):
         raise DiffError("the edit changed code outside the EVOLVE-BLOCK regions")
-    return code
+    return code, Applied.REINDENTED if reindented else Applied.EXACT
 
 
 def _code_blocks(answer: str) -> tuple[list[tuple[str, str]], str | None]:
@@ -302,8 +419,39 @@ def _single_block_body(parent: str, code: str, *, cut_off: bool) -> str:
     return body
 
 
+_IMPORT = re.compile(r"^(import|from)\s+[\w.]+")
+
+
+def _carried_imports(parent: str, code: str, bodies: list[str]) -> list[str]:
+    """``bodies`` with the imports a rewrite added above its first block carried into that block.
+
+    The frame outside the blocks is frozen, so an import the model put there would be dropped by the splice and
+    the child would fail with a NameError; at the top of a top-level block it means the same thing.
+
+    Raises:
+        DiffError: when the first block is indented (inside a function or class), where an import cannot go as is.
+    """
+    head = code[: find_regions(code).spans[0][0]]
+    known = {line.strip() for line in find_regions(parent).frozen[0].split("\n")}
+    added = [line.strip() for line in head.split("\n") if _IMPORT.match(line.strip()) and line.strip() not in known]
+    if not added:
+        return bodies
+    first = next((line for line in bodies[0].split("\n") if line.strip()), "")
+    if _indent(first):
+        raise DiffError(f"the rewrite adds {'; '.join(added)!r} above the EVOLVE-BLOCK, where nothing may change: "
+                        "put the import inside the block, at the top of the function that uses it")
+    return ["\n".join(added) + "\n" + bodies[0], *bodies[1:]]
+
+
 def apply_rewrite(parent: str, answer: str) -> str:
-    """Take the rewritten program from an answer and splice its blocks into the parent.
+    """Take the rewritten program from an answer and splice its blocks into the parent (see ``rewrite_with_path``)."""
+    return rewrite_with_path(parent, answer)[0]
+
+
+def rewrite_with_path(parent: str, answer: str) -> tuple[str, Applied]:
+    """Take the rewritten program from an answer and splice its blocks into the parent, and say how.
+
+    Imports the rewrite adds above its first block are carried into that block (see ``_carried_imports``).
 
     Raises:
         DiffError: when the answer is over ``MAX_ANSWER_CHARS``, has no code
@@ -324,8 +472,61 @@ def apply_rewrite(parent: str, answer: str) -> str:
     except DiffError as exc:
         if len(find_regions(parent).spans) != 1:
             raise DiffError(f"the rewritten program must keep its EVOLVE-BLOCK markers: {exc}") from exc
-        return _checked_child(splice_blocks(parent, [_single_block_body(parent, code, cut_off=cut_off)]))
+        body = _single_block_body(parent, code, cut_off=cut_off)
+        return _checked_child(splice_blocks(parent, [body])), Applied.CUT if cut_off else Applied.BODY
     bodies = regions.bodies(code)
     if cut_off and len(bodies) == 1:
         bodies = [longest_parsable_prefix(bodies[0]) or bodies[0]]
-    return _checked_child(splice_blocks(parent, bodies))
+    bodies = _carried_imports(parent, code, bodies)
+    return _checked_child(splice_blocks(parent, bodies)), Applied.CUT if cut_off else Applied.REWRITE
+
+
+def _top_level_names(code: str) -> set[str] | None:
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        return None
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+    return names
+
+
+def _whole_block(parent: str, answer: str) -> bool:
+    """Whether a diff answer without SEARCH blocks gives a whole EVOLVE-BLOCK instead: a fenced block with the
+    markers, or (for a one-block program) one that defines every function and class the block defines."""
+    blocks, _ = _code_blocks(answer)
+    if not blocks:
+        return False
+    code = next((body for tag, body in blocks if tag in _PYTHON_TAGS), blocks[0][1])
+    if START_MARKER in code and END_MARKER in code:
+        return True
+    regions = find_regions(parent)
+    if len(regions.spans) != 1:
+        return False
+    wanted = _top_level_names(regions.bodies(_normalize(parent))[0])
+    given = _top_level_names(code)
+    if not wanted or given is None:
+        return False
+    return wanted <= given
+
+
+def apply_answer(parent: str, mode: str, answer: str) -> tuple[str, Applied]:
+    """The child a model's answer makes of ``parent`` in ``mode`` ("diff" or "rewrite"), and how it was applied.
+
+    Raises:
+        DiffError: when the answer yields no program (the message says why, for the model).
+    """
+    if mode != "diff":
+        return rewrite_with_path(parent, answer)
+    try:
+        edits = parse_diff(answer)
+    except DiffError:
+        if _SEARCH_ANYWHERE.search(answer) is None and _whole_block(parent, answer):
+            return rewrite_with_path(parent, answer)[0], Applied.BLOCK
+        raise
+    return diff_with_path(parent, edits)
+
+
+_SEARCH_ANYWHERE = re.compile(r"^<{5,9} ?SEARCH\s*$", re.MULTILINE)

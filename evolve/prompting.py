@@ -5,6 +5,12 @@ evaluator feedback, the inspirations with their scores, and the errors of
 recent failed attempts. The problem's known best value is never given to a
 template, so it cannot leak into a prompt.
 
+Two styles: ``full`` (the problem, the inspirations, the recent failures, the
+program) and ``compact`` for small in-process models, whose CPU time goes
+mostly into reading the prompt: the problem, the program and the last failure
+only, asking for one small change (``prompts/compact/``). Each style puts what
+stays the same first, so llama.cpp reuses its cached prefix.
+
 Feedback keeps its provenance: what the evaluator said (its messages and
 artifacts) is ``parent_feedback``; what the candidate program printed or
 raised is ``program_output``, clipped and quoted line by line (``| ``), so a
@@ -85,10 +91,12 @@ class PromptBuilder:
         self._env.filters["quoted"] = _quoted
         self._env.filters["fenced"] = _fenced
 
-    def build(self, sample: Sample, *, mode: Kind, mate: Program | None = None, notes: str | None = None) -> list[dict[str, str]]:
+    def build(self, sample: Sample, *, mode: Kind, mate: Program | None = None, notes: str | None = None,
+              style: str = "full") -> list[dict[str, str]]:
         """Messages for one proposal of kind ``mode`` ("diff", "rewrite" or "crossover", which needs ``mate``).
 
-        ``notes`` is the island's latest meta-summary (a model's own words about what worked), clipped.
+        ``notes`` is the island's latest meta-summary (a model's own words about what worked), clipped. ``style``
+        "compact" leaves out the inspirations, the notes and all failures but the last (a crossover stays full).
         """
         if mode == "crossover" and mate is None:
             raise ValueError("a crossover prompt needs a second parent")
@@ -108,6 +116,8 @@ class PromptBuilder:
             "failures": sample.failures,
             "cascade": len(self._problem.stages) > 1,
         }
+        if style == "compact" and mode != "crossover":
+            return self._render(f"compact/{mode}.j2", context, system="compact/system.j2")
         return self._render(f"{mode}.j2", context)
 
     def meta(self, *, best: list[Program], failures: list[Program], notes: str | None) -> list[dict[str, str]]:
@@ -119,7 +129,7 @@ class PromptBuilder:
             "cascade": len(self._problem.stages) > 1,
         })
 
-    def _render(self, template: str, context: dict[str, Any]) -> list[dict[str, str]]:
-        system = self._env.get_template("system.j2").render(**context).strip()
+    def _render(self, template: str, context: dict[str, Any], *, system: str = "system.j2") -> list[dict[str, str]]:
+        system = self._env.get_template(system).render(**context).strip()
         user = self._env.get_template(template).render(**context).strip()
         return [{"role": "system", "content": system}, {"role": "user", "content": user}]

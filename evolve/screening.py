@@ -58,6 +58,11 @@ class Screen:
         self._held: dict[str, _Held] = {}
         self._shingles: dict[str, frozenset[int]] = {}
 
+    @property
+    def exact(self) -> bool:
+        """Whether only the same text counts as the same program (the score reads the text)."""
+        return self._exact
+
     def key(self, code: str) -> str:
         return "=" + hashlib.sha256(code.encode("utf-8", errors="replace")).hexdigest()[:31] if self._exact else code_key(code)
 

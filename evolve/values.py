@@ -28,6 +28,7 @@ class EvalStatus(enum.StrEnum):
     LLM_FAILED = "llm_failed"  # the model call itself failed
     DUPLICATE = "duplicate"  # the same program (up to formatting and comments) as one already in the campaign: not evaluated
     NEAR_DUPLICATE = "near_duplicate"  # too similar to an elite of its island (the novelty filter): not evaluated
+    UNCHANGED = "unchanged"  # the answer reproduced its parent (or only reformatted it): not evaluated
 
     @property
     def is_ok(self) -> bool:
@@ -119,3 +120,4 @@ class Program:
     stage: str | None = None  # the last evaluation stage it reached
     node: str | None = None  # the cluster node that evaluated it (None: the controller's host)
     mate_id: str | None = None  # a crossover's second parent
+    applied: str | None = None  # how the model's answer became this program (evolve.diff.Applied), if it did

@@ -51,7 +51,10 @@ def make_transport(spec: ModelSpec, *, priced: bool = False) -> Transport:
     if spec.name == "mutator":
         return MutatorTransport()
     if is_embedded(spec.name) and spec.api_base is None:
-        return EmbeddedTransport(spec.name, stop_after_code=spec.mode == "rewrite")
+        compact = spec.prompt_style == "compact"
+        return EmbeddedTransport(spec.name, stop_after_code=spec.mode == "rewrite" or compact, one_edit=compact,
+                                 sampling={"top_p": spec.top_p, "top_k": spec.top_k, "repeat_penalty": spec.repeat_penalty},
+                                 show_progress=True)
     has_prices = spec.input_usd_per_mtok is not None and spec.output_usd_per_mtok is not None
     if spec.api_base is not None and spec.name.startswith(OPENAI_COMPATIBLE) and (has_prices or not priced):
         return OpenAITransport(spec)

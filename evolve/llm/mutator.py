@@ -20,10 +20,10 @@ from evolve.blocks import START_MARKER, find_regions
 from evolve.diff import SearchReplace, render_diff
 from evolve.errors import DiffError
 from evolve.llm.base import Message, RawAnswer
+from evolve.llm.grammar import program_from_prompt
 
 __all__ = ["MutatorTransport", "propose_edits"]
 
-_CODE_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 _SWAPS = {"+": "-", "-": "+", "*": "/", "/": "*", "<": "<=", "<=": "<", ">": ">=", ">=": ">", "min": "max", "max": "min"}
 
 
@@ -132,12 +132,6 @@ def propose_edits(code: str, rng: np.random.Generator, *, max_edits: int = 3) ->
     return edits
 
 
-def _program_from_prompt(messages: list[Message]) -> str | None:
-    text = "\n".join(m.get("content", "") for m in messages)
-    blocks = [b for b in _CODE_BLOCK.findall(text) if START_MARKER in b]
-    return blocks[-1] if blocks else None
-
-
 class MutatorTransport:
     """A model that answers with random numeric and operator mutations."""
 
@@ -147,7 +141,7 @@ class MutatorTransport:
         self, messages: list[Message], *, temperature: float, seed: int, max_tokens: int, timeout_s: float
     ) -> RawAnswer:
         prompt_chars = sum(len(m.get("content", "")) for m in messages)
-        code = _program_from_prompt(messages)
+        code = program_from_prompt(messages)
         if code is None:
             text = "I found no program with EVOLVE-BLOCK markers in the prompt."
         else:

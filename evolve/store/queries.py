@@ -39,7 +39,7 @@ def program_from_row(row: Row[Any]) -> Program:
         metrics=dict(m["metrics"]), features=dict(m["features"]), artifacts=dict(m["artifacts"]),
         diff=m["diff"], model=m["model"], template=m["template"], cell=m["cell"],
         eval_seconds=m["eval_seconds"], llm_seconds=m["llm_seconds"], created_at=m["created_at"], stage=m["stage"],
-        node=m["node"], mate_id=m["mate_id"],
+        node=m["node"], mate_id=m["mate_id"], applied=m["applied"],
     )
 
 
@@ -220,6 +220,23 @@ class Queries:
                 mean_latency_s=None if latency is None else float(latency),
             ))
         return sorted(stats, key=lambda s: (-s.proposals, s.model, s.template or ""))
+
+    def applied_counts(self, campaign_id: str) -> dict[str, dict[str, int]]:
+        """Per model: how many of its answers were applied each way (``evolve.diff.Applied``), and ``unchanged``,
+        ``diff_failed`` for the answers that made no new program."""
+        status = programs.c.status
+        how = case((programs.c.applied.is_not(None), programs.c.applied), else_=status)
+        made = or_(programs.c.applied.is_not(None), status.in_([EvalStatus.UNCHANGED.value, EvalStatus.DIFF_FAILED.value]))
+        with self._reading("reading how answers were applied") as conn:
+            rows = conn.execute(
+                select(programs.c.model, how, func.count())
+                .where(programs.c.campaign_id == campaign_id, programs.c.iteration > 0, made)
+                .group_by(programs.c.model, how)
+            ).all()
+        counts: dict[str, dict[str, int]] = {}
+        for model, path, n in rows:
+            counts.setdefault(model or "", {})[str(path)] = int(n)
+        return counts
 
 
 

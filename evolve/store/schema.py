@@ -91,6 +91,7 @@ programs = Table(
     Column("node", String(200), nullable=True),  # the cluster node that evaluated it (None: the controller's host)
     Column("parent_fitness", Float, nullable=True),  # the parent's, copied when recorded: "improved?" needs no join
     Column("mate_id", String(32), nullable=True),  # a crossover's second parent
+    Column("applied", String(16), nullable=True),  # how the model's answer was applied (evolve.diff.Applied)
     # one program per iteration: a resumed campaign can never duplicate one
     UniqueConstraint("campaign_id", "iteration", name="uq_programs_campaign_iteration"),
     Index("ix_programs_island_iteration", "campaign_id", "island", "iteration"),

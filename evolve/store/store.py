@@ -519,7 +519,7 @@ def _program_values(p: Program) -> dict[str, Any]:
         "generation": p.generation, "iteration": p.iteration, "origin": p.origin.value, "status": p.status.value,
         "score": p.score, "fitness": p.fitness, "metrics": p.metrics, "features": p.features,
         "artifacts": {k: _storable(v) for k, v in p.artifacts.items()}, "cell": p.cell, "code": code,
-        "code_hash": code_key(code), "mate_id": p.mate_id, "diff": _storable(p.diff), "model": p.model,
+        "code_hash": code_key(code), "mate_id": p.mate_id, "applied": p.applied, "diff": _storable(p.diff), "model": p.model,
         "template": p.template, "eval_seconds": p.eval_seconds, "llm_seconds": p.llm_seconds, "n_children": 0,
         "created_at": p.created_at or time.time(), "stage": p.stage, "node": p.node,
     }

@@ -8,7 +8,7 @@ import {errorBox, fmt, h, programLink, section, statusBadge, table} from "./dom.
 import {archiveMaps} from "./heatmap.js";
 import {bestPlot, candidatesPlot} from "./plots.js";
 
-const FAILURES = ["diff_failed", "llm_failed", "duplicate", "near_duplicate", "invalid", "below_threshold", "error", "timeout"];
+const FAILURES = ["diff_failed", "llm_failed", "unchanged", "duplicate", "near_duplicate", "invalid", "below_threshold", "error", "timeout"];
 const REFRESH_MS = 2000;
 const PAGE = 25;
 
