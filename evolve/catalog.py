@@ -24,7 +24,7 @@ from typing import Literal
 
 from evolve.errors import ConfigError
 
-__all__ = ["CATALOG", "DEFAULT_MODEL", "SMALLEST_MODEL", "Chunk", "PackagedModel", "cache_dir", "model_file"]
+__all__ = ["CATALOG", "DEFAULT_MODEL", "SMALLEST_MODEL", "Chunk", "PackagedModel", "cache_dir", "model_file", "model_state"]
 
 _CHUNK = 4 << 20  # bytes read per step while hashing or assembling
 
@@ -244,3 +244,17 @@ def model_file(model: PackagedModel, *, show_progress: bool = False) -> Path:
     _assemble(model, path, show=show_progress)
     _remember(directory, path, model.sha256)
     return path
+
+
+def model_state(model: PackagedModel) -> str:
+    """Where a packaged model stands here, in words: ready (verified), installed but not yet assembled or verified,
+    or what to install."""
+    try:
+        parts = [_chunk_path(model, c) for c in model.chunks]
+    except ConfigError as exc:
+        return f"not installed ({exc})"
+    directory = cache_dir()
+    path = parts[0] if model.in_place else directory / model.file
+    if path.is_file() and _known_good(directory, path, model.sha256):
+        return f"ready: {path} (verified)"
+    return "installed; assembled and verified on first use" if not model.in_place else "installed; verified on first use"

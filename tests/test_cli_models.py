@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from evolve.catalog import CATALOG, DEFAULT_MODEL
 from evolve.diff import SearchReplace, render_diff
+from evolve.llm.embedded import embedded_model_path
 from evolve.llm.mutator import propose_edits
 from evolve.sandbox.bwrap import bwrap_problem
 from tests.conftest import QUADRATIC_EVALUATOR, QUADRATIC_PROGRAM, write_problem
@@ -39,19 +41,31 @@ def evolve(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: fl
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # the README's quickstart: about 4 minutes of the model writing on 2 cores, more under load
-def test_with_no_key_a_run_uses_the_embedded_model_end_to_end(tmp_path: Path) -> None:
-    run = evolve("run", "circle_packing", "--iterations", "20", "--db", "e.db", cwd=tmp_path, timeout=900)
+@pytest.mark.timeout(900)  # the README's quickstart model: about 40 s a proposal on 2 cores, more under load
+def test_with_no_key_a_run_uses_the_default_embedded_model_end_to_end(tmp_path: Path) -> None:
+    run = evolve("run", "circle_packing", "--iterations", "3", "--db", "e.db", cwd=tmp_path, timeout=900)
     assert run.returncode == 0, run.stderr
-    assert "model smollm2 is the embedded SmolLM2-135M-Instruct" in run.stderr and "--model openai/gpt-4o-mini" in run.stderr
+    assert (f"model {DEFAULT_MODEL} is the embedded {CATALOG[DEFAULT_MODEL].title}, Apache-2.0, run in-process on the CPU "
+            "(diff, compact prompts)") in run.stderr and "--model openai/gpt-4o-mini" in run.stderr
+    assert f"model {DEFAULT_MODEL} here: " in run.stderr and "s per answer over 3 (reading prompts" in run.stderr
     with sqlite3.connect(tmp_path / "e.db") as conn:
         proposals = conn.execute("SELECT model, template FROM programs WHERE origin != 'initial'").fetchall()
         calls = conn.execute("SELECT prompt_tokens, completion_tokens, outcome FROM llm_calls").fetchall()
-    assert len(proposals) == 20 and set(proposals) == {("smollm2", "rewrite")}
-    assert len(calls) >= 20 and all(p > 300 and c > 0 for p, c, outcome in calls if outcome != "timeout")
+    assert len(proposals) == 3 and set(proposals) == {(DEFAULT_MODEL, "diff")}
+    assert len(calls) >= 3 and all(p > 300 and c > 0 for p, c, outcome in calls if outcome != "timeout")
     status = json.loads(evolve("status", "--db", "e.db", "--json", cwd=tmp_path).stdout)[0]
-    assert status["prompt_tokens"] > 20 * 300 and status["cost_usd"] == 0.0
-    assert [(m["model"], m["proposals"]) for m in status["models"]] == [("smollm2", 20)]
+    assert status["prompt_tokens"] > 3 * 300 and status["cost_usd"] == 0.0
+    assert [(m["model"], m["proposals"]) for m in status["models"]] == [(DEFAULT_MODEL, 3)]
+
+
+def test_a_gguf_file_of_ones_own_is_named_as_such_not_as_a_packaged_model(tmp_path: Path) -> None:
+    path = tmp_path / "mine.gguf"
+    path.symlink_to(embedded_model_path("smollm2"))
+    run = evolve("run", "circle_packing", "--model", f"gguf:{path}", "--iterations", "1", "--db", "g.db", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    notice = next(line for line in run.stderr.splitlines() if line.startswith(f"model gguf:{path} is "))
+    assert notice.startswith(f"model gguf:{path} is the GGUF file {path} (your own, not verified), run in-process")
+    assert not any(m.title.split(" ")[0] in run.stderr for m in CATALOG.values())  # no packaged model is named
 
 
 def test_a_token_budget_stops_a_run_and_resume_takes_a_larger_one(tmp_path: Path) -> None:
@@ -269,3 +283,13 @@ def test_a_campaign_with_the_embedded_model_addresses_nothing_in_any_process(tmp
     assert [model for model, _ in calls] == ["smollm2"] and calls[0][1] > 0
     assert not [d for d in trace.destinations if d.family in ("AF_INET", "AF_INET6")]
     # llama.cpp runs in the controller's threads: nothing beyond KNOWN_PROGRAMS was executed
+
+
+def test_models_lists_the_packaged_models_and_prepares_one_by_name(tmp_path: Path) -> None:
+    listed = evolve("models", "--prepare", "smollm2", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert f"{DEFAULT_MODEL} (the default): {CATALOG[DEFAULT_MODEL].title}, Apache-2.0" in listed.stdout
+    assert "smollm2: verified " in listed.stderr and all(name in listed.stdout for name in CATALOG)
+    unknown = evolve("models", "--prepare", "gpt-5", cwd=tmp_path)
+    assert unknown.returncode == 2 and unknown.stderr.strip().splitlines() == [
+        f"error: unknown packaged model 'gpt-5': use one of {', '.join(CATALOG)}"]

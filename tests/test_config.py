@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from evolve.catalog import DEFAULT_MODEL
 from evolve.config import CampaignConfig, ModelSpec, parse_campaign_config
 from evolve.errors import ConfigError
 
@@ -93,7 +94,8 @@ def test_a_key_itself_is_not_a_setting_only_the_name_of_its_variable() -> None:
 
 def test_the_default_campaign_uses_the_embedded_model_and_no_budget() -> None:
     config = CampaignConfig()
-    assert [(m.name, m.mode) for m in config.models] == [("smollm2", "rewrite")]
+    assert [(m.name, m.mode, m.prompt_style) for m in config.models] == [(DEFAULT_MODEL, "diff", "compact")]
+    assert config.models[0].in_process
     assert (config.max_cost_usd, config.max_tokens) == (None, None)
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from evolve.archive import Sample, SampleMode
+from evolve.config import Kind
 from evolve.problem import resolve_problem
 from evolve.prompting import PromptBuilder
 from evolve.values import EvalStatus
@@ -66,3 +67,31 @@ def test_a_program_cannot_break_out_of_its_code_fence_or_its_quoted_output() -> 
     quoted = output.splitlines()[2:8]
     assert len(quoted) == 6 and all(line.startswith("| ") for line in quoted), quoted
     assert "Evaluator feedback:" not in outside, "a line the program printed reads as the evaluator's heading"
+
+
+def test_a_compact_prompt_keeps_the_program_and_the_last_failure_and_reads_the_same_up_to_the_program() -> None:
+    import dataclasses
+
+    problem = resolve_problem("circle_packing")
+    parent = dataclasses.replace(make_program("c", 3, fitness=1.25), code=problem.initial_program)
+    other = dataclasses.replace(parent, code=problem.initial_program.replace("0.7", "0.4"), score=1.3)
+    inspiration = dataclasses.replace(make_program("c", 2, fitness=1.5), code="# an inspiration, never shown\n")
+    last = dataclasses.replace(make_program("c", 5, status=EvalStatus.UNCHANGED, fitness=None),
+                               artifacts={"error": "the answer reproduces the current program unchanged"})
+    older = dataclasses.replace(make_program("c", 4, status=EvalStatus.INVALID, fitness=None), artifacts={"error": "older one"})
+    builder = PromptBuilder(problem.config)
+    modes: tuple[Kind, ...] = ("diff", "rewrite")
+    for mode in modes:
+        sample = Sample(parent=parent, mode=SampleMode.EXPLOIT, inspirations=[inspiration], failures=[last, older])
+        full = builder.build(sample, mode=mode)
+        system, user = builder.build(sample, mode=mode, style="compact")
+        text = user["content"]
+        assert problem.initial_program.strip() in text and "sum_radii = 1.25" in text
+        assert "Your previous attempt failed (unchanged): the answer reproduces the current program unchanged" in text
+        assert "older one" not in text and "an inspiration" not in text and "ONE small, concrete change" in text
+        assert len(system["content"]) + len(text) < sum(len(m["content"]) for m in full)
+        # what stays the same from one proposal to the next comes first: llama.cpp reuses that prefix
+        again = builder.build(Sample(parent=other, mode=SampleMode.EXPLOIT, inspirations=[], failures=[]),
+                              mode=mode, style="compact")[1]["content"]
+        same = next(i for i, (a, b) in enumerate(zip(text, again, strict=False)) if a != b)
+        assert text.index("# Current program") < same

@@ -225,7 +225,8 @@ class Queries:
         """Per model: how many of its answers were applied each way (``evolve.diff.Applied``), and ``unchanged``,
         ``diff_failed`` for the answers that made no new program."""
         status = programs.c.status
-        how = case((programs.c.applied.is_not(None), programs.c.applied), else_=status)
+        how = case((status == EvalStatus.UNCHANGED.value, status), (programs.c.applied.is_not(None), programs.c.applied),
+                   else_=status)
         made = or_(programs.c.applied.is_not(None), status.in_([EvalStatus.UNCHANGED.value, EvalStatus.DIFF_FAILED.value]))
         with self._reading("reading how answers were applied") as conn:
             rows = conn.execute(

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from evolve.campaign import Campaign
+from evolve.catalog import CATALOG, DEFAULT_MODEL
 from evolve.config import CampaignConfig, ModelSpec
 from evolve.errors import ConfigError
 from evolve.llm import CallOutcome, ProviderError, make_model
@@ -54,7 +55,8 @@ def test_the_embedded_model_defaults_to_rewrites_with_a_short_cap() -> None:
     spec = ModelSpec(name="smollm2")
     assert (spec.mode, spec.max_tokens) == ("rewrite", 768)
     assert ModelSpec(name="smollm2", mode="diff", max_tokens=64).mode == "diff"
-    assert ModelSpec().name == "smollm2"  # the default when no provider is configured
+    assert ModelSpec().name == DEFAULT_MODEL  # the default when no provider is configured
+    assert (ModelSpec().mode, ModelSpec().prompt_style, ModelSpec().top_p) == ("diff", "compact", CATALOG[DEFAULT_MODEL].top_p)
 
 
 def test_a_missing_gguf_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -1,0 +1,66 @@
+"""The one-edit grammar: a small model held to SEARCH/REPLACE edits that apply."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from llama_cpp.llama_grammar import LlamaGrammar
+
+from evolve.archive import Sample, SampleMode
+from evolve.diff import Applied, apply_answer
+from evolve.llm.embedded import EmbeddedTransport
+from evolve.llm.grammar import MAX_SEARCH_LINES, asks_for_edit, edit_grammar, program_from_prompt
+from evolve.problem import builtin_problem_names, resolve_problem
+from evolve.prompting import PromptBuilder
+from evolve.values import EvalStatus, Origin, Program
+
+
+def _messages(problem: str, mode: str) -> tuple[str, list[dict[str, str]]]:
+    loaded = resolve_problem(problem)
+    code = loaded.initial_program
+    parent = Program(id="p", campaign_id="c", code=code, parent_id=None, island=0, generation=0, iteration=0,
+                     origin=Origin.INITIAL, status=EvalStatus.OK, score=1.0, fitness=1.0, metrics={}, features={}, artifacts={})
+    sample = Sample(parent=parent, mode=SampleMode.EXPLOIT, inspirations=[], failures=[])
+    return code, PromptBuilder(loaded.config).build(sample, mode=mode, style="compact")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("problem", builtin_problem_names())
+def test_every_built_in_problem_gets_a_grammar_llama_cpp_accepts(problem: str) -> None:
+    code, messages = _messages(problem, "diff")
+    assert program_from_prompt(messages) is not None
+    grammar = edit_grammar(program_from_prompt(messages) or "")
+    assert grammar is not None and grammar == edit_grammar(code.strip())
+    LlamaGrammar.from_string(grammar, verbose=False)  # raises on a grammar it cannot parse
+
+
+def test_only_a_prompt_asking_for_search_replace_blocks_is_constrained() -> None:
+    assert asks_for_edit(_messages("circle_packing", "diff")[1])
+    assert not asks_for_edit(_messages("circle_packing", "rewrite")[1])
+
+
+def test_a_program_with_nothing_unique_in_its_block_gets_no_grammar() -> None:
+    assert edit_grammar("x = 1\n") is None  # no markers
+    assert edit_grammar("a = 1\n# EVOLVE-BLOCK-START\na = 1\n\n# EVOLVE-BLOCK-END\n") is None  # its only line repeats outside
+
+
+def test_a_search_may_start_only_at_a_unique_line_and_run_a_few_lines() -> None:
+    program = "x = 0\n# EVOLVE-BLOCK-START\nx = 0\ny = 1\nz = 2\n# EVOLVE-BLOCK-END\n"
+    grammar = edit_grammar(program) or ""
+    search = next(line for line in grammar.splitlines() if line.startswith("search ::="))
+    assert search == f"search ::= c0x1d{MAX_SEARCH_LINES} | c0x2d{MAX_SEARCH_LINES}"  # 'x = 0' also occurs above the block
+
+
+def test_a_small_model_held_to_the_grammar_answers_with_edits_that_apply() -> None:
+    """SmolLM2-135M, which without the grammar almost never writes a SEARCH that matches, under it always does."""
+    code, messages = _messages("circle_packing", "diff")
+    transport = EmbeddedTransport("smollm2", stop_after_code=True, one_edit=True)
+    applied = 0
+    for seed in (1, 2, 3):
+        answer = asyncio.run(transport.call(messages, temperature=0.8, seed=seed, max_tokens=300, timeout_s=120))
+        if answer.finish_reason == "length":
+            continue  # cut off inside its REPLACE: nothing to apply, which the grammar cannot prevent
+        _, how = apply_answer(code, "diff", answer.text)  # raises DiffError if the SEARCH did not apply
+        assert how in (Applied.EXACT, Applied.REINDENTED)
+        applied += 1
+    assert applied >= 1
