@@ -77,7 +77,7 @@ def run_one(model: str, mode: str, problem_name: str, *, seed: int, proposals: i
             asyncio.run(campaign.run())
             seconds = time.monotonic() - started
             programs = store.list_programs(campaign.id)
-            applied = store.applied_counts(campaign.id).get(model, {})
+            applied = store.applied_counts(campaign.id).get((model, mode), {})
             statuses = store.status_counts(campaign.id)
         finally:
             store.close()

@@ -27,6 +27,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -46,6 +47,7 @@ from evolve.errors import DiffError, EvolveError, LLMError, ProblemError, Sandbo
 from evolve.evaluators.runner import Evaluator
 from evolve.evaluators.validate import clip
 from evolve.llm import CallAttempt, CallFailedError, Completion, Ensemble
+from evolve.llm.embedded import prepare_embedded
 from evolve.meta import Notes
 from evolve.novelty import code_key
 from evolve.problem import Problem
@@ -192,7 +194,11 @@ class Campaign:
 
         Raises:
             ProblemError: when the initial program does not evaluate OK.
+            ConfigError: when an embedded model's file is missing or not its pinned SHA-256 (nothing is created).
         """
+        # off the event loop: the first use of a packaged model assembles and hashes about a gigabyte
+        await asyncio.to_thread(prepare_embedded, [s.name for s in config.models if s.in_process],
+                                show_progress=sys.stderr.isatty())
         evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=config.sandbox, executor=config.executor,
                               slots=config.eval_concurrency, ray_address=config.ray_address)
         # 'auto' settings are decided once, for good: the sandbox, and the islands (the budget may grow on resume)

@@ -4,7 +4,9 @@ A model too large for one wheel is shipped in chunk packages (``data/partNN.bin`
 the chunks once into the cache directory (``$EVOLVE_MODEL_CACHE``, else ``$XDG_CACHE_HOME/evolve/models``, else
 ``~/.cache/evolve/models``) with a progress bar, hashing as it writes; a file whose SHA-256 is not the one pinned
 here is never loaded. An assembled file is hashed again whenever its size, modification time or inode differ from
-those recorded at its last verification (hashing 1.1 GB takes about 6 s on 2 cores, so not on every start).
+those recorded at its last verification (hashing 1.1 GB takes about 6 s on 2 cores, so not on every start). That
+ledger lives in the cache directory, the user's own: whoever can write there can also rewrite it, and a change that
+keeps a file's size, modification time and inode is not noticed until the file is assembled again.
 
 Nothing here imports llama.cpp: ``evolve.config`` reads the catalog to validate model names.
 """
@@ -17,6 +19,7 @@ import importlib.util
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,7 +203,12 @@ def _assemble(model: PackagedModel, target: Path, *, show: bool) -> None:
         raise ConfigError(f"refusing to load model {model.name}: its packages hold {total} bytes, not the pinned "
                           f"{model.size}; reinstall them ({' '.join(model.packages)}) with pip install --force-reinstall")
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*"):  # what a killed assembly left, an hour or more ago
+        with contextlib.suppress(OSError):
+            if stale.stat().st_mtime < time.time() - 3600:
+                stale.unlink()
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    os.fchmod(fd, 0o644)  # readable by every user of a shared cache, like the packages it comes from
     digest = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out, _progress(f"assembling {model.name} (once)", total, show=show) as advance:
@@ -222,9 +230,18 @@ def model_file(model: PackagedModel, *, show_progress: bool = False) -> Path:
     """The verified GGUF file of a packaged model, assembled into the cache first if needed.
 
     Raises:
-        ConfigError: when a package is missing, or the file (or what its chunks assemble to) is not the pinned
-            SHA-256 and size; such a file is never returned.
+        ConfigError: when a package is missing, the file (or what its chunks assemble to) is not the pinned SHA-256
+            and size (such a file is never returned), or the cache cannot be written.
     """
+    try:
+        return _model_file(model, show_progress=show_progress)
+    except OSError as exc:
+        raise ConfigError(f"cannot prepare model {model.name} in {cache_dir()}: {exc.strerror or exc}; set "
+                          "EVOLVE_MODEL_CACHE to a writable folder with room for it "
+                          f"({model.size / 1e9:.1f} GB)") from None
+
+
+def _model_file(model: PackagedModel, *, show_progress: bool) -> Path:
     directory = cache_dir()
     if model.in_place:
         path = _chunk_path(model, model.chunks[0])

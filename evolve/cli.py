@@ -144,13 +144,16 @@ def _report(store: Store, campaign: Campaign, status: CampaignStatus, db: str) -
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     out.print(f"campaign [bold]{campaign.id}[/] ({campaign.problem.name}): {status.value}, "
               f"{row.iterations_done}/{row.iterations_target} iterations ({summary})", highlight=False)
-    applied = store.applied_counts(campaign.id)
+    applied: dict[str, dict[str, int]] = {}
+    for (name, _), counts in store.applied_counts(campaign.id).items():
+        for how, n in counts.items():
+            applied.setdefault(name, {})[how] = applied.get(name, {}).get(how, 0) + n
     for spec, model in zip(campaign.ensemble.specs, campaign.ensemble.models, strict=True):
         if isinstance(model.transport, EmbeddedTransport) and model.transport.speed.answers:
             err.print(f"model {spec.name} here: {model.transport.speed.summary()}", highlight=False)
         if applied.get(spec.name):
             err.print(f"model {spec.name}'s answers: "
-                      + ", ".join(f"{k} {v}" for k, v in sorted(applied[spec.name].items())), highlight=False)
+                      + ", ".join(f"{k} {v}" for k, v in sorted(applied.pop(spec.name).items())), highlight=False)
     if best is not None:
         out.print(f"best {campaign.problem.config.objective.metric} = [bold]{_fmt(best.score)}[/] "
                   f"(program {best.id}, iteration {best.iteration}); see it with: evolve best --db {db}", highlight=False)

@@ -38,11 +38,13 @@ from dataclasses import dataclass
 
 from evolve.blocks import END_MARKER, START_MARKER, find_regions, splice_blocks
 from evolve.errors import DiffError
+from evolve.novelty import parse
 from evolve.problem import MAX_PROGRAM_BYTES, text_problem
 
 __all__ = [
     "MAX_ANSWER_CHARS",
     "MAX_BLOCKS",
+    "MAX_MATCH_WORK",
     "MAX_PREFIX_TRIES",
     "MAX_PROGRAM_BYTES",
     "PLACEHOLDER_REPLACE",
@@ -176,28 +178,38 @@ def _indent(line: str) -> str:
 
 def _shifted(search: list[str], code: list[str]) -> tuple[str, str] | None:
     """``(add, remove)`` when every non-blank code line is a search line with ``remove`` cut from its start and ``add``
-    put before it (one of the two empty), up to trailing whitespace; None when the shift is not the same for all."""
-    pairs = [(s.rstrip(), c.rstrip()) for s, c in zip(search, code, strict=True) if s.strip() or c.strip()]
-    if not pairs or any(not s.strip() or not c.strip() for s, c in pairs):
-        return None
-    s0, c0 = pairs[0]
-    si, ci = _indent(s0), _indent(c0)
-    if ci.startswith(si):
-        add, remove = ci[len(si):], ""
-    elif si.startswith(ci):
-        add, remove = "", si[len(ci):]
-    else:
-        return None
-    if all(c == add + s[len(remove):] and s.startswith(remove) for s, c in pairs):
-        return add, remove
-    return None
+    put before it (one of the two empty), up to trailing whitespace; None when the shift is not the same for all.
+    Stops at the first line that differs."""
+    shift: tuple[str, str] | None = None
+    for s_line, c_line in zip(search, code, strict=True):
+        s_line, c_line = s_line.rstrip(), c_line.rstrip()
+        if not s_line.strip() and not c_line.strip():
+            continue
+        if not s_line.strip() or not c_line.strip():
+            return None
+        if shift is None:
+            si, ci = _indent(s_line), _indent(c_line)
+            if ci.startswith(si):
+                shift = (ci[len(si):], "")
+            elif si.startswith(ci):
+                shift = ("", si[len(ci):])
+            else:
+                return None
+        add, remove = shift
+        if not s_line.startswith(remove) or c_line != add + s_line[len(remove):]:
+            return None
+    return shift
+
+
+#: Line comparisons one re-indented match may cost (a program of repeated lines and a long SEARCH would be quadratic).
+MAX_MATCH_WORK = 2_000_000
 
 
 def _reindented_match(code: str, search: str, n: int) -> tuple[int, int, str, str] | None:
     """The one place ``search`` matches once shifted by one indentation: ``(start, end, add, remove)``.
 
     Raises:
-        DiffError: when it matches that way in several places.
+        DiffError: when it matches that way in several places, or would cost over ``MAX_MATCH_WORK`` comparisons.
     """
     lines = search.split("\n")
     while lines and not lines[0].strip():
@@ -212,15 +224,22 @@ def _reindented_match(code: str, search: str, n: int) -> tuple[int, int, str, st
         starts.append(starts[-1] + len(line) + 1)
     found: list[tuple[int, int, str, str]] = []
     first = lines[0].strip()
+    work = 0
     for i in range(len(code_lines) - len(lines) + 1):
         if code_lines[i].strip() != first:
             continue
+        work += len(lines)
+        if work > MAX_MATCH_WORK:
+            raise DiffError(f"SEARCH block {n} matches nothing exactly and is too costly to match re-indented: "
+                            "copy the lines exactly, indentation included")
         shift = _shifted(lines, code_lines[i : i + len(lines)])
         if shift is not None:
             end = starts[i + len(lines)] - 1  # the end of the last matched line, without its newline
             found.append((starts[i], end, *shift))
+            if len(found) > 1:
+                break
     if len(found) > 1:
-        raise DiffError(f"SEARCH block {n} matches nothing exactly, and {len(found)} places once re-indented: "
+        raise DiffError(f"SEARCH block {n} matches nothing exactly, and several places once re-indented: "
                         "copy the lines exactly, indentation included, with enough of them to be unique")
     return found[0] if found else None
 
@@ -419,23 +438,37 @@ def _single_block_body(parent: str, code: str, *, cut_off: bool) -> str:
     return body
 
 
-_IMPORT = re.compile(r"^(import|from)\s+[\w.]+")
+_IMPORT_LINE = re.compile(r"^(import\s+[\w.]+|from\s+[\w.]+\s+import\s+\S)")
+
+
+def _header_imports(head: str) -> list[str]:
+    """The import statements at the top level of the text above a block: whole (however many lines) when that text
+    parses on its own, else the unindented lines that read as one (the text ends inside a class or function)."""
+    try:
+        tree = parse(head)
+    except (SyntaxError, RecursionError, MemoryError, ValueError):
+        return [line.rstrip() for line in head.split("\n") if _IMPORT_LINE.match(line)]
+    return [ast.get_source_segment(head, node) or "" for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
 
 
 def _carried_imports(parent: str, code: str, bodies: list[str]) -> list[str]:
     """``bodies`` with the imports a rewrite added above its first block carried into that block.
 
     The frame outside the blocks is frozen, so an import the model put there would be dropped by the splice and
-    the child would fail with a NameError; at the top of a top-level block it means the same thing.
+    the child would fail with a NameError; at the top of a top-level block it means the same thing. Only top-level
+    import statements count (not one guarded by ``try``, not the word "from" in a docstring).
 
     Raises:
-        DiffError: when the first block is indented (inside a function or class), where an import cannot go as is.
+        DiffError: when the first block is indented (inside a function or class), where an import cannot go as is,
+            or the import is a ``__future__`` one, which must stay the program's first statement.
     """
-    head = code[: find_regions(code).spans[0][0]]
-    known = {line.strip() for line in find_regions(parent).frozen[0].split("\n")}
-    added = [line.strip() for line in head.split("\n") if _IMPORT.match(line.strip()) and line.strip() not in known]
+    added_by_answer = _header_imports(code[: find_regions(code).spans[0][0]])
+    known = _header_imports(find_regions(parent).frozen[0])
+    added = [imp for imp in added_by_answer if imp and imp not in known]
     if not added:
         return bodies
+    if any(imp.startswith("from __future__") for imp in added):
+        raise DiffError("the rewrite adds a 'from __future__' import, which cannot move into the EVOLVE-BLOCK: leave it out")
     first = next((line for line in bodies[0].split("\n") if line.strip()), "")
     if _indent(first):
         raise DiffError(f"the rewrite adds {'; '.join(added)!r} above the EVOLVE-BLOCK, where nothing may change: "
@@ -483,7 +516,7 @@ def rewrite_with_path(parent: str, answer: str) -> tuple[str, Applied]:
 
 def _top_level_names(code: str) -> set[str] | None:
     try:
-        tree = ast.parse(code)
+        tree = parse(code)  # thread-safe: this runs on a worker thread
     except (SyntaxError, RecursionError, MemoryError, ValueError):
         return None
     names: set[str] = set()
@@ -502,10 +535,11 @@ def _whole_block(parent: str, answer: str) -> bool:
     code = next((body for tag, body in blocks if tag in _PYTHON_TAGS), blocks[0][1])
     if START_MARKER in code and END_MARKER in code:
         return True
+    parent = _normalize(parent)
     regions = find_regions(parent)
     if len(regions.spans) != 1:
         return False
-    wanted = _top_level_names(regions.bodies(_normalize(parent))[0])
+    wanted = _top_level_names(regions.bodies(parent)[0])
     given = _top_level_names(code)
     if not wanted or given is None:
         return False
@@ -520,6 +554,7 @@ def apply_answer(parent: str, mode: str, answer: str) -> tuple[str, Applied]:
     """
     if mode != "diff":
         return rewrite_with_path(parent, answer)
+    _check_answer(answer)
     try:
         edits = parse_diff(answer)
     except DiffError:

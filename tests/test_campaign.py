@@ -159,5 +159,6 @@ def test_an_answer_that_reproduces_its_parent_is_recorded_unchanged_and_never_ev
     assert "only reformats" in sorted(by_iteration.items())[1][1].artifacts["error"]
     assert len(evaluated) == 1 and "return 2.5" in evaluated[0]  # only the real change reached the evaluator
     assert store.status_counts(campaign_id).get("diff_failed", 0) == 0  # the model's answer, not a failure of the path
-    counts = store.applied_counts(campaign_id)["mutator"]
+    counts = store.applied_counts(campaign_id)[("mutator", "rewrite")]
+    assert next(m for m in store.model_stats(campaign_id) if m.model == "mutator").applied == counts
     assert counts["unchanged"] == 2 and counts["rewrite"] == 1

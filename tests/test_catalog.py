@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import tomllib
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def test_a_chunk_of_the_wrong_size_is_refused_before_anything_is_written(tmp_pat
 def test_an_assembled_file_tampered_in_the_cache_is_never_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = _packaged(tmp_path, monkeypatch, [b"GGUF" + b"w" * 2000])
     path = model_file(model)
-    path.write_bytes(b"GGUF" + b"evil" * 500)  # same size, other bytes: its stamp changes, so it is hashed again
+    before = path.stat().st_mtime_ns
+    path.write_bytes(b"GGUF" + b"evil" * 500)  # same size, other bytes
+    os.utime(path, ns=(before + 2_000_000_000, before + 2_000_000_000))  # a later time, even on a coarse clock
     again = model_file(model)
     assert again.read_bytes() == b"GGUF" + b"w" * 2000  # assembled anew from the verified packages
 
@@ -94,3 +97,25 @@ def test_the_default_and_the_smallest_model_are_installed_by_the_projects_own_de
     for name in (DEFAULT_MODEL, SMALLEST_MODEL):
         missing = [p for p in CATALOG[name].packages if p not in declared]
         assert not missing, f"{name}: pyproject.toml does not pin {missing}"
+
+
+def test_a_cache_that_cannot_be_written_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _packaged(tmp_path, monkeypatch, [b"a" * 10])
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    with pytest.raises(ConfigError, match=r"cannot prepare model fake in .*cache.*set EVOLVE_MODEL_CACHE to a writable folder"):
+        model_file(model)
+
+
+def test_an_assembled_model_is_readable_by_every_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _packaged(tmp_path, monkeypatch, [b"a" * 10, b"b" * 10])
+    assert model_file(model).stat().st_mode & 0o777 == 0o644
+
+
+def test_the_hashed_install_pins_the_same_versions_as_the_catalog() -> None:
+    pinned = {line.split(" --hash=")[0] for line in (ROOT / "scripts" / "model-requirements.txt").read_text().splitlines()
+              if line and not line.startswith("#")}
+    assert pinned == set(CATALOG[DEFAULT_MODEL].packages) | set(CATALOG[SMALLEST_MODEL].packages)
+    extra = {line.split(" --hash=")[0] for line in (ROOT / "scripts" / "model-requirements-extra.txt").read_text().splitlines()
+             if line and not line.startswith("#")}
+    assert extra == set(CATALOG["qwen2.5-coder-0.5b"].packages)
+    assert sorted(extra) == sorted(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["models"])

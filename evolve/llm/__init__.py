@@ -8,6 +8,8 @@ is accounted for the same way.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from evolve.config import ModelSpec
@@ -52,9 +54,9 @@ def make_transport(spec: ModelSpec, *, priced: bool = False) -> Transport:
         return MutatorTransport()
     if is_embedded(spec.name) and spec.api_base is None:
         compact = spec.prompt_style == "compact"
-        return EmbeddedTransport(spec.name, stop_after_code=spec.mode == "rewrite" or compact, one_edit=compact,
+        return EmbeddedTransport(spec.name, threads=spec.threads, stop_after_code=spec.mode == "rewrite" or compact, one_edit=compact,
                                  sampling={"top_p": spec.top_p, "top_k": spec.top_k, "repeat_penalty": spec.repeat_penalty},
-                                 show_progress=True)
+                                 show_progress=sys.stderr.isatty())
     has_prices = spec.input_usd_per_mtok is not None and spec.output_usd_per_mtok is not None
     if spec.api_base is not None and spec.name.startswith(OPENAI_COMPATIBLE) and (has_prices or not priced):
         return OpenAITransport(spec)

@@ -16,6 +16,7 @@ first closed fenced block of an answer with no SEARCH marker, and with
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import threading
@@ -31,7 +32,8 @@ from evolve.errors import ConfigError
 from evolve.llm.base import CallOutcome, Message, ProviderError, RawAnswer
 from evolve.llm.grammar import asks_for_edit, edit_grammar, program_from_prompt
 
-__all__ = ["EMBEDDED_CONTEXT", "EmbeddedTransport", "Speed", "describe_embedded", "embedded_model_path", "is_embedded"]
+__all__ = ["EMBEDDED_CONTEXT", "EmbeddedTransport", "Speed", "describe_embedded", "embedded_model_path", "grammar_accepted",
+           "is_embedded", "prepare_embedded"]
 
 EMBEDDED_CONTEXT = 8192  # a GGUF file of the user's own: the context it is loaded with
 _GGUF_PREFIX = "gguf:"
@@ -67,6 +69,17 @@ def embedded_model_path(name: str, *, show_progress: bool = False) -> Path:
     return model_file(CATALOG[name], show_progress=show_progress)
 
 
+def prepare_embedded(names: list[str], *, show_progress: bool = False) -> None:
+    """Verify (and assemble, the first time) the files of these in-process models, so a missing or tampered one is
+    refused before anything is created for them.
+
+    Raises:
+        ConfigError: as ``embedded_model_path``.
+    """
+    for name in dict.fromkeys(names):
+        embedded_model_path(name, show_progress=show_progress)
+
+
 @dataclass
 class Speed:
     """How fast a model ran here: reading prompts and writing answers, separately (the first dominates on a CPU)."""
@@ -94,6 +107,20 @@ class Speed:
                 f"writing {write:.1f} tokens/s)")
 
 
+def grammar_accepted(llm: Any, text: str) -> bool:
+    """Whether llama.cpp parses a GBNF grammar for this model's vocabulary. ``LlamaGrammar`` only stores the text; a
+    grammar llama.cpp rejects would become a NULL sampler that crashes the process at the first token."""
+    import llama_cpp
+
+    sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, text.encode("utf-8"), b"root")
+    if not sampler:
+        _log.warning("llama.cpp rejected the one-edit grammar; this answer is unconstrained")
+        return False
+    llama_cpp.llama_sampler_free(sampler)
+    return True
+
+
+_log = logging.getLogger("evolve.llm.embedded")
 _load_lock = threading.Lock()
 _loaded: dict[tuple[Path, int], tuple[Any, threading.Lock]] = {}
 
@@ -117,6 +144,10 @@ _SEARCH_MARK = re.compile(rb"^<{5,9} ?SEARCH", re.MULTILINE)
 _REPLACE_MARK = re.compile(rb"^>{5,9} ?REPLACE[ \t]*$", re.MULTILINE)
 
 
+class _Stopped(Exception):  # noqa: N818 - a signal, not an error: the stopper ends a constrained generation
+    """Raised by the stopper to end a grammar-constrained generation at its deadline or when its caller gives up."""
+
+
 class _Stopper:
     """A logits processor that forces end-of-sequence at the deadline, when the caller gives up, or once the answer's
     code is complete (a small model rarely stops by itself): with ``stop_after_code``, the first closed fenced block of
@@ -125,6 +156,7 @@ class _Stopper:
 
     def __init__(self, deadline: float, *, stop_after_code: bool, one_edit: bool = False) -> None:
         self.eos = 0
+        self.constrained = False  # a grammar samples after this processor: forcing end-of-sequence could leave it no token
         self.deadline = deadline
         self.stop_after_code = stop_after_code
         self.one_edit = one_edit
@@ -145,9 +177,11 @@ class _Stopper:
             self.first_call = time.monotonic()
         if self.cancelled.is_set() or time.monotonic() > self.deadline:
             self.fired = True
+            if self.constrained:  # llama.cpp aborts the process when the grammar rejects every token left open
+                raise _Stopped
             return self._force_eos(scores)
-        if not (self.stop_after_code or self.one_edit):
-            return scores
+        if self.constrained or not (self.stop_after_code or self.one_edit):
+            return scores  # under a grammar, the grammar itself ends the answer after its REPLACE marker
         if self._prompt_len is None:
             self._prompt_len = len(input_ids)
         elif len(input_ids) > self._prompt_len:
@@ -181,14 +215,14 @@ class EmbeddedTransport:
         # evaluation) on a core they use cuts 145 tok/s to 44 on 2 cores; one thread keeps 135.
         self.threads = threads or max(1, (os.cpu_count() or 1) // 2)
 
-    def _grammar(self, messages: list[Message]) -> Any:
+    def _grammar(self, llm: Any, messages: list[Message]) -> Any:
         """With ``one_edit``, for a prompt asking for SEARCH/REPLACE blocks: the grammar of one edit of its program
-        that applies (``evolve.llm.grammar``); else None."""
+        that applies (``evolve.llm.grammar``), once llama.cpp has accepted it; else None (the answer is free)."""
         if not (self.one_edit and self.constrain and asks_for_edit(messages)):
             return None
         program = program_from_prompt(messages)
         text = edit_grammar(program) if program is not None else None
-        if text is None:
+        if text is None or not grammar_accepted(llm, text):
             return None
         from llama_cpp.llama_grammar import LlamaGrammar
 
@@ -202,14 +236,18 @@ class EmbeddedTransport:
         llm, lock = _load(self.path, self.threads)
         with lock:
             stopper.eos, stopper.detokenize = int(llm.token_eos()), llm.detokenize
+            grammar = self._grammar(llm, messages)
+            stopper.constrained = grammar is not None
             started = time.monotonic()
             try:
                 out = llm.create_chat_completion(
                     messages=messages, temperature=temperature, seed=seed % 2**31, max_tokens=max_tokens,
-                    logits_processor=[stopper], grammar=self._grammar(messages), **self.sampling,
+                    logits_processor=[stopper], grammar=grammar, **self.sampling,
                 )
             except ValueError as exc:  # the prompt does not fit the context
                 raise ProviderError(CallOutcome.REJECTED, str(exc)[:300]) from None
+            except _Stopped:
+                pass
             ended = time.monotonic()
         if stopper.fired:
             raise ProviderError(CallOutcome.TIMEOUT, "generation passed its deadline")
@@ -225,7 +263,7 @@ class EmbeddedTransport:
     async def call(
         self, messages: list[Message], *, temperature: float, seed: int, max_tokens: int, timeout_s: float
     ) -> RawAnswer:
-        stopper = _Stopper(time.monotonic() + timeout_s, stop_after_code=self.stop_after_code)
+        stopper = _Stopper(time.monotonic() + timeout_s, stop_after_code=self.stop_after_code, one_edit=self.one_edit)
         try:
             return await asyncio.to_thread(self._generate, messages, temperature, seed, max_tokens, stopper)
         except asyncio.CancelledError:

@@ -82,9 +82,6 @@ def edit_grammar(code: str) -> str | None:
     lines_of = [body.split("\n")[:-1] if body.endswith("\n") else body.split("\n") for body in regions.bodies(code)]
     if sum(len(lines) for lines in lines_of) > _MAX_BLOCK_LINES:
         return None
-    count: dict[str, int] = {}
-    for line in code.split("\n"):
-        count[line] = count.get(line, 0) + 1
     rules: list[str] = []
     starts: list[str] = []
     for b, lines in enumerate(lines_of):
@@ -95,7 +92,9 @@ def edit_grammar(code: str) -> str | None:
                 last = depth == 1 or i + 1 >= len(lines)
                 rule = f"c{b}x{i}d{depth} ::= l{b}x{i}"
                 rules.append(rule if last else f"{rule} | l{b}x{i} c{b}x{i + 1}d{depth - 1}")
-            if lines[i].strip() and count.get(lines[i], 0) == 1:
+            # unique as text, not only as a line: a SEARCH is found with str.find, so '    n = 2' must not occur inside
+            # '    n = 20' or an indented copy of itself
+            if lines[i].strip() and code.count(lines[i]) == 1:
                 starts.append(f"c{b}x{i}d{MAX_SEARCH_LINES}")
     if not starts:
         return None

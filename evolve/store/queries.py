@@ -209,6 +209,7 @@ class Queries:
                     .where(calls.c.campaign_id == campaign_id).group_by(calls.c.model, calls.c.template)
                 ).all()
             }
+        applied = self.applied_counts(campaign_id)
         stats = []
         for model, template, n, valid, improved, mean_gain, best in proposals:
             n_req, failed, p_tok, c_tok, cost, latency = requests.get((model, template), (0, 0, 0, 0, 0.0, None))
@@ -217,26 +218,26 @@ class Queries:
                 mean_improvement=None if mean_gain is None else float(mean_gain), best_fitness=None if best is None else float(best),
                 requests=int(n_req), failed_requests=int(failed or 0), prompt_tokens=int(p_tok or 0),
                 completion_tokens=int(c_tok or 0), cost_usd=float(cost or 0.0),
-                mean_latency_s=None if latency is None else float(latency),
+                mean_latency_s=None if latency is None else float(latency), applied=applied.get((model or "", template), {}),
             ))
         return sorted(stats, key=lambda s: (-s.proposals, s.model, s.template or ""))
 
-    def applied_counts(self, campaign_id: str) -> dict[str, dict[str, int]]:
-        """Per model: how many of its answers were applied each way (``evolve.diff.Applied``), and ``unchanged``,
-        ``diff_failed`` for the answers that made no new program."""
+    def applied_counts(self, campaign_id: str) -> dict[tuple[str, str | None], dict[str, int]]:
+        """Per model and mode: how many of its answers were applied each way (``evolve.diff.Applied``), and how many
+        made no new program (``unchanged``, ``diff_failed``)."""
         status = programs.c.status
         how = case((status == EvalStatus.UNCHANGED.value, status), (programs.c.applied.is_not(None), programs.c.applied),
                    else_=status)
         made = or_(programs.c.applied.is_not(None), status.in_([EvalStatus.UNCHANGED.value, EvalStatus.DIFF_FAILED.value]))
         with self._reading("reading how answers were applied") as conn:
             rows = conn.execute(
-                select(programs.c.model, how, func.count())
+                select(programs.c.model, programs.c.template, how, func.count())
                 .where(programs.c.campaign_id == campaign_id, programs.c.iteration > 0, made)
-                .group_by(programs.c.model, how)
+                .group_by(programs.c.model, programs.c.template, how)
             ).all()
-        counts: dict[str, dict[str, int]] = {}
-        for model, path, n in rows:
-            counts.setdefault(model or "", {})[str(path)] = int(n)
+        counts: dict[tuple[str, str | None], dict[str, int]] = {}
+        for model, template, path, n in rows:
+            counts.setdefault((model or "", template), {})[str(path)] = int(n)
         return counts
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from evolve.values import CampaignStatus
@@ -76,6 +76,7 @@ class ModelStats:
     completion_tokens: int
     cost_usd: float
     mean_latency_s: float | None
+    applied: dict[str, int] = field(default_factory=dict)  # how its answers were applied (evolve.diff.Applied), or not
 
     @property
     def success_rate(self) -> float:

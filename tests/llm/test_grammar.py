@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from llama_cpp.llama_grammar import LlamaGrammar
+from llama_cpp import Llama
 
 from evolve.archive import Sample, SampleMode
 from evolve.diff import Applied, apply_answer
-from evolve.llm.embedded import EmbeddedTransport
+from evolve.llm.embedded import EmbeddedTransport, embedded_model_path, grammar_accepted
 from evolve.llm.grammar import MAX_SEARCH_LINES, asks_for_edit, edit_grammar, program_from_prompt
 from evolve.problem import builtin_problem_names, resolve_problem
 from evolve.prompting import PromptBuilder
@@ -25,13 +25,29 @@ def _messages(problem: str, mode: str) -> tuple[str, list[dict[str, str]]]:
     return code, PromptBuilder(loaded.config).build(sample, mode=mode, style="compact")  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="module")
+def vocabulary() -> Llama:
+    return Llama(model_path=str(embedded_model_path("smollm2")), vocab_only=True, verbose=False)
+
+
 @pytest.mark.parametrize("problem", builtin_problem_names())
-def test_every_built_in_problem_gets_a_grammar_llama_cpp_accepts(problem: str) -> None:
+def test_every_built_in_problem_gets_a_grammar_llama_cpp_accepts(problem: str, vocabulary: Llama) -> None:
     code, messages = _messages(problem, "diff")
     assert program_from_prompt(messages) is not None
     grammar = edit_grammar(program_from_prompt(messages) or "")
     assert grammar is not None and grammar == edit_grammar(code.strip())
-    LlamaGrammar.from_string(grammar, verbose=False)  # raises on a grammar it cannot parse
+    assert grammar_accepted(vocabulary, grammar)  # llama.cpp's own parser, with a model's vocabulary
+
+
+def test_a_grammar_llama_cpp_rejects_is_caught_before_it_reaches_a_sampler(vocabulary: Llama) -> None:
+    assert not grammar_accepted(vocabulary, 'root ::= "unterminated')
+
+
+def test_a_search_starts_only_at_a_line_whose_text_occurs_once_even_inside_another() -> None:
+    program = "# EVOLVE-BLOCK-START\n    n = 2\n    n = 20\n        return x\n    return x\n# EVOLVE-BLOCK-END\n"
+    search = next(line for line in (edit_grammar(program) or "").splitlines() if line.startswith("search ::="))
+    # '    n = 2' occurs inside '    n = 20', and '    return x' inside '        return x': str.find would not be unique
+    assert search == f"search ::= c0x1d{MAX_SEARCH_LINES} | c0x2d{MAX_SEARCH_LINES}"
 
 
 def test_only_a_prompt_asking_for_search_replace_blocks_is_constrained() -> None:

@@ -51,7 +51,7 @@ function startForm(problems, report) {
   const form = h("form", {class: "inline-form", id: "start-form"},
     h("label", {}, "Problem ", problem),
     h("label", {}, "Model ", model,
-      h("datalist", {id: "model-names"}, ["mutator", "smollm2"].map((m) => h("option", {value: m})))),
+      h("datalist", {id: "model-names"}, ["mutator", "qwen2.5-coder-1.5b", "qwen2.5-coder-0.5b", "smollm2"].map((m) => h("option", {value: m})))),
     h("label", {}, "Iterations ", iterations), h("label", {}, "Islands ", islands), h("label", {}, "Seed ", seed), submit);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
