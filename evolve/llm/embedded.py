@@ -144,10 +144,6 @@ _SEARCH_MARK = re.compile(rb"^<{5,9} ?SEARCH", re.MULTILINE)
 _REPLACE_MARK = re.compile(rb"^>{5,9} ?REPLACE[ \t]*$", re.MULTILINE)
 
 
-class _Stopped(Exception):  # noqa: N818 - a signal, not an error: the stopper ends a constrained generation
-    """Raised by the stopper to end a grammar-constrained generation at its deadline or when its caller gives up."""
-
-
 class _Stopper:
     """A logits processor that forces end-of-sequence at the deadline, when the caller gives up, or once the answer's
     code is complete (a small model rarely stops by itself): with ``stop_after_code``, the first closed fenced block of
@@ -177,8 +173,8 @@ class _Stopper:
             self.first_call = time.monotonic()
         if self.cancelled.is_set() or time.monotonic() > self.deadline:
             self.fired = True
-            if self.constrained:  # llama.cpp aborts the process when the grammar rejects every token left open
-                raise _Stopped
+            if self.constrained:  # llama.cpp aborts the process when the grammar rejects every token left open:
+                return scores  # the streaming reader stops at the next token instead (an exception here is swallowed)
             return self._force_eos(scores)
         if self.constrained or not (self.stop_after_code or self.one_edit):
             return scores  # under a grammar, the grammar itself ends the answer after its REPLACE marker
@@ -240,25 +236,54 @@ class EmbeddedTransport:
             stopper.constrained = grammar is not None
             started = time.monotonic()
             try:
-                out = llm.create_chat_completion(
-                    messages=messages, temperature=temperature, seed=seed % 2**31, max_tokens=max_tokens,
-                    logits_processor=[stopper], grammar=grammar, **self.sampling,
-                )
+                if grammar is None:
+                    out = llm.create_chat_completion(
+                        messages=messages, temperature=temperature, seed=seed % 2**31, max_tokens=max_tokens,
+                        logits_processor=[stopper], **self.sampling,
+                    )
+                    choice = out["choices"][0]
+                    usage = out.get("usage") or {}
+                    text, finish = choice["message"].get("content") or "", choice.get("finish_reason")
+                    prompt_tokens, completion_tokens = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+                else:
+                    text, finish, prompt_tokens, completion_tokens = self._constrained(
+                        llm, messages, temperature, seed, max_tokens, stopper, grammar)
             except ValueError as exc:  # the prompt does not fit the context
                 raise ProviderError(CallOutcome.REJECTED, str(exc)[:300]) from None
-            except _Stopped:
-                pass
             ended = time.monotonic()
         if stopper.fired:
             raise ProviderError(CallOutcome.TIMEOUT, "generation passed its deadline")
-        choice = out["choices"][0]
-        usage = out.get("usage") or {}
         read = (stopper.first_call or ended) - started
-        self.speed.add(int(usage.get("prompt_tokens", 0)), read, int(usage.get("completion_tokens", 0)), ended - started - read)
-        return RawAnswer(
-            text=choice["message"].get("content") or "", prompt_tokens=int(usage.get("prompt_tokens", 0)),
-            completion_tokens=int(usage.get("completion_tokens", 0)), cost_usd=0.0, finish_reason=choice.get("finish_reason"),
+        self.speed.add(prompt_tokens, read, completion_tokens, ended - started - read)
+        return RawAnswer(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=0.0,
+                         finish_reason=finish)
+
+    def _constrained(self, llm: Any, messages: list[Message], temperature: float, seed: int, max_tokens: int,
+                     stopper: _Stopper, grammar: Any) -> tuple[str, str | None, int, int]:
+        """A grammar-constrained answer, streamed so it can stop at any token: forcing end-of-sequence where the
+        grammar forbids it aborts llama.cpp, and an exception raised in its sampler callback is swallowed.
+        Returns the text, the finish reason, and the prompt and completion tokens."""
+        parts: list[str] = []
+        finish: str | None = None
+        written = 0
+        stream = llm.create_chat_completion(
+            messages=messages, temperature=temperature, seed=seed % 2**31, max_tokens=max_tokens,
+            logits_processor=[stopper], grammar=grammar, stream=True, **self.sampling,
         )
+        try:
+            for chunk in stream:
+                choice = chunk["choices"][0]
+                piece = choice["delta"].get("content")
+                if piece:
+                    parts.append(piece)
+                    written += 1
+                finish = choice.get("finish_reason") or finish
+                if stopper.fired:
+                    break
+        finally:
+            stream.close()
+        # the stream reports no usage: what the context holds now is the prompt and the tokens written
+        return "".join(parts), finish, max(0, llm.n_tokens - written), written
 
     async def call(
         self, messages: list[Message], *, temperature: float, seed: int, max_tokens: int, timeout_s: float

@@ -9,6 +9,7 @@ from llama_cpp import Llama
 
 from evolve.archive import Sample, SampleMode
 from evolve.diff import Applied, apply_answer
+from evolve.llm import CallOutcome, ProviderError
 from evolve.llm.embedded import EmbeddedTransport, embedded_model_path, grammar_accepted
 from evolve.llm.grammar import MAX_SEARCH_LINES, asks_for_edit, edit_grammar, program_from_prompt
 from evolve.problem import builtin_problem_names, resolve_problem
@@ -80,3 +81,15 @@ def test_a_small_model_held_to_the_grammar_answers_with_edits_that_apply() -> No
         assert how in (Applied.EXACT, Applied.REINDENTED)
         applied += 1
     assert applied >= 1
+
+
+def test_a_constrained_generation_stops_at_its_deadline_without_harming_the_process() -> None:
+    """Forcing end-of-sequence under a grammar that forbids it makes llama.cpp abort the process; the stopper raises."""
+    _, messages = _messages("circle_packing", "diff")
+    transport = EmbeddedTransport("smollm2", stop_after_code=True, one_edit=True)
+    transport.warm()
+    with pytest.raises(ProviderError) as info:
+        asyncio.run(transport.call(messages, temperature=0.8, seed=1, max_tokens=400, timeout_s=0.3))
+    assert info.value.outcome is CallOutcome.TIMEOUT
+    again = asyncio.run(transport.call(messages, temperature=0.8, seed=2, max_tokens=300, timeout_s=120))
+    assert "<<<<<<< SEARCH" in again.text  # the same loaded model answers the next request, still under its grammar
