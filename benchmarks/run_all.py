@@ -2,14 +2,16 @@
 
     .venv/bin/python benchmarks/run_all.py [--out benchmarks/results] [--only sandbox_cost,throughput] [--quick]
 
-Runs sandbox_cost, throughput, store_scale, dashboard, ray_scale, search_quality and
-grid_fit with their default settings (about 55 minutes on 2 cores), then writes ``targets.md`` (each
+Runs sandbox_cost, throughput, store_scale, dashboard, ray_scale, search_quality,
+grid_fit, models and quickstart with their default settings (about 2 hours on 2 cores: the models' part
+alone is about an hour), then writes ``targets.md`` (each
 target, the figure that decides it and whether it is met, read from the
 benchmarks' JSON of this same run) and ``summary.md``: the targets and every
 table, each after the command that made it and how long it took. Each table
 is also its own markdown file (``throughput.md``, ``throughput_scale.md``,
 ``throughput_latency.md``, ``throughput_cold.md``, ``store_scale.md``,
-``sandbox_cost.md``, ``dashboard.md``, ``ray_scale.md``, ``search_quality.md``, ``grid_fit.md``): the README shows exactly these.
+``sandbox_cost.md``, ``dashboard.md``, ``ray_scale.md``, ``search_quality.md``, ``grid_fit.md``, ``models.md``,
+``quickstart.md``): the README shows exactly these.
 Each benchmark reports and never fails on a slow machine; one that cannot run
 (a missing backend or browser) is reported as such and the others still run.
 ``--quick`` runs tiny configurations to check that the scripts work: its
@@ -33,10 +35,10 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.report import machine  # noqa: E402
 
-SUITE = ["sandbox_cost", "throughput", "store_scale", "dashboard", "ray_scale", "search_quality", "grid_fit"]
+SUITE = ["sandbox_cost", "throughput", "store_scale", "dashboard", "ray_scale", "search_quality", "grid_fit", "models", "quickstart"]
 TABLES = {"sandbox_cost": ["sandbox_cost", "sandbox_warm"], "throughput": ["throughput", "throughput_scale", "throughput_latency", "throughput_cold"],
           "store_scale": ["store_scale"], "dashboard": ["dashboard"], "ray_scale": ["ray_scale"], "search_quality": ["search_quality"],
-          "grid_fit": ["grid_fit"]}
+          "grid_fit": ["grid_fit"], "models": ["models"], "quickstart": ["quickstart"]}
 QUICK = {
     "sandbox_cost": ["--runs", "3"],
     "throughput": ["--runs", "1", "--iterations", "6", "--scales", "1000,3000", "--in-flight", "2,16"],
@@ -45,6 +47,8 @@ QUICK = {
     "ray_scale": ["--slots", "2", "--rounds", "2", "--sleep-s", "0.5"],
     "search_quality": ["--quick"],
     "grid_fit": ["--proposals", "20"],
+    "models": ["--proposals", "1", "--problems", "circle_packing:1", "--modes", "diff"],
+    "quickstart": ["--seeds", "1", "--iterations", "1"],
 }
 
 Row = tuple[str, str, bool | None]  # target, measured, met (None: not measured)
@@ -182,13 +186,27 @@ def _search_targets(data: dict[str, Any]) -> list[Row]:
     return out
 
 
+def _quickstart_targets(data: dict[str, Any]) -> list[Row]:
+    s = data.get("summary")
+    if not s:
+        return []
+    iterations = data.get("meta", {}).get("iterations")
+    return [
+        (f"the README's quickstart (--iterations {iterations}) improves on the initial circle packing within 6 minutes in "
+         f"≥ 3 of 5 seeds", f"{s['improved_in_time']} of {s['seeds']} (median run {s['median_wall_s']:.0f} s; "
+         f"{s['finished_in_time']} finished within 6 minutes)", s["improved_in_time"] >= 3 and s["seeds"] >= 5),
+        ("with the default model, ≥ 30% of proposals valid on circle_packing (over the quickstart's runs)",
+         f"{s['valid_pct']:.0f}% of {s['proposals']}", s["valid_pct"] >= 30),
+    ]
+
+
 def _by_pair(rows: list[dict[str, Any]], candidate: str, backend: str) -> dict[str, Any] | None:
     return next((r for r in rows if r["candidate"] == candidate and r["backend"] == backend), None)
 
 
 TARGETS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "throughput": _throughput_targets, "store_scale": _store_targets, "dashboard": _dashboard_targets, "sandbox_cost": _sandbox_targets,
-    "ray_scale": _ray_targets, "search_quality": _search_targets,
+    "ray_scale": _ray_targets, "search_quality": _search_targets, "quickstart": _quickstart_targets,
 }
 
 
