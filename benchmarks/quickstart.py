@@ -1,6 +1,6 @@
 """The README's quickstart as a newcomer runs it: does the default model improve the initial circle packing, and when?
 
-    .venv/bin/python benchmarks/quickstart.py [--checkout DIR] [--seeds 5] [--iterations 8] [--out benchmarks/results]
+    .venv/bin/python benchmarks/quickstart.py [--checkout DIR] [--seeds 5] [--iterations 12] [--out benchmarks/results]
 
 Runs ``DIR/.venv/bin/evolve run circle_packing --iterations N --seed S`` (the
 quickstart's command, a seed added so the runs differ) once per seed, each with
@@ -75,7 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkout", type=Path, default=HERE.parent)
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--iterations", type=int, default=8)
+    parser.add_argument("--iterations", type=int, default=12)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     runs = []

@@ -48,6 +48,7 @@ from evolve.evaluators.runner import Evaluator
 from evolve.evaluators.validate import clip
 from evolve.llm import CallAttempt, CallFailedError, Completion, Ensemble
 from evolve.llm.embedded import prepare_embedded
+from evolve.llm.grammar import choose_focus
 from evolve.meta import Notes
 from evolve.novelty import code_key
 from evolve.problem import Problem
@@ -280,9 +281,12 @@ class Campaign:
             if mate is None:  # nothing to cross with yet (or a baseline strategy): the model's plain kind
                 arm = self.selector.fallback(arm)
         spec = self.config.models[arm.model]
+        # a small model's one edit goes where the seed says, not always to the most salient lines (evolve.llm.grammar)
+        focus = choose_focus(sample.parent.code, rng) if spec.prompt_style == "compact" and arm.kind == "diff" else None
         proposal = Proposal(
             id=_new_id(), iteration=iteration, island=island, sample=sample, model=spec, kind=arm.kind, mate=mate,
-            messages=self.prompts.build(sample, mode=arm.kind, mate=mate, notes=self.notes.get(island), style=spec.prompt_style),
+            messages=self.prompts.build(sample, mode=arm.kind, mate=mate, notes=self.notes.get(island), style=spec.prompt_style,
+                                        focus=focus),
             seed=int(rng.integers(2**62)),
         )
         self._pending[proposal.id] = proposal

@@ -69,8 +69,8 @@ class ModelSpec(_Strict):
     top_p: float | None = Field(default=None, gt=0, le=1, description="nucleus sampling (embedded models; default: the catalog's)")
     top_k: int | None = Field(default=None, ge=0, le=1000, description="top-k sampling, 0 for off (embedded models)")
     repeat_penalty: float | None = Field(default=None, gt=0, le=3, description="repetition penalty (embedded models)")
-    threads: int | None = Field(default=None, ge=1, le=256, description="CPU threads of an embedded model (default: half the "
-                                "cores, so an evaluation running beside it does not stall llama.cpp's spinning threads)")
+    threads: int | None = Field(default=None, ge=1, le=256, description="CPU threads of an embedded model (default: every core; "
+                                "fewer keep an evaluation running beside it from stalling llama.cpp's spinning threads)")
     prompt: Literal["full", "compact"] | None = Field(
         default=None, description="full: the problem, inspirations, failures and the program; compact: the problem, the "
                                   "program and the last failure, asking for one small change (default: compact for "

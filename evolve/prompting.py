@@ -95,11 +95,12 @@ class PromptBuilder:
         self._env.filters["fenced"] = _fenced
 
     def build(self, sample: Sample, *, mode: Kind, mate: Program | None = None, notes: str | None = None,
-              style: str = "full") -> list[dict[str, str]]:
+              style: str = "full", focus: list[str] | None = None) -> list[dict[str, str]]:
         """Messages for one proposal of kind ``mode`` ("diff", "rewrite" or "crossover", which needs ``mate``).
 
         ``notes`` is the island's latest meta-summary (a model's own words about what worked), clipped. ``style``
-        "compact" leaves out the inspirations, the notes and all failures but the last (a crossover stays full).
+        "compact" leaves out the inspirations, the notes and all failures but the last (a crossover stays full);
+        ``focus`` (compact diffs) names the lines this proposal is to change (``evolve.llm.grammar.choose_focus``).
         """
         if mode == "crossover" and mate is None:
             raise ValueError("a crossover prompt needs a second parent")
@@ -118,6 +119,7 @@ class PromptBuilder:
             "inspirations": sample.inspirations,
             "failures": sample.failures,
             "cascade": len(self._problem.stages) > 1,
+            "focus": focus,
         }
         if style == "compact" and mode != "crossover":
             return self._render(f"compact/{mode}.j2", context, system="compact/system.j2")

@@ -30,7 +30,7 @@ import numpy as np
 from evolve.catalog import CATALOG, model_file
 from evolve.errors import ConfigError
 from evolve.llm.base import CallOutcome, Message, ProviderError, RawAnswer
-from evolve.llm.grammar import asks_for_edit, edit_grammar, program_from_prompt
+from evolve.llm.grammar import asks_for_edit, edit_grammar, focus_from_prompt, program_from_prompt
 
 __all__ = ["EMBEDDED_CONTEXT", "EmbeddedTransport", "Speed", "describe_embedded", "embedded_model_path", "grammar_accepted",
            "is_embedded", "prepare_embedded"]
@@ -134,7 +134,10 @@ def _load(path: Path, threads: int) -> tuple[Any, threading.Lock]:
             except ImportError as exc:
                 raise ConfigError(f"the embedded model needs llama-cpp-python: {_INSTALL_HINT}") from exc
             context = next((m.context for m in CATALOG.values() if m.file == path.name), EMBEDDED_CONTEXT)
-            llm = Llama(model_path=str(path), n_ctx=context, n_threads=threads, n_batch=512, verbose=False)
+            # writing uses every thread asked for; reading a prompt (compute-bound) was no faster with two threads
+            # than with one on 2 cores (27 against 32 tokens/s for the 1.5B model), writing was (9 against 6)
+            llm = Llama(model_path=str(path), n_ctx=context, n_threads=threads, n_threads_batch=max(1, threads // 2),
+                        n_batch=512, verbose=False)
             _loaded[(path, threads)] = (llm, threading.Lock())
         return _loaded[(path, threads)]
 
@@ -207,9 +210,10 @@ class EmbeddedTransport:
         self.sampling = {k: v for k, v in (sampling or {}).items() if v is not None}
         self.path = embedded_model_path(name, show_progress=show_progress)
         self.speed = Speed()
-        # Half the cores: llama.cpp's threads spin-wait on each other, so one competing process (an
-        # evaluation) on a core they use cuts 145 tok/s to 44 on 2 cores; one thread keeps 135.
-        self.threads = threads or max(1, (os.cpu_count() or 1) // 2)
+        # Every core for writing (the 1.5B model writes 9 tokens/s on 2 cores against 6 on one; that is what a
+        # proposal's time is mostly spent on); llama.cpp's threads spin-wait on each other, so an evaluation running
+        # beside it slows writing while it runs (SmolLM2: 145 tok/s to 44 on 2 cores), which ModelSpec.threads avoids.
+        self.threads = threads or max(1, os.cpu_count() or 1)
 
     def _grammar(self, llm: Any, messages: list[Message]) -> Any:
         """With ``one_edit``, for a prompt asking for SEARCH/REPLACE blocks: the grammar of one edit of its program
@@ -217,7 +221,7 @@ class EmbeddedTransport:
         if not (self.one_edit and self.constrain and asks_for_edit(messages)):
             return None
         program = program_from_prompt(messages)
-        text = edit_grammar(program) if program is not None else None
+        text = edit_grammar(program, focus_from_prompt(messages)) if program is not None else None
         if text is None or not grammar_accepted(llm, text):
             return None
         from llama_cpp.llama_grammar import LlamaGrammar

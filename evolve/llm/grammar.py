@@ -9,7 +9,8 @@ one-edit diff prompt is held to this shape::
     <<<<<<< SEARCH
     1 to MAX_SEARCH_LINES consecutive lines of an EVOLVE-BLOCK, the first of them unique in the program
     =======
-    1 to MAX_REPLACE_LINES new lines, none starting with a marker's character (<, =, >)
+    1 to MAX_REPLACE_LINES new lines, none starting (after its indentation) with a marker's character (<, =, >)
+    or a code fence
     >>>>>>> REPLACE
 
 Every SEARCH it can write is text of the program that occurs once, inside a
@@ -22,21 +23,29 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from evolve.blocks import START_MARKER, find_regions
 from evolve.errors import DiffError
 from evolve.llm.base import Message
 
-__all__ = ["MAX_REPLACE_LINES", "MAX_SEARCH_LINES", "asks_for_edit", "edit_grammar", "program_from_prompt"]
+__all__ = ["FOCUS_HEADING", "FOCUS_LINES", "MAX_REPLACE_LINES", "MAX_SEARCH_LINES", "asks_for_edit", "choose_focus",
+           "edit_grammar", "focus_from_prompt", "program_from_prompt"]
 
 _CODE_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 _SEARCH_LINE = re.compile(r"^<{5,9} ?SEARCH\s*$", re.MULTILINE)
+#: The heading of a compact prompt's focus: the lines this proposal is to change (``prompts/compact/diff.j2``).
+FOCUS_HEADING = "# Lines to change"
+_FOCUS = re.compile(re.escape(FOCUS_HEADING) + r"[^\n]*\n(`{3,})python\n(.*?)\n\1", re.DOTALL)
+#: Lines of the program a focus shows: where this proposal's SEARCH may begin.
+FOCUS_LINES = 4
 
 #: Lines a SEARCH may hold: one concrete change, not a copy of the program.
-MAX_SEARCH_LINES = 4
+MAX_SEARCH_LINES = 3
 #: Lines a REPLACE may hold.
-MAX_REPLACE_LINES = 12
+MAX_REPLACE_LINES = 8
 _LINE_CHARS = 200  # characters of a REPLACE line
-_IDEA_CHARS = 120  # characters of the line saying the idea (each token of it costs a CPU model about 0.2 s)
+_IDEA_CHARS = 80  # characters of the line saying the idea (each token of it costs a CPU model about 0.2 s)
 _MAX_BLOCK_LINES = 400  # a block longer than this gets no grammar (its rules would be large); answers are then free
 
 
@@ -45,6 +54,26 @@ def program_from_prompt(messages: list[Message]) -> str | None:
     text = "\n".join(m.get("content", "") for m in messages)
     blocks = [b for b in _CODE_BLOCK.findall(text) if START_MARKER in b]
     return blocks[-1] if blocks else None
+
+
+def choose_focus(code: str, rng: np.random.Generator) -> list[str] | None:
+    """A window of ``FOCUS_LINES`` consecutive block lines, starting at a random line whose text occurs once, for one
+    proposal to change; None when the program offers none. A small model asked for "one change" edits the part that
+    looks most like the objective every time (circle packing's radius formula, never the layout); spreading the
+    proposals' focus over the whole block is what random mutation does, with the model choosing the edit."""
+    starts = _unique_starts(code)
+    if not starts:
+        return None
+    b, i = starts[int(rng.integers(len(starts)))]
+    lines = _block_lines(code)[b]
+    return lines[i : i + FOCUS_LINES]
+
+
+def focus_from_prompt(messages: list[Message]) -> list[str] | None:
+    """The focus lines a prompt's last request shows, if any."""
+    users = [m.get("content", "") for m in messages if m.get("role") == "user"]
+    found = _FOCUS.search(users[-1]) if users else None
+    return found.group(2).split("\n") if found else None
 
 
 def asks_for_edit(messages: list[Message]) -> bool:
@@ -72,18 +101,38 @@ def _literal(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def edit_grammar(code: str) -> str | None:
-    """The GBNF grammar of one SEARCH/REPLACE edit of ``code`` that applies, or None when there is none to offer
-    (no markers, no unique line inside a block, or blocks too long)."""
+def _block_lines(code: str) -> list[list[str]]:
+    return [body.split("\n")[:-1] if body.endswith("\n") else body.split("\n") for body in find_regions(code).bodies(code)]
+
+
+def _unique_starts(code: str) -> list[tuple[int, int]]:
+    """(block, line) of every block line a SEARCH may begin with: not blank, and its text occurs once in the program
+    (unique as text, not only as a line: a SEARCH is found with str.find, so '    n = 2' must not occur inside
+    '    n = 20' or an indented copy of itself)."""
     try:
-        regions = find_regions(code)
+        blocks = _block_lines(code)
+    except DiffError:
+        return []
+    return [(b, i) for b, lines in enumerate(blocks) for i, line in enumerate(lines) if line.strip() and code.count(line) == 1]
+
+
+def edit_grammar(code: str, focus: list[str] | None = None) -> str | None:
+    """The GBNF grammar of one SEARCH/REPLACE edit of ``code`` that applies, or None when there is none to offer
+    (no markers, no unique line inside a block, or blocks too long). With ``focus``, a SEARCH may begin only at one
+    of those lines (all of them, when none of them can begin one)."""
+    try:
+        lines_of = _block_lines(code)
     except DiffError:
         return None
-    lines_of = [body.split("\n")[:-1] if body.endswith("\n") else body.split("\n") for body in regions.bodies(code)]
     if sum(len(lines) for lines in lines_of) > _MAX_BLOCK_LINES:
         return None
+    unique = _unique_starts(code)
+    if focus is not None:
+        wanted = set(focus)
+        unique = [(b, i) for b, i in unique if lines_of[b][i] in wanted] or unique
+    if not unique:
+        return None
     rules: list[str] = []
-    starts: list[str] = []
     for b, lines in enumerate(lines_of):
         for i, line in enumerate(lines):
             rules.append(f"l{b}x{i} ::= {_literal(line + chr(10))}")
@@ -92,17 +141,12 @@ def edit_grammar(code: str) -> str | None:
                 last = depth == 1 or i + 1 >= len(lines)
                 rule = f"c{b}x{i}d{depth} ::= l{b}x{i}"
                 rules.append(rule if last else f"{rule} | l{b}x{i} c{b}x{i + 1}d{depth - 1}")
-            # unique as text, not only as a line: a SEARCH is found with str.find, so '    n = 2' must not occur inside
-            # '    n = 20' or an indented copy of itself
-            if lines[i].strip() and code.count(lines[i]) == 1:
-                starts.append(f"c{b}x{i}d{MAX_SEARCH_LINES}")
-    if not starts:
-        return None
+    starts = [f"c{b}x{i}d{MAX_SEARCH_LINES}" for b, i in unique]
     head = [
         'root ::= idea "<<<<<<< SEARCH\\n" search "=======\\n" replace ">>>>>>> REPLACE\\n"',
         f'idea ::= [^\\n<`]{{1,{_IDEA_CHARS}}} "\\n"',
         "search ::= " + " | ".join(starts),
         f"replace ::= rline{{1,{MAX_REPLACE_LINES}}}",
-        f'rline ::= ([^<=>\\n] [^\\n]{{0,{_LINE_CHARS}}})? "\\n"',
+        f'rline ::= ([ \\t]{{0,40}} [^<=>`\\n \\t] [^\\n]{{0,{_LINE_CHARS}}})? "\\n"',
     ]
     return "\n".join(head + rules) + "\n"
