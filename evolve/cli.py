@@ -215,12 +215,12 @@ def _model_notice(campaign: Campaign) -> None:
 @cli.command()
 @click.argument("problem")
 @click.option("--model", "models", multiple=True,
-              help=f"repeat for an ensemble: '{EMBEDDED_MODEL}' (embedded, the default), 'mutator', 'gguf:/path/model.gguf', "
-                   "or a litellm model string such as openai/gpt-4o-mini  [env: EVOLVE_MODEL]")
+              help=f"repeat for an ensemble: '{EMBEDDED_MODEL}' (embedded, the default; see evolve models), 'smollm2', "
+                   "'mutator', 'gguf:/path/model.gguf', or a litellm model string such as openai/gpt-4o-mini  [env: EVOLVE_MODEL]")
 @click.option("--api-base", default=None, help="base URL of an OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp)  [env: EVOLVE_API_BASE]")
 @click.option("--api-key-env", default=None, help="name of the environment variable holding the key for --api-base")
 @click.option("--mode", type=click.Choice(["diff", "rewrite"]), default=None,
-              help="SEARCH/REPLACE edits or whole rewrites (default: rewrite for the embedded model, diff otherwise)")
+              help="SEARCH/REPLACE edits or whole rewrites (default: diff; rewrite for smollm2)")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML or JSON campaign settings (models with weights, budgets, ...); flags given here win")
 @click.option("--iterations", "-n", type=int, default=None, help="total iterations (proposals)  [default: 100]")
