@@ -13,6 +13,9 @@ one-edit diff prompt is held to this shape::
     or a code fence
     >>>>>>> REPLACE
 
+When the prompt names a focus (``# Lines to change``, chosen per proposal by
+``choose_focus``), the SEARCH must begin at one of those lines.
+
 Every SEARCH it can write is text of the program that occurs once, inside a
 block: the answer always applies (its REPLACE may still be wrong, which the
 evaluator judges). The answer is then applied by ``evolve.diff`` exactly like

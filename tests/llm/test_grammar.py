@@ -11,7 +11,16 @@ from evolve.archive import Sample, SampleMode
 from evolve.diff import Applied, apply_answer
 from evolve.llm import CallOutcome, ProviderError
 from evolve.llm.embedded import EmbeddedTransport, embedded_model_path, grammar_accepted
-from evolve.llm.grammar import MAX_SEARCH_LINES, asks_for_edit, edit_grammar, program_from_prompt
+from evolve.llm.grammar import (
+    FOCUS_HEADING,
+    FOCUS_LINES,
+    MAX_SEARCH_LINES,
+    asks_for_edit,
+    choose_focus,
+    edit_grammar,
+    focus_from_prompt,
+    program_from_prompt,
+)
 from evolve.problem import builtin_problem_names, resolve_problem
 from evolve.prompting import PromptBuilder
 from evolve.values import EvalStatus, Origin, Program
@@ -93,3 +102,32 @@ def test_a_constrained_generation_stops_at_its_deadline_without_harming_the_proc
     assert info.value.outcome is CallOutcome.TIMEOUT
     again = asyncio.run(transport.call(messages, temperature=0.8, seed=2, max_tokens=300, timeout_s=120))
     assert "<<<<<<< SEARCH" in again.text  # the same loaded model answers the next request, still under its grammar
+
+
+def test_a_focus_is_four_lines_of_the_block_and_the_seed_spreads_it_over_the_whole_block() -> None:
+    import numpy as np
+
+    code = resolve_problem("circle_packing").initial_program
+    focuses = [choose_focus(code, np.random.default_rng([0, i])) for i in range(60)]
+    assert all(f is not None and 1 <= len(f) <= FOCUS_LINES and "\n".join(f) in code for f in focuses)
+    firsts = {f[0] for f in focuses if f}
+    assert any("centers" in line and "cos" in line for line in firsts) and any("scale" in line for line in firsts)
+    assert choose_focus(code, np.random.default_rng([0, 7])) == choose_focus(code, np.random.default_rng([0, 7]))  # seeded
+
+
+def test_a_focused_prompt_holds_the_search_to_its_focus() -> None:
+    import numpy as np
+
+    loaded = resolve_problem("circle_packing")
+    focus = choose_focus(loaded.initial_program, np.random.default_rng(5)) or []
+    _, plain = _messages("circle_packing", "diff")
+    parent = Program(id="p", campaign_id="c", code=loaded.initial_program, parent_id=None, island=0, generation=0, iteration=0,
+                     origin=Origin.INITIAL, status=EvalStatus.OK, score=1.0, fitness=1.0, metrics={}, features={}, artifacts={})
+    messages = PromptBuilder(loaded.config).build(Sample(parent=parent, mode=SampleMode.EXPLOIT, inspirations=[], failures=[]),
+                                                  mode="diff", style="compact", focus=focus)
+    assert FOCUS_HEADING in messages[1]["content"] and focus_from_prompt(messages) == focus
+    assert focus_from_prompt(plain) is None
+    search = next(line for line in (edit_grammar(loaded.initial_program.strip(), focus) or "").splitlines()
+                  if line.startswith("search ::="))
+    allowed = [loaded.initial_program.strip().count(line) == 1 for line in focus]
+    assert search.count("|") + 1 == sum(allowed)  # one alternative per focus line that can begin a SEARCH
