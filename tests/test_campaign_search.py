@@ -97,12 +97,20 @@ def test_a_child_that_repeats_a_program_is_recorded_as_its_duplicate_and_never_e
     programs = file_store.list_programs(campaign.id)[1:]
     first = programs[0]
     assert first.status is EvalStatus.OK and len(evaluated) == 1
-    assert [p.status for p in programs[1:]] == [EvalStatus.DUPLICATE] * 4
+    # a copy of its own parent is 'unchanged' (the model changed nothing); a copy of another program is its duplicate
     for dup in programs[1:]:
-        assert dup.artifacts["duplicate_of"] == first.id and dup.eval_seconds == 0 and dup.score is None
-        assert f"reproduced program {first.id}" in dup.artifacts["error"]
-    assert f"reproduced program {first.id}" in _prompt(server.log[-1].body)  # the next prompt hears it
-    assert file_store.status_counts(campaign.id) == {"ok": 2, "duplicate": 4}
+        assert dup.eval_seconds == 0 and dup.score is None
+        if dup.parent_id == first.id:
+            assert dup.status is EvalStatus.UNCHANGED and "only reformats the current program" in dup.artifacts["error"]
+        else:
+            assert dup.status is EvalStatus.DUPLICATE and dup.artifacts["duplicate_of"] == first.id
+            assert f"reproduced program {first.id}" in dup.artifacts["error"]
+    last_prompt = _prompt(server.log[-1].body)  # the next prompt hears it, either way
+    assert f"reproduced program {first.id}" in last_prompt or "only reformats the current program" in last_prompt
+    duplicates = [p for p in programs[1:] if p.status is EvalStatus.DUPLICATE]
+    assert duplicates and all(f"reproduced program {first.id}" in p.artifacts["error"] for p in duplicates)
+    counts = file_store.status_counts(campaign.id)
+    assert counts["ok"] == 2 and counts.get("duplicate", 0) + counts.get("unchanged", 0) == 4
 
 
 def test_with_dedup_off_every_copy_is_evaluated_again(file_store: Store, quadratic: Problem, tmp_path: Path) -> None:
@@ -127,7 +135,8 @@ def test_identical_children_in_flight_together_are_evaluated_once(
     children = file_store.list_programs(campaign.id)[1:]
     (scored,) = [p for p in children if p.status is EvalStatus.OK]
     assert len(evaluated) == 1 and len(children) == 8
-    assert all(p.status is EvalStatus.DUPLICATE and p.artifacts["duplicate_of"] == scored.id for p in children if p is not scored)
+    assert all(p.status is EvalStatus.DUPLICATE and p.artifacts["duplicate_of"] == scored.id
+               or p.status is EvalStatus.UNCHANGED and p.parent_id == scored.id for p in children if p is not scored)
 
 
 def test_a_copy_of_a_program_that_timed_out_is_evaluated_itself(file_store: Store, tmp_path: Path) -> None:
