@@ -135,8 +135,8 @@ def test_identical_children_in_flight_together_are_evaluated_once(
     children = file_store.list_programs(campaign.id)[1:]
     (scored,) = [p for p in children if p.status is EvalStatus.OK]
     assert len(evaluated) == 1 and len(children) == 8
-    assert all(p.status is EvalStatus.DUPLICATE and p.artifacts["duplicate_of"] == scored.id
-               or p.status is EvalStatus.UNCHANGED and p.parent_id == scored.id for p in children if p is not scored)
+    assert all((p.status is EvalStatus.DUPLICATE and p.artifacts["duplicate_of"] == scored.id)
+               or (p.status is EvalStatus.UNCHANGED and p.parent_id == scored.id) for p in children if p is not scored)
 
 
 def test_a_copy_of_a_program_that_timed_out_is_evaluated_itself(file_store: Store, tmp_path: Path) -> None:
