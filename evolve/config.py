@@ -98,7 +98,8 @@ class ModelSpec(_Strict):
     def _embedded_defaults(cls, data: Any) -> Any:
         # Each packaged model's measured settings (evolve.catalog; benchmarks/models.py): SmolLM2-135M cannot copy
         # SEARCH lines, so it rewrites; small models rarely stop by themselves, so a shorter cap bounds a proposal.
-        if isinstance(data, dict) and (packaged := CATALOG.get(data.get("name", EMBEDDED_MODEL))) is not None:
+        name = data.get("name", EMBEDDED_MODEL) if isinstance(data, dict) else None
+        if isinstance(data, dict) and isinstance(name, str) and (packaged := CATALOG.get(name)) is not None:
             defaults = {"mode": packaged.mode, "max_tokens": packaged.max_tokens, "temperature": packaged.temperature,
                         "top_p": packaged.top_p, "top_k": packaged.top_k, "repeat_penalty": packaged.repeat_penalty}
             data = {**data, **{k: v for k, v in defaults.items() if data.get(k) is None}}

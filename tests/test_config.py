@@ -122,3 +122,9 @@ def test_any_search_settings_either_validate_or_name_the_field_at_fault(search: 
         kinds = config.search.kinds_of(spec)
         assert kinds and all(k in ("diff", "rewrite", "crossover") and w > 0 for k, w in kinds.items())
     assert parse_campaign_config(config.model_dump(mode="json")) == config  # what is stored reads back the same
+
+
+@pytest.mark.parametrize("name", [["smollm2"], {"a": 1}, 7, None])
+def test_a_model_name_of_the_wrong_type_is_a_validation_error_not_a_crash(name: object) -> None:
+    with pytest.raises(ValidationError):  # the REST API answers 422 with it (schemathesis found a 500 here)
+        ModelSpec.model_validate({"name": name})
