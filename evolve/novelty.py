@@ -22,6 +22,7 @@ no more, which is what the threshold is set against: one changed token of a
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import io
 import threading
@@ -70,8 +71,12 @@ def _normalized(code: str) -> str:
         return "\x00text\n" + "\n".join(line for line in lines if line)
 
 
+@functools.lru_cache(maxsize=512)
 def code_key(code: str) -> str:
-    """A 32-hex-digit key equal for two programs exactly when they are the same up to formatting and comments."""
+    """A 32-hex-digit key equal for two programs exactly when they are the same up to formatting and comments.
+
+    Cached: one proposal asks for its child's key three times (unchanged? a duplicate? the stored row) and its
+    parent's once per child, and each is a parse of the whole program."""
     return hashlib.sha256(_normalized(code).encode("utf-8", errors="replace")).hexdigest()[:32]
 
 
