@@ -51,6 +51,9 @@ from tests.store.helpers import make_program
 
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = REPO / "test-output"
+# The warm path gives every backend a private /tmp and /dev/shm: a database planted there would be hidden even
+# from the process backend, so a checkout under /tmp plants it in /var/tmp, a place the host shares with it.
+DB_HOME = Path("/var/tmp") if any(OUTPUT.is_relative_to(p) for p in ("/tmp", "/dev/shm")) else OUTPUT
 
 PROBE_YAML = """\
 name: probe
@@ -376,8 +379,8 @@ PROBES = [
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[Host]:
     token = f"ev{uuid.uuid4().hex[:10]}"
-    OUTPUT.mkdir(exist_ok=True)
-    db = OUTPUT / f"probe-{token}.db"
+    DB_HOME.mkdir(exist_ok=True)
+    db = DB_HOME / f"probe-{token}.db"
     db.write_bytes(b"SQLite format 3\0 campaign secrets")
     db.chmod(0o644)
     listener = socket.create_server(("127.0.0.1", 0))
