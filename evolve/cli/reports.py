@@ -1,0 +1,163 @@
+"""Reading a store: ``evolve status``, ``best``, ``pareto`` and ``export``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from evolve.bandit import model_report
+from evolve.cli.common import DB_HELP, cli, fail, fmt, limits_text, open_store, out, pick_campaign
+from evolve.config import CampaignConfig
+from evolve.grids import grid_warnings
+from evolve.problem import Limits
+from evolve.reports import held_out_score
+from evolve.store import CampaignRow, Store
+
+__all__ = ["best", "campaign_json", "pareto", "status"]
+
+
+def campaign_json(store: Store, row: CampaignRow) -> dict[str, Any]:
+    best = store.get_program(row.best_program_id) if row.best_program_id else None
+    counts = store.status_counts(row.id)
+    problem = store.load_problem(row.problem_id).config
+    limits = problem.limits
+    return {
+        "id": row.id, "problem": row.problem_name, "status": row.status.value,
+        "iterations_done": row.iterations_done, "iterations_target": row.iterations_target,
+        "programs": sum(counts.values()), "valid_programs": row.valid_done + 1,
+        "statuses": counts, "best_score": best.score if best else None, "best_program_id": row.best_program_id,
+        "cells_filled": store.filled_cells(row.id), "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens, "cost_usd": row.cost_usd,
+        "created_at": row.created_at, "updated_at": row.updated_at, "error": row.error,
+        "owner": row.owner, "lease_expires": row.lease_expires,
+        "sandbox": row.config.get("sandbox"), "limits": {**limits.model_dump(mode="json"), "cpu_s": limits.cpu_seconds()},
+        "budgets": {"max_cost_usd": row.config.get("max_cost_usd"), "max_tokens": row.config.get("max_tokens")},
+        "models": model_report(CampaignConfig.model_validate(row.config), store.model_stats(row.id)),
+        "selection": row.config.get("search", {}).get("selection", "weights"),
+        "stages": store.stage_counts(row.id),
+        "grid_warnings": grid_warnings(store, row.id, list(problem.features), programs=row.iterations_done),
+    }
+
+
+@cli.command()
+@click.option("--db", default="evolve.db", show_default=True, help=DB_HELP)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def status(db: str, as_json: bool) -> None:
+    """Show every campaign in the store."""
+    store = open_store(db, must_exist=True)
+    store.mark_interrupted()
+    rows = [campaign_json(store, r) for r in store.list_campaigns()]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print(f"no campaigns in {db}")
+        return
+    table = Table(title=f"campaigns in {db}")
+    for col in ("id", "problem", "status", "iterations", "programs", "valid", "best score", "cells", "tokens", "cost $", "sandbox"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["id"], r["problem"], r["status"], f"{r['iterations_done']}/{r['iterations_target']}",
+                      str(r["programs"]), str(r["valid_programs"]), fmt(r["best_score"]), str(r["cells_filled"]),
+                      str(r["prompt_tokens"] + r["completion_tokens"]), f"{r['cost_usd']:.4f}", str(r["sandbox"]))
+    out.print(table)
+    for r in rows:
+        if r["status"] == "running" and r["owner"]:
+            lease = "" if r["lease_expires"] is None else (
+                ", its lease until " + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(r["lease_expires"])))
+            out.print(f"{r['id']} run by {r['owner']}{lease} (renewed while it runs; resumable elsewhere once it lapses)",
+                      highlight=False)
+        out.print(f"{r['id']} limits: {limits_text(Limits.model_validate(r['limits']))}", highlight=False)
+        for warning in r["grid_warnings"]:
+            out.print(f"{r['id']} [yellow]warning[/]: {escape(warning)}", highlight=False)
+        skipped = {k: r["statuses"].get(k, 0) for k in ("duplicate", "near_duplicate", "unchanged")}
+        if any(skipped.values()):
+            out.print(f"{r['id']} not evaluated: {skipped['duplicate']} duplicates of earlier programs, "
+                      f"{skipped['near_duplicate']} near-duplicates of elites, "
+                      f"{skipped['unchanged']} answers that left their parent unchanged", highlight=False)
+        if len(r["stages"]) > 1:
+            out.print(f"{r['id']} evaluations ended at stage: "
+                      + ", ".join(f"{k} {v}" for k, v in sorted(r["stages"].items())), highlight=False)
+        budgets = ", ".join(f"{k} {v:g}" for k, v in r["budgets"].items() if v is not None)
+        if budgets:
+            out.print(f"{r['id']} budgets: {budgets}", highlight=False)
+        for m in r["models"]:
+            gain = "—" if m["mean_improvement"] is None else f"{m['mean_improvement']:+.4g}"
+            estimate = "" if m["bandit_estimate"] is None else f", bandit estimate {100 * m['bandit_estimate']:.0f}% improve"
+            out.print(f"{r['id']} model {m['model']} ({m['template']}): {m['proposals']} proposals "
+                      f"({100 * m['share']:.0f}% of them{estimate}), "
+                      f"{100 * m['success_rate']:.0f}% valid, {m['improved']} improved on their parent (mean gain {gain}), "
+                      f"{m['requests']} requests ({m['failed_requests']} failed), "
+                      f"{m['prompt_tokens'] + m['completion_tokens']} tokens, ${m['cost_usd']:.4f}", highlight=False)
+
+
+@cli.command()
+@click.option("--db", default="evolve.db", show_default=True, help=DB_HELP)
+@click.option("--campaign", "campaign_id", default=None, help="campaign id (default: the most recent)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, writable=True), default=None, help="write the best program's code here")
+def best(db: str, campaign_id: str | None, as_json: bool, out_file: str | None) -> None:
+    """Show the best program of a campaign."""
+    store = open_store(db, must_exist=True)
+    row = pick_campaign(store, campaign_id)
+    program = store.best_program(row.id)
+    if program is None:
+        fail(f"campaign {row.id} has no valid program yet")
+    problem = store.load_problem(row.problem_id)
+    if out_file:
+        Path(out_file).write_text(program.code)
+    held = held_out_score(store, row, problem, program)
+    data = {
+        "campaign_id": row.id, "problem": row.problem_name, "program_id": program.id,
+        "metric": problem.config.objective.metric, "direction": problem.config.objective.direction.value,
+        "score": program.score, "metrics": program.metrics, "features": program.features,
+        "held_out": held.to_json() if held else None,
+        "iteration": program.iteration, "generation": program.generation, "island": program.island,
+        "model": program.model, "code": program.code,
+    }
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    out.print(f"best of campaign {row.id} ({row.problem_name}): {data['metric']} = [bold]{fmt(program.score)}[/] "
+              f"(program {program.id}, iteration {program.iteration}, generation {program.generation})", highlight=False)
+    out.print("metrics: " + ", ".join(f"{k}={fmt(v)}" for k, v in program.metrics.items()), highlight=False)
+    if held is not None:
+        detail = "" if held.score is not None else f" ({held.status.value}: {held.error})"
+        out.print(f"held-out instances: {data['metric']} = [bold]{fmt(held.score)}[/]{detail} "
+                  f"(search instances: {fmt(program.score)})", highlight=False)
+    if out_file:
+        out.print(f"code written to {out_file}")
+    else:
+        click.echo(program.code)
+
+
+@cli.command()
+@click.option("--db", default="evolve.db", show_default=True, help=DB_HELP)
+@click.option("--campaign", "campaign_id", default=None, help="campaign id (default: the most recent)")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def pareto(db: str, campaign_id: str | None, as_json: bool) -> None:
+    """Show the Pareto front of a campaign over its problem's objectives."""
+    store = open_store(db, must_exist=True)
+    row = pick_campaign(store, campaign_id)
+    objectives = store.load_problem(row.problem_id).config.pareto_objectives()
+    front = store.pareto_front(row.id, objectives)
+    rows: list[dict[str, Any]] = [{"program_id": p.id, "iteration": p.iteration, "score": p.score,
+                                   "objectives": {o.metric: p.metrics[o.metric] for o in objectives}} for p in front]
+    if as_json:
+        click.echo(json.dumps({"campaign_id": row.id, "objectives": [o.model_dump(mode="json", exclude_none=True) for o in objectives],
+                               "front": rows}, indent=2))
+        return
+    table = Table(title=f"Pareto front of campaign {row.id} ({row.problem_name}): {len(rows)} program(s)")
+    table.add_column("program")
+    table.add_column("iteration")
+    for o in objectives:
+        table.add_column(f"{o.metric} ({o.direction.value[:3]})")
+    for r in rows:
+        table.add_row(r["program_id"], str(r["iteration"]), *(fmt(v) for v in r["objectives"].values()))
+    out.print(table)
