@@ -48,6 +48,7 @@ __all__ = [
     "builtin_problem_names",
     "compile_problem",
     "load_problem",
+    "problem_root",
     "resolve_problem",
     "text_problem",
 ]
@@ -279,6 +280,26 @@ class Problem:
         return {k: base64.b64decode(v) for k, v in json.loads(text or "{}").items()}
 
     @classmethod
+    def from_folder(cls, folder: str | Path) -> Problem:
+        """Load and validate a problem folder (``problem.yaml``, ``initial_program.py``, ``evaluator.py``, extra files).
+
+        Raises:
+            ProblemError: when a file is missing or invalid.
+        """
+        return load_problem(Path(folder).expanduser())
+
+    @classmethod
+    def builtin(cls, name: str) -> Problem:
+        """A problem shipped with evolve, by name (``evolve problems`` lists them).
+
+        Raises:
+            ProblemError: for an unknown name.
+        """
+        if name not in builtin_problem_names():
+            raise ProblemError(f"unknown built-in problem '{name}': use one of {', '.join(builtin_problem_names())}")
+        return load_problem(problem_root() / name)
+
+    @classmethod
     def from_sources(
         cls,
         *,
@@ -481,13 +502,13 @@ def load_problem(folder: Path) -> Problem:
     )
 
 
-def _builtin_root() -> Path:
+def problem_root() -> Path:
     return Path(str(importlib.resources.files("evolve") / "problems"))
 
 
 def builtin_problem_names() -> list[str]:
     """Names of the problems shipped with evolve."""
-    root = _builtin_root()
+    root = problem_root()
     return sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
 
 
@@ -500,7 +521,7 @@ def resolve_problem(spec: str) -> Problem:
     path = Path(spec).expanduser()
     if path.is_dir():
         return load_problem(path)
-    if "/" not in spec and (_builtin_root() / spec / CONFIG_FILE).is_file():
-        return load_problem(_builtin_root() / spec)
+    if "/" not in spec and (problem_root() / spec / CONFIG_FILE).is_file():
+        return load_problem(problem_root() / spec)
     known = ", ".join(builtin_problem_names())
     raise ProblemError(f"unknown problem '{spec}': give a problem folder or one of: {known}")

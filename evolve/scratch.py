@@ -15,11 +15,12 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 from evolve.sandbox.confine import process_alive
 
-__all__ = ["owned_tempdir", "stale_tempdirs", "sweep_stale"]
+__all__ = ["owned_tempdir", "scratch_dir", "stale_tempdirs", "sweep_stale"]
 
 _NAME = re.compile(r"^evolve-[a-z]+-(\d+)x[0-9a-f]+-")
 
@@ -28,6 +29,16 @@ def owned_tempdir(kind: str, *, tag: str | None = None) -> Path:
     """A fresh directory ``evolve-<kind>-<tag>-…`` (``tag``: ``<pid>x<hex>``, made here unless given)."""
     tag = tag or f"{os.getpid()}x{uuid.uuid4().hex[:10]}"
     return Path(tempfile.mkdtemp(prefix=f"evolve-{kind}-{tag}-"))
+
+
+@contextlib.contextmanager
+def scratch_dir(kind: str) -> Iterator[Path]:
+    """An owned scratch directory for the length of a ``with`` block, removed afterwards whatever happened."""
+    path = owned_tempdir(kind)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def stale_tempdirs() -> list[Path]:

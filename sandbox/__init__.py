@@ -22,6 +22,7 @@ __all__ = [
     "RunSpec",
     "Sandbox",
     "SandboxLimits",
+    "backend_problem",
     "decode_result",
     "get_sandbox",
     "resolve_backend",
@@ -52,8 +53,8 @@ def _construct(name: str) -> Sandbox:
     return ProcessSandbox()
 
 
-def _why_not(name: str) -> str | None:
-    """Why backend ``name`` cannot work here, or None."""
+def backend_problem(name: str) -> str | None:
+    """Why concrete backend ``name`` cannot work here, or None (bwrap: a real run; docker: the engine answers)."""
     from evolve.sandbox.bwrap import bwrap_problem
 
     if name == "bwrap":
@@ -76,12 +77,12 @@ def resolve_backend(name: str) -> str:
     if name not in BACKENDS:
         raise ConfigError(f"unknown sandbox backend '{name}': choose one of {', '.join(BACKENDS)}")
     if name != "auto":
-        if (why := _why_not(name)) is not None:
+        if (why := backend_problem(name)) is not None:
             raise SandboxError(f"the {name} sandbox cannot run here: {why}")
         return name
     problems: dict[str, str] = {}
     for backend in ("bwrap", "docker"):
-        if (why := _why_not(backend)) is None:
+        if (why := backend_problem(backend)) is None:
             return backend
         problems[backend] = why
     reasons = "; ".join(f"{backend}: {why}" for backend, why in problems.items())

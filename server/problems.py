@@ -14,8 +14,8 @@ from typing import Annotated, Any
 import yaml
 from fastapi import APIRouter, Depends, File, HTTPException, Request, UploadFile, status
 
+from evolve.checking import check_problem
 from evolve.errors import ProblemError, StoreError
-from evolve.evaluators.runner import Evaluator
 from evolve.problem import Problem, builtin_problem_names, resolve_problem
 from evolve.server.schemas import MAX_CODE_CHARS, MAX_CONFIG_CHARS, ProblemCreate, ProblemDetail, ProblemOut, errors
 from evolve.server.security import require_read, require_write
@@ -93,14 +93,11 @@ async def _accept(request: Request, *, config_text: str, initial_program: str, e
     builtins: BuiltinProblems = request.app.state.builtins
     if problem.name in builtins.by_name:
         raise ProblemError(f"name '{problem.name}' is a built-in problem's; choose another name", field="config")
-    sandbox = request.app.state.settings.sandbox
     with tempfile.TemporaryDirectory(prefix="evolve-check-") as tmp:
-        async with request.app.state.manager.slots:
-            result = await Evaluator(problem, problem_dir=Path(tmp) / "problem", sandbox=sandbox).evaluate(problem.initial_program)
-    if result.objective(problem.config.objective.metric) is None:
-        why = result.artifacts.get("error") or f"no '{problem.config.objective.metric}' metric came back"
-        field = "evaluator" if why.startswith("evaluator") or result.status.is_ok else "initial_program"
-        raise ProblemError(f"the initial program does not evaluate: {result.status.value}: {why}", field=field)
+        checked = await check_problem(problem, workdir=Path(tmp), sandbox=request.app.state.settings.sandbox,
+                                      slots=request.app.state.manager.slots)
+    if checked.findings:
+        raise ProblemError(checked.findings[0].message, field=checked.findings[0].part)
     store: Store = request.app.state.store
     problem_id = store.save_problem(problem)
     return _summary(problem_id, problem, builtin=False)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+
 import click
 from rich.markup import escape
 
 from evolve.catalog import CATALOG, DEFAULT_MODEL, model_file, model_state
 from evolve.cli.common import DB_HELP, cli, err, fail, out
+from evolve.config import parse_campaign_config
+from evolve.doctor import check_models, check_sandboxes, check_store
 from evolve.sandbox import BACKENDS
 from evolve.store import Store
 
-__all__ = ["models_command", "serve"]
+__all__ = ["doctor", "models_command", "serve"]
 
 
 @cli.command()
@@ -50,3 +56,34 @@ def models_command(prepare: tuple[str, ...]) -> None:
         default = " (the default)" if m.name == DEFAULT_MODEL else ""
         out.print(f"{m.name}{default}: {m.title}, {m.license}; {m.source}", highlight=False)
         out.print(f"  {escape(model_state(m))}", highlight=False)
+
+
+@cli.command()
+@click.option("--db", default="evolve.db", show_default=True, help=DB_HELP)
+@click.option("--model", "models", multiple=True, help="also check this model (repeatable; default: EVOLVE_MODEL)  "
+                                                       "a one-token call where a key or --api-base is configured")
+@click.option("--api-base", default=None, help="the models' OpenAI-compatible endpoint  [env: EVOLVE_API_BASE]")
+@click.option("--api-key-env", default=None, help="name of the environment variable holding the endpoint's key")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def doctor(db: str, models: tuple[str, ...], api_base: str | None, api_key_env: str | None, as_json: bool) -> None:
+    """What works here: the sandbox backends, the models, the store. Exits 1 when something the defaults need does not."""
+    names = list(models) or ([os.environ["EVOLVE_MODEL"]] if os.environ.get("EVOLVE_MODEL") else [])
+    base = api_base or os.environ.get("EVOLVE_API_BASE")
+    extra = {k: v for k, v in {"api_base": base, "api_key_env": api_key_env}.items() if v is not None}
+    specs = [parse_campaign_config({"models": [{"name": n, **extra}]}, source="--model").models[0] for n in names]
+    checks = [*check_sandboxes(), *check_models(specs), check_store(db)]
+    sandboxes = [c for c in checks if c.what == "sandbox"]
+    isolating = any(c.ok for c in sandboxes if c.name != "process")
+    needed = [c for c in checks if c.what != "sandbox" and not c.ok and (c.what != "model" or c.name in names or
+                                                                          c.name == DEFAULT_MODEL)]
+    healthy = isolating and not needed
+    if as_json:
+        click.echo(json.dumps({"ok": healthy, "checks": [c.to_json() for c in checks]}, indent=2))
+        sys.exit(0 if healthy else 1)
+    for c in checks:
+        mark = "[green]ok[/]" if c.ok else "[red]no[/]"
+        out.print(f"{c.what:8} {escape(c.name):20} {mark}  {escape(c.detail)}", highlight=False)
+    if not isolating:
+        err.print("[bold red]no isolating sandbox works here:[/] install bubblewrap (apt-get install bubblewrap) or "
+                  "start a Docker engine (or podman's API); 'evolve run' refuses to run candidates without one", highlight=False)
+    sys.exit(0 if healthy else 1)

@@ -39,7 +39,7 @@ from evolve.store.schema import campaigns, elites, events, problems, programs
 from evolve.store.schema import llm_calls as llm_calls_table
 from evolve.values import CampaignStatus, EvalStatus, Program
 
-__all__ = ["Store", "database_url"]
+__all__ = ["Store", "database_url", "schema_state"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _IDLE_IN_TRANSACTION_S = 10  # every transaction of the store takes milliseconds: one idle this long is stalled
@@ -470,6 +470,29 @@ class Store(Leases, Queries, Aggregates):
         with self._reading("reading events") as conn:
             rows = conn.execute(select(events).where(*where).order_by(events.c.id).limit(limit)).all()
         return [{"id": r.id, "ts": r.ts, "kind": r.kind, "data": r.data} for r in rows]
+
+def schema_state(spec: str) -> tuple[str | None, str]:
+    """The schema revision of the store at ``spec`` and this evolve's latest, read without migrating anything.
+
+    Raises:
+        StoreError: when the database cannot be opened, or its schema is newer than this evolve.
+    """
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    scripts = ScriptDirectory.from_config(cfg)
+    try:
+        engine = _make_engine(database_url(spec))
+        try:
+            with engine.connect() as conn:
+                current = MigrationContext.configure(conn).get_current_revision()
+        finally:
+            engine.dispose()
+    except (ArgumentError, ValueError, ImportError, SQLAlchemyError, OSError) as exc:
+        raise StoreError(f"cannot open database {_shown(spec)}: {_short(exc)}") from exc
+    if current is not None and current not in {s.revision for s in scripts.walk_revisions()}:
+        raise StoreError(f"database schema {current} is newer than this evolve; upgrade evolve to open it")
+    return current, scripts.get_current_head() or ""
+
 
 def _shown(spec: str) -> str:
     """A ``--db`` value as errors may show it: a URL's password masked."""
