@@ -16,8 +16,8 @@ from evolve.llm.mutator import propose_edits
 from evolve.problem import builtin_problem_names, resolve_problem
 from evolve.prompting import PromptBuilder
 from evolve.values import EvalStatus, Origin, Program
+from tests.cli.helpers import evolve
 from tests.problems.helpers import evaluate
-from tests.test_cli import evolve
 
 EXPECTED = {"circle_packing", "circle_packing_32", "function_minimization", "online_bin_packing", "cap_set",
             "tsp_heuristic", "autocorrelation", "matmul_rank"}

@@ -14,11 +14,8 @@ from pathlib import Path
 import pytest
 
 from evolve.sandbox.bwrap import bwrap_problem
+from tests.cli.helpers import evolve
 from tests.conftest import QUADRATIC_YAML, write_problem
-
-
-def evolve(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "evolve", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
 def test_problems_lists_the_builtins(tmp_path: Path) -> None:
