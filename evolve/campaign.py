@@ -61,7 +61,6 @@ from evolve.values import CampaignStatus, EvalResult, EvalStatus, Origin, Progra
 __all__ = ["Campaign", "Progress", "Proposal"]
 
 _MAX_ANSWER_CHARS = 20_000
-_LEGACY_SEARCH = {"dedup": False, "novelty": {"enabled": "off"}, "meta_every": 0}
 _ORIGINS = {"diff": Origin.DIFF, "rewrite": Origin.REWRITE, "crossover": Origin.CROSSOVER}
 _log = logging.getLogger("evolve.campaign")
 
@@ -158,9 +157,7 @@ class Campaign:
         self.owner = row.owner  # every write names it: refused once another controller took the campaign over
         self.lease_s = lease_s
         self.problem = problem
-        # a campaign stored before search settings existed resumes as it ran: no dedup, novelty or meta-summaries
-        stored = row.config if "search" in row.config else {**row.config, "search": _LEGACY_SEARCH}
-        self.config = CampaignConfig.model_validate(stored)
+        self.config = row.config
         self.archive = Archive(store, row.id, axes=list(problem.config.features), sampling=self.config.sampling,
                                cells=self.config.search.archive)
         self.prompts = PromptBuilder(problem.config)
@@ -226,7 +223,7 @@ class Campaign:
             stage=result.stage, node=result.node,
         )
         store.create_campaign(
-            campaign_id=campaign_id, problem_id=problem_id, config=config.model_dump(mode="json"),
+            campaign_id=campaign_id, problem_id=problem_id, config=config,
             initial=initial, islands=config.island_count,
         )
         row = store.claim_campaign(campaign_id, new_owner(), target=None, lease_s=lease_s)
@@ -251,7 +248,7 @@ class Campaign:
         problem = store.load_problem(row.problem_id)
         config = None
         if budgets:
-            config = parse_campaign_config({**row.config, **budgets}, source="budgets").model_dump(mode="json")
+            config = parse_campaign_config({**row.config.model_dump(mode="json"), **budgets}, source="budgets")
         row = store.claim_campaign(campaign_id, new_owner(), target=iterations, config=config, lease_s=lease_s)
         try:
             return cls(store, row, problem, workdir=workdir, lease_s=lease_s)

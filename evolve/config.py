@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evolve.catalog import CATALOG, DEFAULT_MODEL
-from evolve.errors import ConfigError
+from evolve.errors import ConfigError, StoreError, format_errors
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -23,11 +23,29 @@ __all__ = [
     "SearchConfig",
     "auto_islands",
     "parse_campaign_config",
+    "stored_config",
 ]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def updated(self, *, source: str = "options", **changes: Any) -> Self:
+        """This config with ``changes`` (a None leaves a setting as it is), validated as a whole.
+
+        Raises:
+            ConfigError: naming each setting at fault.
+        """
+        given = {k: v for k, v in changes.items() if v is not None}
+        unknown = sorted(set(given) - set(type(self).model_fields))
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}")
+        if not given:
+            return self
+        try:
+            return type(self).model_validate({**self.model_dump(exclude_unset=True), **given})
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {format_errors(exc)}") from exc
 
 
 #: The model used when none is named: the catalog's best measured packaged model, run in-process.
@@ -253,5 +271,22 @@ def parse_campaign_config(data: dict[str, Any], *, source: str = "campaign confi
     try:
         return CampaignConfig.model_validate(data)
     except ValidationError as exc:
-        parts = [f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"{source}: " + "; ".join(parts)) from exc
+        raise ConfigError(f"{source}: {format_errors(exc)}") from exc
+
+
+
+#: a campaign stored before search settings existed resumes as it ran: no dedup, novelty or meta-summaries
+_LEGACY_SEARCH = {"dedup": False, "novelty": {"enabled": "off"}, "meta_every": 0}
+
+
+def stored_config(data: dict[str, Any], *, campaign: str) -> CampaignConfig:
+    """A campaign's config as the store holds it (JSON), parsed once where it is read, older layouts included.
+
+    Raises:
+        StoreError: when the stored config is not one this evolve can read (written by a newer one, or edited by hand).
+    """
+    try:
+        return CampaignConfig.model_validate(data if "search" in data else {**data, "search": _LEGACY_SEARCH})
+    except ValidationError as exc:
+        raise StoreError(f"campaign {campaign}'s stored config cannot be read: {format_errors(exc)} (written by a newer "
+                         "evolve, or edited by hand?)") from exc

@@ -7,6 +7,12 @@ one line and exits with code 2. Bad candidates are never errors: they are data
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 __all__ = [
     "ConfigError",
     "DiffError",
@@ -15,6 +21,7 @@ __all__ = [
     "ProblemError",
     "SandboxError",
     "StoreError",
+    "format_errors",
 ]
 
 
@@ -52,3 +59,16 @@ class StoreError(EvolveError):
 
 class LLMError(EvolveError):
     """A language model call failed after its retries."""
+
+
+def format_errors(exc: ValidationError, *, name: Callable[[str], str] = str) -> str:
+    """A pydantic error as one line: each field at fault (its dotted path, through ``name``) with what is wrong.
+
+    Every validated input (problem.yaml, a campaign config, the server's settings) is reported through this.
+    """
+    parts = []
+    for error in exc.errors():
+        where = name(".".join(str(p) for p in error["loc"])) if error["loc"] else "(top level)"
+        what = "unknown key (remove it or check its spelling)" if error["type"] == "extra_forbidden" else error["msg"]
+        parts.append(f"{where}: {what}")
+    return "; ".join(parts)

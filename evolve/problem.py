@@ -29,7 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from evolve.blocks import find_regions
-from evolve.errors import DiffError, ProblemError
+from evolve.errors import DiffError, ProblemError, format_errors
 from evolve.novelty import parse as parse_python
 
 __all__ = [
@@ -340,17 +340,6 @@ def _blame(part: str) -> Iterator[None]:
         raise
 
 
-def _format_validation(exc: ValidationError, where: str) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (remove it or check its spelling)"
-        parts.append(f"{loc}: {msg}")
-    return f"{where}: " + "; ".join(parts)
-
-
 def parse_config(text: str, *, source: str) -> ProblemConfig:
     """Parse and validate ``problem.yaml`` text.
 
@@ -377,7 +366,7 @@ def config_from_data(data: Any, *, source: str) -> ProblemConfig:
     try:
         return ProblemConfig.model_validate(data)
     except ValidationError as exc:
-        raise ProblemError(_format_validation(exc, source)) from exc
+        raise ProblemError(f"{source}: {format_errors(exc)}") from exc
 
 
 def text_problem(code: str, *, what: str = "the program") -> str | None:

@@ -58,7 +58,7 @@ def campaign_out(request: Request, row: CampaignRow, *, detail: bool = False) ->
         "best_score": best, "best_program_id": row.best_program_id, "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens, "tokens": row.prompt_tokens + row.completion_tokens,
         "cost_usd": row.cost_usd, "error": row.error, "created_at": row.created_at, "updated_at": row.updated_at,
-        "config": row.config,
+        "config": row.config.model_dump(mode="json"),
     }
     if detail:
         out["status_counts"] = store.status_counts(row.id)
@@ -68,8 +68,8 @@ def campaign_out(request: Request, row: CampaignRow, *, detail: bool = False) ->
     return out
 
 
-def _check_endpoints(settings: ServerSettings, body: CampaignCreate) -> None:
-    for i, spec in enumerate(body.models):
+def _check_endpoints(settings: ServerSettings, config: CampaignConfig) -> None:
+    for i, spec in enumerate(config.models):
         if spec.api_base is not None and not any(spec.api_base.startswith(a) for a in settings.allowed_api_bases):
             raise ConfigError(f"models.{i}.api_base: {spec.api_base} is not an endpoint this server may call; "
                               "its operator lists allowed ones in EVOLVE_ALLOWED_API_BASES")
@@ -85,10 +85,11 @@ def list_campaigns(request: Request) -> list[dict[str, Any]]:
              responses=errors(404))
 async def create_campaign(request: Request, body: CampaignCreate) -> dict[str, Any]:
     """Evaluate the problem's initial program, then run the campaign in the background (it outlives this request)."""
-    problem = find_problem(request, body.problem)
+    fields = body.model_dump()
+    problem = find_problem(request, fields.pop("problem"))
     settings: ServerSettings = request.app.state.settings
-    _check_endpoints(settings, body)
-    config = CampaignConfig.model_validate(body.model_dump(exclude={"problem"}))
+    config = CampaignConfig.model_validate(fields)
+    _check_endpoints(settings, config)
     if config.executor == "ray":  # the operator's cluster, never one a client names
         if settings.ray_address is None:
             raise ConfigError("executor: this server runs evaluations on no Ray cluster (its operator sets "

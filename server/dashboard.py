@@ -26,7 +26,6 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import DiffLexer, PythonLexer
 
 from evolve.bandit import model_report
-from evolve.config import CampaignConfig
 from evolve.server.campaigns import campaign_out, campaign_row
 from evolve.server.programs import parent_diff, program_or_404
 from evolve.server.schemas import CampaignOverview, HighlightedProgram, errors
@@ -69,7 +68,7 @@ async def overview(
     (downsampled to ``points`` buckets of consecutive iterations), the best-so-far steps, islands, models and failures."""
     row = campaign_row(request, campaign_id)
     store = _store(request)
-    islands = int(row.config.get("islands", 1))
+    islands = row.config.island_count
     # independent reads of one index: in parallel threads (SQLite reads do not block each other in WAL mode)
     problem = asyncio.ensure_future(asyncio.to_thread(store.load_problem, row.problem_id))
     notes = asyncio.ensure_future(asyncio.to_thread(store.latest_notes, campaign_id))
@@ -89,7 +88,7 @@ async def overview(
         "series": [asdict(b) for b in series],
         "best_steps": [asdict(s) for s in steps],
         "islands": [asdict(i) for i in summary],
-        "models": model_report(CampaignConfig.model_validate(row.config), models),
+        "models": model_report(row.config, models),
         "notes": await notes,
         "last_event_id": last_event,
     }

@@ -152,7 +152,7 @@ def archive(request: Request, campaign_id: str) -> dict[str, Any]:
     row = campaign_row(request, campaign_id)
     store = _store(request)
     problem = store.load_problem(row.problem_id)
-    islands: dict[int, list[dict[str, Any]]] = {i: [] for i in range(int(row.config.get("islands", 1)))}
+    islands: dict[int, list[dict[str, Any]]] = {i: [] for i in range(row.config.island_count)}
     cells = store.archive_cells(campaign_id)
     axes = problem.config.features
     # a CVT archive's cells (evolve.cvt) are centroids: the map places each elite by its features on the problem's axes

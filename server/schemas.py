@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from evolve.config import ModelSpec, SamplingConfig, SearchConfig
+from evolve.config import CampaignConfig
 from evolve.values import CampaignStatus, EvalStatus, Origin
 
 __all__ = [
     "COMMON_ERRORS",
+    "SERVER_CHOSEN",
     "ArchiveOut",
     "BestOut",
     "CampaignCreate",
@@ -82,26 +83,26 @@ class ProblemDetail(ProblemOut):
 
 
 # ----------------------------------------------------------------- campaigns
-class CampaignCreate(_In):
-    """A campaign on a problem (a built-in name or a submitted problem's id). The server chooses the sandbox."""
+#: campaign settings the server's operator decides, never a client: where candidates run, which Ray cluster
+SERVER_CHOSEN = frozenset({"sandbox", "ray_address"})
 
-    problem: str = Field(min_length=1, max_length=100)
-    models: list[ModelSpec] = Field(default_factory=lambda: [ModelSpec()], min_length=1, max_length=16)
-    iterations: int = Field(default=100, ge=1, le=10_000_000)
-    max_wall_s: float | None = Field(default=None, gt=0)
-    seed: int = Field(default=0, ge=0, le=2**63 - 1)
-    islands: int | None = Field(default=None, ge=1, le=64, description="default: one per 250 proposals, 1 to 4")
-    migration_interval: int = Field(default=10, ge=1, le=1_000_000)
-    migration_size: int = Field(default=1, ge=1, le=16)
-    eval_concurrency: int = Field(default=2, ge=1, le=256)
-    llm_concurrency: int = Field(default=4, ge=1, le=1024)
-    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
-    search: SearchConfig = Field(default_factory=SearchConfig)
-    executor: Literal["warm", "cold", "ray"] = Field(
-        default="warm", description="warm: long-lived evaluator workers; cold: a process per evaluation; ray: the "
-                                    "server's Ray cluster, where its operator allows it (EVOLVE_RAY_ADDRESS)")
-    max_cost_usd: float | None = Field(default=None, gt=0)
-    max_tokens: int | None = Field(default=None, gt=0)
+
+def _campaign_create() -> type[_In]:
+    """The request body of ``POST /campaigns``: the problem, and every ``CampaignConfig`` field a client may set, as
+    ``CampaignConfig`` declares it (types, bounds, defaults, descriptions): derived here, never re-declared, so the two
+    cannot drift (tests/server/test_schemas.py holds them together)."""
+    fields: dict[str, Any] = {name: (info.annotation, info) for name, info in CampaignConfig.model_fields.items()
+                              if name not in SERVER_CHOSEN}
+    fields["problem"] = (str, Field(min_length=1, max_length=100, description="a built-in name or a submitted problem's id"))
+    model = create_model("CampaignCreate", __base__=_In, __doc__="A campaign on a problem (a built-in name or a submitted "
+                         "problem's id). The server chooses the sandbox and the Ray cluster.", **fields)
+    return model
+
+
+if TYPE_CHECKING:  # to the type checker, a request body: read it with model_dump
+    CampaignCreate = _In
+else:
+    CampaignCreate = _campaign_create()
 
 
 class CampaignResume(_In):

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from evolve.errors import ConfigError
+from evolve.errors import ConfigError, format_errors
 
 __all__ = ["ServerSettings", "is_loopback", "load_settings"]
 
@@ -85,5 +85,4 @@ def load_settings(**overrides: object) -> ServerSettings:
     try:
         return ServerSettings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
     except ValidationError as exc:
-        parts = [f"EVOLVE_{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError("invalid server settings: " + "; ".join(parts)) from exc
+        raise ConfigError("invalid server settings: " + format_errors(exc, name=lambda loc: f"EVOLVE_{loc.upper()}")) from exc

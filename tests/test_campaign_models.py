@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from evolve.campaign import Campaign
-from evolve.config import CampaignConfig
+from evolve.config import CampaignConfig, ModelSpec
 from evolve.diff import render_diff
 from evolve.errors import LLMError
 from evolve.llm.mutator import propose_edits
@@ -96,7 +96,7 @@ def test_a_bad_key_stops_the_campaign_after_recording_the_failure_and_resume_con
     assert 1 <= row.iterations_done <= 4 and len(server.log) == row.iterations_done
     assert all(c.outcome == "auth" for c in file_store.llm_calls(campaign.id))
     with serve(mutating_answer) as (base, _):  # the key is fixed: same campaign, provider answers now
-        config = {**row.config, "models": [stub(base)]}
+        config = row.config.model_copy(update={"models": [ModelSpec.model_validate(stub(base))]})
         fixer = new_owner()  # the user's edit of the stored config, as its own short claim
         file_store.claim_campaign(campaign.id, fixer, owner_alive=lambda o: False, target=None, config=config)
         file_store.set_status(campaign.id, CampaignStatus.STOPPED, owner=fixer)
@@ -128,7 +128,7 @@ def test_a_cost_budget_stops_within_one_in_flight_batch_and_resume_respects_what
         more = Campaign.resume(file_store, campaign.id, workdir=tmp_path / "w3", budgets={"max_cost_usd": 2.0})
         assert asyncio.run(more.run()) is CampaignStatus.BUDGET_SPENT
     row = file_store.get_campaign(campaign.id)
-    assert 2.0 <= row.cost_usd <= 2.0 + depth * per_call + 1e-9 and row.config["max_cost_usd"] == 2.0
+    assert 2.0 <= row.cost_usd <= 2.0 + depth * per_call + 1e-9 and row.config.max_cost_usd == 2.0
     assert row.cost_usd == pytest.approx(sum(c.cost_usd for c in file_store.llm_calls(campaign.id)))
 
 

@@ -86,7 +86,7 @@ def test_the_message_names_the_very_field_that_is_wrong(n_models: int, which: in
 
 
 def test_a_key_itself_is_not_a_setting_only_the_name_of_its_variable() -> None:
-    with pytest.raises(ConfigError, match="api_key: Extra inputs are not permitted"):
+    with pytest.raises(ConfigError, match="api_key: unknown key"):
         parse_campaign_config({"models": [{"name": "openai/gpt-4o-mini", "api_key": "sk-abc"}]})
     with pytest.raises(ConfigError, match="api_key_env"):
         parse_campaign_config({"models": [{"name": "openai/m", "api_key_env": "not a variable name"}]})

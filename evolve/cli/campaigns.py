@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from evolve.campaign import Campaign
 from evolve.campaign import Progress as CampaignProgress
 from evolve.cli.common import DB_HELP, EXIT_INTERRUPTED, cli, err, fail, fmt, limits_text, open_store, out, pick_campaign
-from evolve.config import EMBEDDED_MODEL, parse_campaign_config
+from evolve.config import EMBEDDED_MODEL, CampaignConfig, ModelSpec, parse_campaign_config
 from evolve.evaluators.executor import EXECUTORS
 from evolve.llm.embedded import EmbeddedTransport, describe_embedded
 from evolve.problem import resolve_problem
@@ -118,31 +118,34 @@ def _report(store: Store, campaign: Campaign, status: CampaignStatus, db: str) -
                   "--max-cost-usd N or --max-tokens N", highlight=False)
 
 
-def _load_config_file(path: str | None) -> dict[str, Any]:
+def _load_config_file(path: str | None) -> CampaignConfig:
+    """The campaign config file, validated (the defaults without one)."""
     if path is None:
-        return {}
+        return CampaignConfig()
     try:
         data = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
         fail(f"cannot read the campaign config {path}: {exc}")
     if not isinstance(data, dict):
         fail(f"the campaign config {path} must be a mapping of settings (models, iterations, ...), not {type(data).__name__}")
-    return data
+    return parse_campaign_config(data, source=path)
 
 
-def _model_settings(models: tuple[str, ...], api_base: str | None, api_key_env: str | None, mode: str | None,
-                    from_file: list[Any] | None) -> list[Any]:
-    """The ensemble: --model flags (equal weights) override the config file, which overrides EVOLVE_MODEL, then the embedded model."""
+def _model_specs(models: tuple[str, ...], api_base: str | None, api_key_env: str | None, mode: str | None,
+                 base: CampaignConfig) -> list[ModelSpec] | None:
+    """The ensemble: --model flags (equal weights) override the config file, which overrides EVOLVE_MODEL, then the
+    embedded model. None: the config file's models, as they are."""
     names = list(models)
-    if not names and from_file is None and os.environ.get("EVOLVE_MODEL"):
+    from_file = "models" in base.model_fields_set
+    if not names and not from_file and os.environ.get("EVOLVE_MODEL"):
         names = [os.environ["EVOLVE_MODEL"]]
     if not names:
-        if from_file is not None:
-            return from_file
+        if from_file:
+            return None
         names = [EMBEDDED_MODEL]
-    base = api_base or (os.environ.get("EVOLVE_API_BASE") if not models else None)
-    extra = {k: v for k, v in {"api_base": base, "api_key_env": api_key_env, "mode": mode}.items() if v is not None}
-    return [{"name": name, **extra} for name in names]
+    endpoint = api_base or (os.environ.get("EVOLVE_API_BASE") if not models else None)
+    return [ModelSpec().updated(source="--model", name=name, api_base=endpoint, api_key_env=api_key_env, mode=mode)
+            for name in names]
 
 
 def _model_notice(campaign: Campaign) -> None:
@@ -201,19 +204,13 @@ def run(problem: str, models: tuple[str, ...], api_base: str | None, api_key_env
         quiet: bool) -> None:
     """Start a campaign on PROBLEM (a built-in name or a problem folder)."""
     prob = resolve_problem(problem)
-    settings = _load_config_file(config_file)
-    flags = {
-        "iterations": iterations, "seed": seed, "islands": islands, "max_wall_s": max_wall_s, "max_cost_usd": max_cost_usd,
-        "max_tokens": max_tokens, "eval_concurrency": eval_concurrency, "llm_concurrency": llm_concurrency, "sandbox": sandbox,
-        "executor": executor, "ray_address": ray_address,
-    }
-    settings.update({k: v for k, v in flags.items() if v is not None})
-    search = {k: v for k, v in {"strategy": strategy, "selection": selection}.items() if v is not None}
-    if search:
-        given = settings.get("search")
-        settings["search"] = {**(given if isinstance(given, dict) else {}), **search}
-    settings["models"] = _model_settings(models, api_base, api_key_env, mode, settings.get("models"))
-    config = parse_campaign_config(settings, source=config_file or "options")
+    base = _load_config_file(config_file)
+    config = base.updated(  # the flags given (None: as the file or the default says), validated as one config
+        iterations=iterations, seed=seed, islands=islands, max_wall_s=max_wall_s, max_cost_usd=max_cost_usd,
+        max_tokens=max_tokens, eval_concurrency=eval_concurrency, llm_concurrency=llm_concurrency, sandbox=sandbox,
+        executor=executor, ray_address=ray_address, models=_model_specs(models, api_base, api_key_env, mode, base),
+        search=base.search.updated(strategy=strategy, selection=selection),
+    )
     store = Store.open(db)
     workdir = owned_tempdir("campaign")
     try:

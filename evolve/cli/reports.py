@@ -15,7 +15,6 @@ from rich.table import Table
 
 from evolve.bandit import model_report
 from evolve.cli.common import DB_HELP, cli, err, fail, fmt, limits_text, open_store, out, pick_campaign
-from evolve.config import CampaignConfig
 from evolve.grids import grid_warnings
 from evolve.problem import Limits
 from evolve.reports import held_out_score
@@ -42,10 +41,10 @@ def campaign_json(store: Store, row: CampaignRow) -> dict[str, Any]:
         "completion_tokens": row.completion_tokens, "cost_usd": row.cost_usd,
         "created_at": row.created_at, "updated_at": row.updated_at, "error": row.error,
         "owner": row.owner, "lease_expires": row.lease_expires,
-        "sandbox": row.config.get("sandbox"), "limits": {**limits.model_dump(mode="json"), "cpu_s": limits.cpu_seconds()},
-        "budgets": {"max_cost_usd": row.config.get("max_cost_usd"), "max_tokens": row.config.get("max_tokens")},
-        "models": model_report(CampaignConfig.model_validate(row.config), store.model_stats(row.id)),
-        "selection": row.config.get("search", {}).get("selection", "weights"),
+        "sandbox": row.config.sandbox, "limits": {**limits.model_dump(mode="json"), "cpu_s": limits.cpu_seconds()},
+        "budgets": {"max_cost_usd": row.config.max_cost_usd, "max_tokens": row.config.max_tokens},
+        "models": model_report(row.config, store.model_stats(row.id)),
+        "selection": row.config.search.selection,
         "stages": store.stage_counts(row.id),
         "grid_warnings": grid_warnings(store, row.id, list(problem.features), programs=row.iterations_done),
     }

@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from evolve.catalog import CATALOG, DEFAULT_MODEL, model_file, model_state
 from evolve.cli.common import DB_HELP, cli, err, fail, out
-from evolve.config import parse_campaign_config
+from evolve.config import ModelSpec
 from evolve.doctor import check_models, check_sandboxes, check_store
 from evolve.sandbox import BACKENDS
 from evolve.store import Store
@@ -69,8 +69,7 @@ def doctor(db: str, models: tuple[str, ...], api_base: str | None, api_key_env: 
     """What works here: the sandbox backends, the models, the store. Exits 1 when something the defaults need does not."""
     names = list(models) or ([os.environ["EVOLVE_MODEL"]] if os.environ.get("EVOLVE_MODEL") else [])
     base = api_base or os.environ.get("EVOLVE_API_BASE")
-    extra = {k: v for k, v in {"api_base": base, "api_key_env": api_key_env}.items() if v is not None}
-    specs = [parse_campaign_config({"models": [{"name": n, **extra}]}, source="--model").models[0] for n in names]
+    specs = [ModelSpec().updated(source="--model", name=n, api_base=base, api_key_env=api_key_env) for n in names]
     checks = [*check_sandboxes(), *check_models(specs), check_store(db)]
     sandboxes = [c for c in checks if c.what == "sandbox"]
     isolating = any(c.ok for c in sandboxes if c.name != "process")

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, text, update
 
+from evolve.config import CampaignConfig
 from evolve.errors import StoreError
 from evolve.store.schema import campaigns, events
 from evolve.values import CampaignStatus
@@ -115,7 +116,7 @@ class Leases:
 
     def claim_campaign(
         self, campaign_id: str, owner: str, *, owner_alive: Callable[[str], bool] = owner_alive, target: int | None,
-        config: dict[str, Any] | None = None, lease_s: float = LEASE_S,
+        config: CampaignConfig | None = None, lease_s: float = LEASE_S,
     ) -> CampaignRow:
         """Mark a campaign RUNNING under ``owner`` with a lease of ``lease_s``; ``target`` and ``config`` replace the
         stored ones when given.
@@ -124,7 +125,7 @@ class Leases:
             StoreError: when another controller holds it (running, its lease not expired, its process not gone).
         """
         with self._writing("claiming the campaign") as conn:
-            row = conn.execute(select(campaigns.c.status, campaigns.c.owner, campaigns.c.lease_expires)
+            row = conn.execute(select(campaigns.c.status, campaigns.c.owner, campaigns.c.lease_expires, campaigns.c.iterations_target)
                                .where(campaigns.c.id == campaign_id).with_for_update()).first()
             if row is None:
                 raise StoreError(f"no campaign '{campaign_id}'")
@@ -136,10 +137,11 @@ class Leases:
                                  "stop it first, or resume it once that lease has expired")
             values: dict[str, Any] = {"status": CampaignStatus.RUNNING.value, "owner": owner, "error": None,
                                       "lease_expires": now + lease_s, "updated_at": time.time()}
-            if target is not None:
-                values["iterations_target"] = target
-            if config is not None:
-                values["config"] = config
+            if target is not None or config is not None:  # the target and the config's iterations stay one value
+                goal = target if target is not None else row.iterations_target
+                stored = config or self.get_campaign(campaign_id).config
+                values["iterations_target"] = goal
+                values["config"] = stored.model_copy(update={"iterations": goal}).model_dump(mode="json")
             conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(**values))
             first = row.owner is None and row.status == CampaignStatus.RUNNING.value  # as create_campaign left it
             write_event(conn, campaign_id, "started" if first else "resumed",
@@ -153,7 +155,7 @@ class Leases:
             StoreError: when there is no such campaign.
         """
         with self._reading("reading the campaign's owner") as conn:
-            row = conn.execute(select(campaigns.c.status, campaigns.c.owner, campaigns.c.lease_expires)
+            row = conn.execute(select(campaigns.c.status, campaigns.c.owner, campaigns.c.lease_expires, campaigns.c.iterations_target)
                                .where(campaigns.c.id == campaign_id)).first()
             if row is None:
                 raise StoreError(f"no campaign '{campaign_id}'")

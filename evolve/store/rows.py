@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
+from evolve.config import CampaignConfig
 from evolve.values import CampaignStatus
 
 __all__ = ["CampaignRow", "EliteRow", "LLMCallRecord", "ModelStats", "RecordOutcome"]
@@ -16,7 +16,7 @@ class CampaignRow:
     problem_id: str
     problem_name: str
     status: CampaignStatus
-    config: dict[str, Any]
+    config: CampaignConfig  # parsed once, here, where it is read from the store (evolve.config.stored_config)
     iterations_target: int
     iterations_done: int
     valid_done: int

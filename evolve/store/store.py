@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
+from evolve.config import CampaignConfig, stored_config
 from evolve.errors import StoreError
 from evolve.novelty import code_key
 from evolve.problem import Problem
@@ -168,14 +169,14 @@ class Store(Leases, Queries, Aggregates):
 
     # -------------------------------------------------------------- campaigns
     def create_campaign(
-        self, *, campaign_id: str, problem_id: str, config: dict[str, Any], initial: Program, islands: int
+        self, *, campaign_id: str, problem_id: str, config: CampaignConfig, initial: Program, islands: int
     ) -> None:
         """Create a campaign with its initial program, elite of every island, in one transaction."""
         now = time.time()
         with self._writing("creating the campaign") as conn:
             conn.execute(insert(campaigns).values(
-                id=campaign_id, problem_id=problem_id, status=CampaignStatus.RUNNING.value, config=config,
-                iterations_target=int(config["iterations"]), iterations_done=0, valid_done=0,
+                id=campaign_id, problem_id=problem_id, status=CampaignStatus.RUNNING.value, config=config.model_dump(mode="json"),
+                iterations_target=config.iterations, iterations_done=0, valid_done=0,
                 best_program_id=initial.id, best_fitness=initial.fitness, last_migration=0,
                 prompt_tokens=0, completion_tokens=0, cost_usd=0.0, owner=None, error=None,
                 created_at=now, updated_at=now,
@@ -209,6 +210,7 @@ class Store(Leases, Queries, Aggregates):
         for row in rows:
             m = dict(row._mapping)
             m["status"] = CampaignStatus(m["status"])
+            m["config"] = stored_config(m["config"], campaign=m["id"])
             out.append(CampaignRow(**m))
         return out
 

@@ -43,7 +43,7 @@ def test_problems_lists_the_builtins(tmp_path: Path) -> None:
         (["run", "circle_packing", "--api-base", "http://127.0.0.1:9/v1"], "with api_base, name the model with its provider"),
         (["run", "circle_packing", "--config", "missing.yaml"], "cannot read the campaign config missing.yaml"),
         (["run", "circle_packing", "--config", "list.yaml"], "must be a mapping"),
-        (["run", "circle_packing", "--config", "typo.yaml"], "itrations: Extra inputs are not permitted"),
+        (["run", "circle_packing", "--config", "typo.yaml"], "itrations: unknown key (remove it or check its spelling)"),
         (["run", "circle_packing", "--model", "mutator", "--executor", "ray", "--ray-address", "127.0.0.1:1"],
          "no Ray cluster answers at 127.0.0.1:1"),
         (["status", "--db", "postgresql+psycopg://u:pw@127.0.0.1:x/db"], "not a database URL"),

@@ -27,6 +27,6 @@ def make_campaign(store: Store, problem: Problem, *, islands: int = 2, initial_f
     campaign_id = uuid.uuid4().hex[:12]
     problem_id = store.save_problem(problem)
     initial = make_program(campaign_id, 0, fitness=initial_fitness, origin=Origin.INITIAL)
-    config = CampaignConfig(islands=islands, iterations=100).model_dump(mode="json")
+    config = CampaignConfig(islands=islands, iterations=100)
     store.create_campaign(campaign_id=campaign_id, problem_id=problem_id, config=config, initial=initial, islands=islands)
     return campaign_id, initial
