@@ -2,10 +2,12 @@
 
 ``ask`` samples a parent and builds a prompt; ``generate`` calls a model and
 turns its answer into a child program (or a recorded failure); ``evaluate``
-runs the trusted evaluator; ``tell`` commits the result; ``step`` is those three for one proposal
-(plus the island's meta-summary when one is due). Proposals are matched by
-id, so model calls and evaluations may finish in any order. ``run`` is only
-a loop over those primitives.
+(``Campaign.evaluate``) runs the trusted evaluator on the child; ``tell``
+commits the result; ``step`` is generate, evaluate and tell for one asked
+proposal (plus the island's meta-summary when one is due). Proposals are
+matched by id, so model calls and evaluations may finish in any order.
+``run`` is only a loop over those primitives, with ``Budget`` saying when
+the money or tokens are spent; a caller may drive them by hand.
 
 Every iteration is committed in one transaction, so ``kill -9`` at any moment
 loses at most the proposals in flight; ``Campaign.resume`` continues from the
@@ -32,33 +34,33 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evolve.archive import Archive, Sample
+from evolve.archive import Archive
 from evolve.bandit import selector
-from evolve.config import CampaignConfig, Kind, ModelSpec, auto_islands, parse_campaign_config
+from evolve.config import CampaignConfig, ModelSpec, auto_islands, parse_campaign_config
 from evolve.cvt import Centroids
 from evolve.diff import Applied, apply_answer
 from evolve.errors import DiffError, EvolveError, LLMError, ProblemError, SandboxError
 from evolve.evaluators.runner import Evaluator
 from evolve.evaluators.validate import clip
-from evolve.llm import CallAttempt, CallFailedError, Completion, Ensemble
+from evolve.llm import CallAttempt, CallFailedError, Ensemble
 from evolve.llm.embedded import prepare_embedded
 from evolve.llm.grammar import choose_focus
 from evolve.meta import Notes
 from evolve.novelty import code_key
 from evolve.problem import Problem
 from evolve.prompting import PromptBuilder
+from evolve.proposals import Budget, Child, Progress, Proposal
 from evolve.screening import Screen
 from evolve.store import CampaignRow, LLMCallRecord, RecordOutcome, Store
 from evolve.store.leases import LEASE_S, LeaseLostError, new_owner
 from evolve.values import CampaignStatus, EvalResult, EvalStatus, Origin, Program
 
-__all__ = ["Campaign", "Progress", "Proposal"]
+__all__ = ["Budget", "Campaign", "Child", "Progress", "Proposal"]
 
 _MAX_ANSWER_CHARS = 20_000
 _ORIGINS = {"diff": Origin.DIFF, "rewrite": Origin.REWRITE, "crossover": Origin.CROSSOVER}
@@ -67,62 +69,6 @@ _log = logging.getLogger("evolve.campaign")
 
 def _new_id() -> str:
     return uuid.uuid4().hex[:16]
-
-
-@dataclass(frozen=True, slots=True)
-class Proposal:
-    """One iteration's request: which parent, which model, which prompt."""
-
-    id: str
-    iteration: int
-    island: int
-    sample: Sample
-    model: ModelSpec
-    messages: list[dict[str, str]]
-    seed: int
-    kind: Kind = "diff"
-    mate: Program | None = None  # a crossover's second parent
-
-
-@dataclass(frozen=True, slots=True)
-class Child:
-    """What ``generate`` produced: a child program, or the reason there is none."""
-
-    code: str | None
-    answer: str
-    completion: Completion | None
-    failure: EvalStatus | None = None
-    error: str = ""
-    attempts: tuple[CallAttempt, ...] = ()
-    fatal: bool = False  # the model cannot be used as configured: stop the campaign after recording this
-    artifacts: dict[str, str] | None = None  # recorded with a failure (the program a duplicate repeats)
-    meta_attempts: tuple[CallAttempt, ...] = ()  # a meta-summary's requests, made after this proposal
-    applied: Applied | None = None  # how the answer became ``code``
-
-    @property
-    def spent(self) -> tuple[float, int]:
-        """Dollars and tokens of every request this proposal made."""
-        every = (*self.attempts, *self.meta_attempts)
-        return sum(a.cost_usd for a in every), sum(a.prompt_tokens + a.completion_tokens for a in every)
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """A snapshot for progress displays."""
-
-    iterations_done: int
-    iterations_target: int
-    valid_done: int
-    best_score: float | None
-    cells_filled: int
-    prompt_tokens: int
-    completion_tokens: int
-    cost_usd: float
-    last_status: EvalStatus | None
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
 
 
 def _child_code(parent: str, mode: str, answer: str) -> tuple[str, Applied]:
@@ -445,15 +391,24 @@ class Campaign:
             completion_tokens=row.completion_tokens, cost_usd=row.cost_usd, last_status=last,
         )
 
-    # ------------------------------------------------------------------ run
-    def _over_budget(self, cost: float, tokens: int) -> str | None:
-        c = self.config
-        if c.max_cost_usd is not None and cost >= c.max_cost_usd:
-            return f"cost budget reached: ${cost:.4f} spent of ${c.max_cost_usd:g}"
-        if c.max_tokens is not None and tokens >= c.max_tokens:
-            return f"token budget reached: {tokens} tokens used of {c.max_tokens}"
-        return None
+    async def evaluate(self, child: Child, *, proposal: Proposal | None = None) -> EvalResult | None:
+        """Run the trusted evaluator on a generated child; None when there is nothing to evaluate (``generate``
+        recorded a failure, or screened the child out as a duplicate or unchanged).
 
+        Raises:
+            SandboxError: when the sandbox broke (no candidate is blamed).
+        """
+        if child.code is None or child.failure is not None:
+            return None
+        try:
+            return await self.evaluator.evaluate(child.code)
+        except SandboxError:
+            raise  # the sandbox broke, not the candidate: fail loudly
+        except Exception as exc:  # the last net, as in step: recorded as this candidate's failure
+            _log.exception("evaluating iteration %s failed unexpectedly", proposal.iteration if proposal else "?")
+            return EvalResult(status=EvalStatus.ERROR, artifacts={"error": clip(f"the evaluation failed: {type(exc).__name__}: {exc}")})
+
+    # ------------------------------------------------------------------ run
     async def step(
         self, proposal: Proposal, eval_slots: asyncio.Semaphore | None = None, llm_slots: asyncio.Semaphore | None = None,
         shared_slots: asyncio.Semaphore | None = None,
@@ -476,14 +431,7 @@ class Campaign:
         result: EvalResult | None = None
         if child.code is not None and child.failure is None:
             async with eval_slots, shared_slots or contextlib.nullcontext():
-                try:
-                    result = await self.evaluator.evaluate(child.code)
-                except SandboxError:
-                    raise  # the sandbox broke, not the candidate: fail loudly
-                except Exception as exc:  # the last net, as above: recorded as this candidate's failure
-                    _log.exception("evaluating iteration %d failed unexpectedly", proposal.iteration)
-                    result = EvalResult(status=EvalStatus.ERROR,
-                                        artifacts={"error": clip(f"the evaluation failed: {type(exc).__name__}: {exc}")})
+                result = await self.evaluate(child, proposal=proposal)
         try:
             await asyncio.to_thread(self.tell, proposal.id, child, result)
         finally:  # told, or cut off (a stop, a store failure): an identical child waiting on this one goes on
@@ -524,8 +472,8 @@ class Campaign:
         in_flight: set[asyncio.Task[tuple[Child, EvalStatus]]] = set()
         row = self.store.get_campaign(self.id)
         done_count = row.iterations_done
-        spent_cost, spent_tokens = row.cost_usd, row.prompt_tokens + row.completion_tokens
-        self.stop_reason = self._over_budget(spent_cost, spent_tokens)
+        budget = Budget.of(self.config, row)
+        self.stop_reason = budget.reached()
         fatal: str | None = None
         stopper = asyncio.ensure_future(stop.wait())
         lost = asyncio.Event()
@@ -557,10 +505,8 @@ class Campaign:
                     done_count += 1
                     if child.fatal and fatal is None:
                         fatal = f"{child.error}; then continue with 'evolve resume --campaign {self.id}'"
-                    cost, tokens = child.spent
-                    spent_cost += cost
-                    spent_tokens += tokens
-                    self.stop_reason = self.stop_reason or self._over_budget(spent_cost, spent_tokens)
+                    budget.spend(child)
+                    self.stop_reason = self.stop_reason or budget.reached()
                     if on_progress is not None:
                         on_progress(await asyncio.to_thread(self.progress, last))
             if fatal is not None and status is CampaignStatus.FINISHED:

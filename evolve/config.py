@@ -134,12 +134,16 @@ class ModelSpec(_Strict):
 
     @model_validator(mode="after")
     def _known_builtin(self) -> ModelSpec:
+        from evolve.llm.plugins import is_plugin, plugin_names  # here: evolve.llm imports this module
+
+        if is_plugin(self.name):
+            return self
         if self.api_base is not None and "/" not in self.name:
             raise ValueError(
                 f"with api_base, name the model with its provider: openai/NAME or hosted_vllm/NAME (got '{self.name}')"
             )
         if "/" not in self.name and self.name not in BUILTIN_MODELS:
-            known = ", ".join(sorted(BUILTIN_MODELS))
+            known = ", ".join(sorted({*BUILTIN_MODELS, *plugin_names()}))
             raise ValueError(
                 f"unknown model '{self.name}': use {known}, or a litellm model string with its provider "
                 "(openai/gpt-4o-mini, anthropic/claude-3-5-haiku-latest, ollama/llama3, hosted_vllm/NAME with api_base)"

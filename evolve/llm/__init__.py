@@ -18,6 +18,7 @@ from evolve.llm.embedded import EmbeddedTransport, is_embedded
 from evolve.llm.litellm_model import LiteLLMTransport
 from evolve.llm.mutator import MutatorTransport
 from evolve.llm.openai_model import OPENAI_COMPATIBLE, OpenAITransport
+from evolve.llm.plugins import ModelPlugin, plugin_for
 from evolve.llm.resilient import ResilientModel, RetryPolicy
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "Completion",
     "Ensemble",
     "Message",
+    "ModelPlugin",
     "ProviderError",
     "RawAnswer",
     "ResilientModel",
@@ -50,6 +52,8 @@ def make_transport(spec: ModelSpec, *, priced: bool = False) -> Transport:
     Raises:
         ConfigError: when the model cannot be set up (missing package, key variable or file).
     """
+    if (plugin := plugin_for(spec)) is not None:  # an installed package's model, by its entry point's name
+        return plugin
     if spec.name == "mutator":
         return MutatorTransport()
     if is_embedded(spec.name) and spec.api_base is None:
