@@ -46,10 +46,10 @@ from benchmarks.report import cell, interleave, spread_note, summarize, write_re
 from evolve.errors import SandboxError
 from evolve.sandbox import RunOutcome, RunSpec, Sandbox, SandboxLimits, decode_result, get_sandbox
 from evolve.sandbox.bwrap import bwrap_problem
-from evolve.sandbox.podman import start_podman_service
 from evolve.sandbox.process import child_environment, harness_settings, harness_source, request_with_code
 from evolve.sandbox.runtime import sandbox_runtime
 from evolve.sandbox.supervise import supervise
+from tests.podman import start_podman_service
 
 CANDIDATES = {
     "trivial": "def main():\n    return 1\n",

@@ -41,6 +41,7 @@ from evolve.evaluators.executor import (
     ExecutorHealth,
 )
 from evolve.evaluators.pool import WarmPool
+from evolve.evaluators.protocol import StageOutcome
 from evolve.evaluators.validate import clip, result_from_answer
 from evolve.problem import Limits, Problem, Stage, compile_problem
 from evolve.sandbox import CandidateValueError, SandboxLimits, resolve_backend
@@ -207,7 +208,7 @@ class Evaluator:
         except CandidateValueError as exc:
             return EvalResult(status=EvalStatus.ERROR, artifacts={"error": f"the evaluator process sent an unreadable answer: {exc}"},
                               duration_s=duration)
-        if isinstance(answer, dict) and answer.get("outcome") == "sandbox_error":
+        if isinstance(answer, dict) and answer.get("outcome") == StageOutcome.SANDBOX_ERROR:
             raise SandboxError(f"the {self.backend} sandbox failed: {answer.get('message')}")
         return result_from_answer(answer, self.problem.config, code, duration, stages=stages)
 

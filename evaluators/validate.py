@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from evolve.evaluators.protocol import StageOutcome
 from evolve.evaluators.thresholds import threshold_failure
 from evolve.problem import BUILTIN_FEATURES, ProblemConfig, Stage
 from evolve.values import EvalResult, EvalStatus
@@ -27,10 +28,10 @@ PROGRAM_KEYS = frozenset({"program_output", "program_traceback"})
 #: output): kept in the store, never put into a prompt.
 EVALUATOR_ONLY_KEYS = frozenset({"evaluator_traceback", "evaluator_stderr"})
 _OUTCOME_STATUS = {
-    "invalid": EvalStatus.INVALID,
-    "candidate_timeout": EvalStatus.TIMEOUT,
-    "candidate_error": EvalStatus.ERROR,
-    "evaluator_error": EvalStatus.ERROR,
+    StageOutcome.INVALID: EvalStatus.INVALID,
+    StageOutcome.CANDIDATE_TIMEOUT: EvalStatus.TIMEOUT,
+    StageOutcome.CANDIDATE_ERROR: EvalStatus.ERROR,
+    StageOutcome.EVALUATOR_ERROR: EvalStatus.ERROR,
 }
 
 
@@ -82,7 +83,7 @@ def _artifacts(answer: dict[str, Any], value: dict[str, Any] | None) -> dict[str
             name = str(key)[:64]
             if name.rsplit(".", 1)[-1] not in PROGRAM_KEYS:  # only the harness's capture speaks as the program
                 arts[name] = clip(str(text))
-    traceback_key = "evaluator_traceback" if answer.get("outcome") == "evaluator_error" else "program_traceback"
+    traceback_key = "evaluator_traceback" if answer.get("outcome") == StageOutcome.EVALUATOR_ERROR else "program_traceback"
     for key, name in (("message", "error"), ("stderr", "program_output"), ("traceback", traceback_key)):
         text = answer.get(key)
         if isinstance(text, str) and text.strip():
@@ -135,11 +136,11 @@ def _stage(stage: Stage, run: dict[str, Any], merged: _Merged, duration: float) 
         arts = _artifacts(run, None)
         merged.add_artifacts(arts, stage.name)
         error = arts.get("error", "failed")
-        if outcome == "evaluator_error":
+        if outcome == StageOutcome.EVALUATOR_ERROR:
             error = "evaluator: " + error
-        return merged.result(_OUTCOME_STATUS[str(outcome)], stage.name, duration, error)
+        return merged.result(_OUTCOME_STATUS[StageOutcome(outcome)], stage.name, duration, error)
     value = run.get("value")
-    if outcome != "returned" or not isinstance(value, dict):
+    if outcome != StageOutcome.RETURNED or not isinstance(value, dict):
         return merged.result(EvalStatus.ERROR, stage.name, duration,
                              f"{stage.function}() must return a dict with 'metrics' (and optional 'features', 'artifacts')")
     arts = _artifacts(run, value)

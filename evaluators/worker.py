@@ -33,6 +33,7 @@ from typing import Any
 
 from evolve.errors import EvolveError
 from evolve.evaluators.candidate import Candidate, CandidateError, CandidateTimeout, Invalid
+from evolve.evaluators.protocol import StageOutcome
 from evolve.evaluators.thresholds import threshold_failure
 from evolve.sandbox import Sandbox, SandboxLimits, get_sandbox
 
@@ -76,7 +77,7 @@ def load_evaluator(problem_dir: Path) -> Any:
         return _load_evaluator(problem_dir)
     except BaseException as exc:
         message = f"cannot load evaluator.py: {type(exc).__name__}: {exc}"
-        return {"outcome": "evaluator_error", "message": message, "traceback": traceback.format_exc(limit=-6)}
+        return {"outcome": StageOutcome.EVALUATOR_ERROR, "message": message, "traceback": traceback.format_exc(limit=-6)}
 
 
 def run_cascade(request: dict[str, Any], sandbox: Sandbox, module: Any) -> dict[str, Any]:
@@ -92,9 +93,9 @@ def run_cascade(request: dict[str, Any], sandbox: Sandbox, module: Any) -> dict[
         candidate = Candidate(request["code"], sandbox=sandbox, limits=SandboxLimits(**stage["limits"]), deadline=deadline)
         answer = _evaluate(candidate, getattr(module, stage["function"], None), stage["function"], request["evaluator"])
         if candidate.sandbox_failure is not None:  # however the evaluator handled it, the sandbox broke, not the candidate
-            return {"outcome": "sandbox_error", "message": candidate.sandbox_failure}
+            return {"outcome": StageOutcome.SANDBOX_ERROR, "message": candidate.sandbox_failure}
         answers.append({"stage": stage["name"], **answer})
-        if answer["outcome"] != "returned":
+        if answer["outcome"] != StageOutcome.RETURNED:
             break
         value = answer["value"]
         if threshold_failure(stage.get("threshold"), value.get("metrics") if isinstance(value, dict) else None):
@@ -104,24 +105,24 @@ def run_cascade(request: dict[str, Any], sandbox: Sandbox, module: Any) -> dict[
 
 def _evaluate(candidate: Candidate, evaluate: Any, name: str, bounds: dict[str, int]) -> dict[str, Any]:
     if not callable(evaluate):
-        return {"outcome": "evaluator_error", "message": f"evaluator.py defines no function '{name}'"}
+        return {"outcome": StageOutcome.EVALUATOR_ERROR, "message": f"evaluator.py defines no function '{name}'"}
     try:
         value = evaluate(candidate)
     except Invalid as exc:
-        return {"outcome": "invalid", "message": str(exc), "stderr": candidate.last_stderr}
+        return {"outcome": StageOutcome.INVALID, "message": str(exc), "stderr": candidate.last_stderr}
     except CandidateTimeout as exc:
-        return {"outcome": "candidate_timeout", "message": str(exc), "stderr": exc.stderr}
+        return {"outcome": StageOutcome.CANDIDATE_TIMEOUT, "message": str(exc), "stderr": exc.stderr}
     except CandidateError as exc:
-        return {"outcome": "candidate_error", "message": str(exc), "stderr": exc.stderr, "traceback": exc.traceback}
+        return {"outcome": StageOutcome.CANDIDATE_ERROR, "message": str(exc), "stderr": exc.stderr, "traceback": exc.traceback}
     except MemoryError:  # the data is gone with the frames that held it: there is room to answer again
-        return {"outcome": "evaluator_error", "message": _out_of_memory(bounds), "stderr": candidate.last_stderr}
+        return {"outcome": StageOutcome.EVALUATOR_ERROR, "message": _out_of_memory(bounds), "stderr": candidate.last_stderr}
     except BaseException as exc:
         return {
-            "outcome": "evaluator_error",
+            "outcome": StageOutcome.EVALUATOR_ERROR,
             "message": f"{name}() raised {type(exc).__name__}: {exc}",
             "traceback": traceback.format_exc(limit=-6),
         }
-    return {"outcome": "returned", "value": value, "stderr": candidate.last_stderr}
+    return {"outcome": StageOutcome.RETURNED, "value": value, "stderr": candidate.last_stderr}
 
 
 def encode_answer(answer: dict[str, Any]) -> bytes:
@@ -129,7 +130,7 @@ def encode_answer(answer: dict[str, Any]) -> bytes:
     try:
         text = json.dumps(answer, default=_jsonable, allow_nan=True, ensure_ascii=False)
     except (TypeError, ValueError, RecursionError) as exc:
-        failure = {"outcome": "evaluator_error", "message": f"the evaluator returned data that cannot be serialized: {exc}"}
+        failure = {"outcome": StageOutcome.EVALUATOR_ERROR, "message": f"the evaluator returned data that cannot be serialized: {exc}"}
         text = json.dumps({"stages": [failure]})
     return text.encode("utf-8", errors="replace")
 
@@ -160,10 +161,10 @@ def answer_bytes(request: dict[str, Any], sandbox: Sandbox | None, module: Any) 
                 sandbox = get_sandbox(request["sandbox"])
             except Exception as exc:  # no candidate ran yet: whatever broke is the backend's (an engine gone mid-setup)
                 message = str(exc) if isinstance(exc, EvolveError) else f"{type(exc).__name__}: {exc}"
-                return encode_answer({"outcome": "sandbox_error", "message": message})
+                return encode_answer({"outcome": StageOutcome.SANDBOX_ERROR, "message": message})
         return encode_answer(run_cascade(request, sandbox, module))
     except MemoryError:  # outside a stage (serializing the answer): what held the memory is unwound by now
-        return json.dumps({"stages": [{"outcome": "evaluator_error", "message": _out_of_memory(request["evaluator"])}]}).encode()
+        return json.dumps({"stages": [{"outcome": StageOutcome.EVALUATOR_ERROR, "message": _out_of_memory(request["evaluator"])}]}).encode()
 
 
 def main() -> None:

@@ -16,9 +16,9 @@ from evolve.config import CampaignConfig
 from evolve.errors import SandboxError
 from evolve.evaluators.runner import Evaluator
 from evolve.problem import Problem
-from evolve.sandbox.podman import start_podman_service
 from evolve.store import Store
 from evolve.values import CampaignStatus, EvalStatus
+from tests.podman import start_podman_service
 from tests.sandbox.helpers import unavailable
 
 pytestmark = pytest.mark.slow

@@ -17,7 +17,7 @@ import pytest
 from evolve.errors import SandboxError
 from evolve.sandbox import Sandbox, get_sandbox
 from evolve.sandbox.bwrap import bwrap_problem
-from evolve.sandbox.podman import start_podman_service
+from tests.podman import start_podman_service
 from tests.sandbox.helpers import unavailable
 
 BACKEND_NAMES = ("process", "bwrap", "docker")

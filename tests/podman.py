@@ -1,7 +1,7 @@
 """Serve the docker backend from podman: start ``podman system service`` on a private socket.
 
-Used by the tests and benchmarks on machines with no Docker engine. The
-settings podman needs there live in ``podman/containers.conf`` beside this file.
+Used by the tests and benchmarks on machines with no Docker engine (a test helper: it is not part of the
+installed package). The settings podman needs there live in ``podman/containers.conf`` beside this file.
 """
 
 from __future__ import annotations
