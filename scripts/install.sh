@@ -5,7 +5,8 @@
 # afterwards) always; podman and runc with --dev (they serve the docker backend's tests
 # through podman's Docker-compatible API), chromium with --dev (the dashboard's browser tests), and strace
 # with --dev (the network audit traces every process a campaign starts), and postgresql with --dev (the store's
-# suite runs on a throwaway PostgreSQL cluster the tests start).
+# suite runs on a throwaway PostgreSQL cluster the tests start), and debootstrap with --dev (the image test builds
+# its Debian base from packages: no registry).
 # Usage: scripts/install.sh [--dev]   (--dev: editable install with test tools)
 # Installs from the hash-locked scripts/requirements*.lock; EVOLVE_UNPINNED=1 installs the newest allowed releases instead.
 set -euo pipefail
@@ -30,7 +31,7 @@ for pkg in bubblewrap libseccomp2; do have "$pkg" || need_apt+=("$pkg"); done
 command -v g++ >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || need_apt+=(build-essential)
 command -v cmake >/dev/null 2>&1 || need_apt+=(cmake)
 if [ "$dev" = 1 ]; then
-  for pkg in podman runc catatonit chromium fonts-dejavu-core strace postgresql postgresql-contrib iproute2; do have "$pkg" || need_apt+=("$pkg"); done
+  for pkg in podman runc catatonit chromium fonts-dejavu-core strace postgresql postgresql-contrib iproute2 debootstrap; do have "$pkg" || need_apt+=("$pkg"); done
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing system packages: ${need_apt[*]}"

@@ -11,10 +11,15 @@ tools="${TMPDIR:-/tmp}/evolve-lock-tools"
 [ -x "$tools/bin/uv" ] || { python3 -m venv "$tools" && "$tools/bin/pip" install -q uv; }
 constraint=()
 if [ "${1:-}" = "--installed" ]; then
-  .venv/bin/python -m pip freeze --exclude-editable | grep -v '^evolve' > "$tools/installed.txt"
+  # name==version only: pip freeze would write a package installed from a local file as "name @ file://...",
+  # which the lock would then point at (a path no other machine has)
+  .venv/bin/python -m pip list --format=freeze --exclude-editable | grep -v '^evolve=' > "$tools/installed.txt"
   constraint=(--constraint "$tools/installed.txt")
 fi
 common=(--generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_36 --no-header --no-annotate --quiet)
 "$tools/bin/uv" pip compile pyproject.toml "${common[@]}" "${constraint[@]}" -o scripts/requirements.lock
 "$tools/bin/uv" pip compile pyproject.toml --extra test "${common[@]}" "${constraint[@]}" -o scripts/requirements-test.lock
+if grep -l 'file://' scripts/requirements.lock scripts/requirements-test.lock; then
+  echo "error: a lock file names a local file (above); lock from an index, not from local installs" >&2; exit 1
+fi
 echo "locked: $(grep -c '==' scripts/requirements.lock) packages, $(grep -c '==' scripts/requirements-test.lock) with the test extra"
