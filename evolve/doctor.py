@@ -21,7 +21,7 @@ from evolve.errors import EvolveError
 from evolve.llm import make_model
 from evolve.sandbox import BACKENDS, DESCRIPTIONS, backend_problem
 from evolve.secrets import redact
-from evolve.store.store import schema_state
+from evolve.store.store import schema_state, shown_spec
 
 __all__ = ["Check", "check_models", "check_sandboxes", "check_store"]
 
@@ -63,8 +63,8 @@ def _key_variable(spec: ModelSpec) -> str | None:
 
 
 async def _ping(spec: ModelSpec) -> Check:
-    model = make_model(spec.model_copy(update={"max_retries": 0, "timeout_s": _PING_TIMEOUT_S}))
     try:
+        model = make_model(spec.model_copy(update={"max_retries": 0, "timeout_s": _PING_TIMEOUT_S}))
         completion = await model.complete([{"role": "user", "content": "Say OK."}], temperature=0.0, seed=0, max_tokens=1)
     except EvolveError as exc:
         return Check("model", spec.name, False, f"a one-token call failed: {redact(str(exc))}")
@@ -82,9 +82,8 @@ def check_models(specs: list[ModelSpec]) -> list[Check]:
         if spec.in_process or spec.name == "mutator":
             continue
         key = _key_variable(spec)
-        if spec.api_base is None and (key is None or not os.environ.get(key)):
-            need = f"set {key}" if key else "pass --api-base (an OpenAI-compatible endpoint) or --api-key-env"
-            checks.append(Check("model", spec.name, False, f"not called: no key or endpoint configured ({need})"))
+        if spec.api_base is None and key is not None and not os.environ.get(key):  # a provider that needs a key
+            checks.append(Check("model", spec.name, False, f"not called: no key or endpoint configured (set {key})"))
             continue
         if spec.api_key_env and not os.environ.get(spec.api_key_env):
             checks.append(Check("model", spec.name, False, f"not called: {spec.api_key_env} is not set"))
@@ -95,13 +94,14 @@ def check_models(specs: list[ModelSpec]) -> list[Check]:
 
 def check_store(db: str) -> Check:
     """Whether the store at ``db`` opens, and whether its schema is this evolve's latest (nothing is migrated here)."""
+    name = shown_spec(db)  # a URL's password never printed
     if "://" not in db and not Path(db).expanduser().exists():
-        return Check("store", db, True, "no database yet: 'evolve run' creates it at the latest schema")
+        return Check("store", name, True, "no database yet: 'evolve run' creates it at the latest schema")
     try:
         current, head = schema_state(db)
     except EvolveError as exc:
-        return Check("store", db, False, str(exc))
+        return Check("store", name, False, str(exc))
     if current == head:
-        return Check("store", db, True, f"opens; schema {head}, the latest")
-    return Check("store", db, True, f"opens; schema {current or 'none'}, behind the latest {head}: "
+        return Check("store", name, True, f"opens; schema {head}, the latest")
+    return Check("store", name, True, f"opens; schema {current or 'none'}, behind the latest {head}: "
                                     "the next evolve command that opens it migrates it (back it up first)")

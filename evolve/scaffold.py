@@ -9,6 +9,7 @@ candidate's answer with ``evolve.evaluators``' checks and a held-out stage.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -24,7 +25,7 @@ PROBLEM_YAML = """\
 # {name}: a problem for evolve. Check it with `evolve check {folder}`, run it with `evolve run {folder}`.
 
 # The problem's name (letters, digits, '_', '.', '-'): campaigns and the dashboard show it.
-name: {name}
+name: {yaml_name}
 
 # What the program must do. The model reads this in every prompt: say what the evolved
 # function receives and returns, and how it is scored.
@@ -171,9 +172,14 @@ Then:
 
 
 def problem_name_for(folder: Path) -> str:
-    """A valid problem name from a folder's name."""
-    name = _NAME.sub("_", folder.resolve().name).strip("_.-")
+    """A valid problem name from a folder's name (at most 100 characters)."""
+    name = _NAME.sub("_", folder.resolve().name).strip("_.-")[:100].strip("_.-")
     return name or "my_problem"
+
+
+def _yaml_name(name: str) -> str:
+    """The name as a YAML string, whatever it looks like (2024, yes, null and 1.5 would parse as other types)."""
+    return json.dumps(name)
 
 
 def _refuse_existing(folder: Path) -> None:
@@ -189,18 +195,24 @@ def new_problem(folder: Path, *, like: str | None = None) -> Path:
     """
     _refuse_existing(folder)
     name = problem_name_for(folder)
-    if like is not None:
-        if like not in builtin_problem_names():
-            raise ProblemError(f"unknown built-in problem '{like}': use one of {', '.join(builtin_problem_names())}")
-        source = problem_root() / like
-        shutil.copytree(source, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", ".*"))
-        config = folder / CONFIG_FILE
-        text = config.read_text(encoding="utf-8")
-        config.write_text(re.sub(r"^name:.*$", f"name: {name}", text, count=1, flags=re.MULTILINE), encoding="utf-8")
+    existed = folder.exists()
+    try:
+        if like is not None:
+            if like not in builtin_problem_names():
+                raise ProblemError(f"unknown built-in problem '{like}': use one of {', '.join(builtin_problem_names())}")
+            shutil.copytree(problem_root() / like, folder, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", ".*"))
+            config = folder / CONFIG_FILE
+            text = config.read_text(encoding="utf-8")
+            config.write_text(re.sub(r"^name:.*$", lambda _: f"name: {_yaml_name(name)}", text, count=1, flags=re.MULTILINE),
+                              encoding="utf-8")
+            return folder
+        folder.mkdir(parents=True, exist_ok=True)
+        for file, template in ((CONFIG_FILE, PROBLEM_YAML), (PROGRAM_FILE, INITIAL_PROGRAM), (EVALUATOR_FILE, EVALUATOR),
+                               (README_FILE, README)):
+            text = template.format(name=name, folder=folder, yaml_name=_yaml_name(name))
+            (folder / file).write_text(text, encoding="utf-8")
         return folder
-    folder.mkdir(parents=True, exist_ok=True)
-    shown = str(folder)
-    for file, template in ((CONFIG_FILE, PROBLEM_YAML), (PROGRAM_FILE, INITIAL_PROGRAM), (EVALUATOR_FILE, EVALUATOR),
-                           (README_FILE, README)):
-        (folder / file).write_text(template.format(name=name, folder=shown), encoding="utf-8")
-    return folder
+    except (OSError, shutil.Error) as exc:
+        if not existed:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise ProblemError(f"cannot create the problem folder {folder}: {exc}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -98,7 +99,7 @@ def test_the_primitives_driven_by_hand(tmp_path: Path) -> None:
     async def drive() -> list[EvalStatus]:
         campaign = await Campaign.create(store, problem, config, workdir=tmp_path / "work")
         statuses = []
-        try:
+        async with campaign.session():  # the lease renewed meanwhile; the workers stopped and the status set after
             for _ in range(4):
                 proposal = campaign.ask()
                 assert proposal.sample.parent.campaign_id == campaign.id and proposal.messages
@@ -108,14 +109,13 @@ def test_the_primitives_driven_by_hand(tmp_path: Path) -> None:
                 outcome = campaign.tell(proposal.id, child, result)
                 statuses.append(child.failure or (result.status if result else EvalStatus.ERROR))
                 assert outcome.iterations_done == len(statuses)
-        finally:
-            await campaign.evaluator.close()
         return statuses
 
     statuses = asyncio.run(drive())
     campaign_row = store.list_campaigns()[0]
     recorded = store.list_programs(campaign_row.id)
     assert [p.status for p in recorded[1:]] == statuses and campaign_row.iterations_done == 4
+    assert campaign_row.status is CampaignStatus.FINISHED and campaign_row.lease_expires is None
     budget = evolve.Budget.of(config.model_copy(update={"max_tokens": 1}), campaign_row)
     assert budget.reached() is not None and "token budget reached" in (budget.reached() or "")
     store.close()
@@ -125,3 +125,40 @@ def test_builtin_problems_by_name_and_a_clear_error_for_an_unknown_one() -> None
     assert evolve.Problem.builtin("circle_packing").name == "circle_packing"
     with pytest.raises(evolve.ProblemError, match="unknown built-in problem 'nope': use one of autocorrelation"):
         evolve.Problem.builtin("nope")
+
+
+CTRL_C_SCRIPT = """\
+import sys
+import evolve
+
+def progress(p):
+    if p.iterations_done == 2:
+        print("two", flush=True)
+
+config = evolve.CampaignConfig(iterations=100000, models=[evolve.ModelSpec(name="mutator")], eval_concurrency=1,
+                               llm_concurrency=1)
+with evolve.run(sys.argv[1], config, db=sys.argv[2], on_progress=progress) as result:
+    print(result.status.value, len(result.programs()), flush=True)
+"""
+
+
+def test_ctrl_c_stops_a_blocking_run_cleanly_and_returns_its_result(tmp_path: Path) -> None:
+    folder = write_problem(tmp_path / "quad")
+    (tmp_path / "run.py").write_text(CTRL_C_SCRIPT)
+    child = subprocess.Popen([sys.executable, "run.py", str(folder), str(tmp_path / "c.db")], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    try:
+        assert child.stdout.readline().strip() == "two"
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    status, programs = out.split()
+    assert status == "stopped" and 3 <= int(programs) < 100000
+    with evolve.open_campaign(tmp_path / "c.db") as again:  # committed and resumable
+        assert again.status is CampaignStatus.STOPPED and len(again.programs()) == int(programs)
+    with pytest.raises(evolve.StoreError, match="no database at"):
+        evolve.open_campaign(tmp_path / "typo.db")
+    assert not (tmp_path / "typo.db").exists()

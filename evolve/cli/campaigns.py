@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from evolve.campaign import Campaign
 from evolve.campaign import Progress as CampaignProgress
 from evolve.cli.common import DB_HELP, EXIT_INTERRUPTED, cli, err, fail, fmt, limits_text, open_store, out, pick_campaign
-from evolve.config import EMBEDDED_MODEL, CampaignConfig, ModelSpec, parse_campaign_config
+from evolve.config import EMBEDDED_MODEL, MAX_ITERATIONS, CampaignConfig, ModelSpec, parse_campaign_config
 from evolve.evaluators.executor import EXECUTORS
 from evolve.llm.embedded import EmbeddedTransport, describe_embedded
 from evolve.problem import resolve_problem
@@ -123,8 +123,8 @@ def _load_config_file(path: str | None) -> CampaignConfig:
     if path is None:
         return CampaignConfig()
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         fail(f"cannot read the campaign config {path}: {exc}")
     if not isinstance(data, dict):
         fail(f"the campaign config {path} must be a mapping of settings (models, iterations, ...), not {type(data).__name__}")
@@ -144,8 +144,7 @@ def _model_specs(models: tuple[str, ...], api_base: str | None, api_key_env: str
             return None
         names = [EMBEDDED_MODEL]
     endpoint = api_base or (os.environ.get("EVOLVE_API_BASE") if not models else None)
-    return [ModelSpec().updated(source="--model", name=name, api_base=endpoint, api_key_env=api_key_env, mode=mode)
-            for name in names]
+    return [ModelSpec.named(name, api_base=endpoint, api_key_env=api_key_env, mode=mode) for name in names]
 
 
 def _model_notice(campaign: Campaign) -> None:
@@ -174,7 +173,8 @@ def _model_notice(campaign: Campaign) -> None:
               help="SEARCH/REPLACE edits or whole rewrites (default: diff; rewrite for smollm2)")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="YAML or JSON campaign settings (models with weights, budgets, ...); flags given here win")
-@click.option("--iterations", "-n", type=int, default=None, help="total iterations (proposals)  [default: 100]")
+@click.option("--iterations", "-n", type=click.IntRange(1, MAX_ITERATIONS), default=None,
+              help="total iterations (proposals)  [default: 100]")
 @click.option("--db", default="evolve.db", show_default=True, help=DB_HELP)
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--islands", type=int, default=None, help="[default: 4]")
@@ -235,7 +235,8 @@ def run(problem: str, models: tuple[str, ...], api_base: str | None, api_key_env
 @cli.command()
 @click.option("--db", default="evolve.db", show_default=True, help=DB_HELP)
 @click.option("--campaign", "campaign_id", default=None, help="campaign id (default: the most recent)")
-@click.option("--iterations", "-n", type=int, default=None, help="new total iterations (default: the original target)")
+@click.option("--iterations", "-n", type=click.IntRange(1, MAX_ITERATIONS), default=None,
+              help="new total iterations (default: the original target)")
 @click.option("--max-cost-usd", type=float, default=None, help="new cost budget (what was spent counts against it)")
 @click.option("--max-tokens", type=int, default=None, help="new token budget (what was used counts against it)")
 @click.option("--quiet", "-q", is_flag=True)

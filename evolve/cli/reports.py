@@ -126,7 +126,10 @@ def best(db: str, campaign_id: str | None, as_json: bool, out_file: str | None) 
         fail(f"campaign {row.id} has no valid program yet")
     problem = store.load_problem(row.problem_id)
     if out_file:
-        Path(out_file).write_text(program.code)
+        try:
+            Path(out_file).write_text(program.code, encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write the best program to {out_file}: {exc}")
     held = held_out_score(store, row, problem, program)
     data = {
         "campaign_id": row.id, "problem": row.problem_name, "program_id": program.id,

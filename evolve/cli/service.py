@@ -69,7 +69,7 @@ def doctor(db: str, models: tuple[str, ...], api_base: str | None, api_key_env: 
     """What works here: the sandbox backends, the models, the store. Exits 1 when something the defaults need does not."""
     names = list(models) or ([os.environ["EVOLVE_MODEL"]] if os.environ.get("EVOLVE_MODEL") else [])
     base = api_base or os.environ.get("EVOLVE_API_BASE")
-    specs = [ModelSpec().updated(source="--model", name=n, api_base=base, api_key_env=api_key_env) for n in names]
+    specs = [ModelSpec.named(n, api_base=base, api_key_env=api_key_env) for n in names]
     checks = [*check_sandboxes(), *check_models(specs), check_store(db)]
     sandboxes = [c for c in checks if c.what == "sandbox"]
     isolating = any(c.ok for c in sandboxes if c.name != "process")

@@ -24,21 +24,26 @@ from __future__ import annotations
 
 import abc
 import functools
+import logging
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import TYPE_CHECKING
 
 from evolve.errors import ConfigError
 from evolve.llm.base import Message, RawAnswer, Transport
 
+if TYPE_CHECKING:
+    from evolve.config import ModelSpec
+
 __all__ = ["GROUP", "ModelPlugin", "is_plugin", "plugin_for", "plugin_names"]
 
 GROUP = "evolve.models"
+_log = logging.getLogger("evolve.llm.plugins")
 
 
 class ModelPlugin(abc.ABC):
     """Base class of a plug-in model: one request to the model per ``call``, no retries (evolve adds them)."""
 
-    def __init__(self, spec: Any) -> None:
+    def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec  # the ModelSpec that selected it: name, api_base, api_key_env, timeouts, prices...
         self.name: str = spec.name
 
@@ -52,9 +57,23 @@ class ModelPlugin(abc.ABC):
         """
 
 
+#: names a plug-in may not take: the built-in models, and the providers whose model strings name them (openai/...)
+RESERVED = frozenset({"mutator", "openai", "hosted_vllm", "anthropic", "gemini", "vertex_ai", "azure", "bedrock", "ollama",
+                      "mistral", "groq", "deepseek", "openrouter", "together_ai", "huggingface", "cohere", "gguf"})
+
+
 @functools.cache
 def _entry_points() -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
+    from evolve.catalog import CATALOG
+
+    found = {}
+    for ep in entry_points(group=GROUP):
+        if ep.name in RESERVED or ep.name in CATALOG or "/" in ep.name or ":" in ep.name:
+            _log.warning("ignoring the model plug-in '%s' (%s): that name belongs to a built-in model or a provider; "
+                         "its package must register another name", ep.name, ep.value)
+            continue
+        found[ep.name] = ep
+    return found
 
 
 def plugin_names() -> list[str]:
@@ -71,7 +90,7 @@ def is_plugin(name: str) -> bool:
     return _entry_for(name) is not None
 
 
-def plugin_for(spec: Any) -> Transport | None:
+def plugin_for(spec: ModelSpec) -> Transport | None:
     """The transport of the plug-in that provides ``spec.name``, or None when no plug-in does.
 
     Raises:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, text, update
 
-from evolve.config import CampaignConfig
+from evolve.config import CampaignConfig, stored_config
 from evolve.errors import StoreError
 from evolve.store.schema import campaigns, events
 from evolve.values import CampaignStatus
@@ -125,7 +125,8 @@ class Leases:
             StoreError: when another controller holds it (running, its lease not expired, its process not gone).
         """
         with self._writing("claiming the campaign") as conn:
-            row = conn.execute(select(campaigns.c.status, campaigns.c.owner, campaigns.c.lease_expires, campaigns.c.iterations_target)
+            row = conn.execute(select(campaigns.c.status, campaigns.c.owner, campaigns.c.lease_expires, campaigns.c.iterations_target,
+                                      campaigns.c.config)
                                .where(campaigns.c.id == campaign_id).with_for_update()).first()
             if row is None:
                 raise StoreError(f"no campaign '{campaign_id}'")
@@ -139,9 +140,9 @@ class Leases:
                                       "lease_expires": now + lease_s, "updated_at": time.time()}
             if target is not None or config is not None:  # the target and the config's iterations stay one value
                 goal = target if target is not None else row.iterations_target
-                stored = config or self.get_campaign(campaign_id).config
+                stored = config or stored_config(row.config, campaign=campaign_id)
                 values["iterations_target"] = goal
-                values["config"] = stored.model_copy(update={"iterations": goal}).model_dump(mode="json")
+                values["config"] = stored.updated(iterations=goal, source="the iteration target").model_dump(mode="json")
             conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(**values))
             first = row.owner is None and row.status == CampaignStatus.RUNNING.value  # as create_campaign left it
             write_event(conn, campaign_id, "started" if first else "resumed",
@@ -155,7 +156,8 @@ class Leases:
             StoreError: when there is no such campaign.
         """
         with self._reading("reading the campaign's owner") as conn:
-            row = conn.execute(select(campaigns.c.status, campaigns.c.owner, campaigns.c.lease_expires, campaigns.c.iterations_target)
+            row = conn.execute(select(campaigns.c.status, campaigns.c.owner, campaigns.c.lease_expires, campaigns.c.iterations_target,
+                                      campaigns.c.config)
                                .where(campaigns.c.id == campaign_id)).first()
             if row is None:
                 raise StoreError(f"no campaign '{campaign_id}'")

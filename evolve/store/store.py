@@ -40,7 +40,7 @@ from evolve.store.schema import campaigns, elites, events, problems, programs
 from evolve.store.schema import llm_calls as llm_calls_table
 from evolve.values import CampaignStatus, EvalStatus, Program
 
-__all__ = ["Store", "database_url", "schema_state"]
+__all__ = ["Store", "database_url", "schema_state", "shown_spec"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 _IDLE_IN_TRANSACTION_S = 10  # every transaction of the store takes milliseconds: one idle this long is stalled
@@ -93,13 +93,13 @@ class Store(Leases, Queries, Aggregates):
         except StoreError:
             raise
         except (ArgumentError, ValueError) as exc:  # not a URL SQLAlchemy can read (a bad port, an unknown scheme)
-            raise StoreError(f"cannot open database {_shown(spec)}: not a database URL ({_short(exc)}); pass --db a file "
+            raise StoreError(f"cannot open database {shown_spec(spec)}: not a database URL ({_short(exc)}); pass --db a file "
                              "path or postgresql+psycopg://user@host:port/database") from exc
         except ImportError as exc:  # the URL's driver is not installed
-            raise StoreError(f"cannot open database {_shown(spec)}: its driver is missing ({exc}); for PostgreSQL, "
+            raise StoreError(f"cannot open database {shown_spec(spec)}: its driver is missing ({exc}); for PostgreSQL, "
                              "pip install 'evolve[postgresql]' (psycopg 3) and use postgresql+psycopg://") from exc
         except (SQLAlchemyError, OSError) as exc:
-            raise StoreError(f"cannot open database {_shown(spec)}: {_short(exc)} (pass --db with an evolve database)") from exc
+            raise StoreError(f"cannot open database {shown_spec(spec)}: {_short(exc)} (pass --db with an evolve database)") from exc
         return store
 
     def _migrate(self) -> None:
@@ -490,13 +490,13 @@ def schema_state(spec: str) -> tuple[str | None, str]:
         finally:
             engine.dispose()
     except (ArgumentError, ValueError, ImportError, SQLAlchemyError, OSError) as exc:
-        raise StoreError(f"cannot open database {_shown(spec)}: {_short(exc)}") from exc
+        raise StoreError(f"cannot open database {shown_spec(spec)}: {_short(exc)}") from exc
     if current is not None and current not in {s.revision for s in scripts.walk_revisions()}:
         raise StoreError(f"database schema {current} is newer than this evolve; upgrade evolve to open it")
     return current, scripts.get_current_head() or ""
 
 
-def _shown(spec: str) -> str:
+def shown_spec(spec: str) -> str:
     """A ``--db`` value as errors may show it: a URL's password masked."""
     if "://" not in spec:
         return spec

@@ -33,6 +33,8 @@ def test_problems_lists_the_builtins(tmp_path: Path) -> None:
         (["status", "--db", "junk.db"], "not a database"),
         (["best", "--db", "missing.db"], "no database at missing.db"),
         (["run", "circle_packing", "--islands", "0"], "islands"),
+        (["run", "circle_packing", "--iterations", "0"], "0 is not in the range 1<=x<=10000000"),
+        (["run", "circle_packing", "--config", "latin1.yaml"], "cannot read the campaign config latin1.yaml"),
         (["run", "circle_packing", "--sandbox", "chroot"], "'chroot' is not one of 'auto', 'bwrap', 'docker', 'process'"),
         (["run", "circle_packing", "--model", "gpt4"], "unknown model 'gpt4'"),
         (["run", "circle_packing", "--max-cost-usd", "-1"], "max_cost_usd"),
@@ -57,6 +59,7 @@ def test_bad_input_gives_one_line_and_exit_code_2(tmp_path: Path, args: list[str
     (tmp_path / "junk.db").write_bytes(b"not a database at all" * 50)
     (tmp_path / "list.yaml").write_text("- a\n- b\n")
     (tmp_path / "typo.yaml").write_text("itrations: 5\n")
+    (tmp_path / "latin1.yaml").write_bytes("iterations: 5 # caf\xe9\n".encode("latin-1"))
     result = evolve(*[str(tmp_path / "bad") if a == "BADPROBLEM" else a for a in args], cwd=tmp_path)
     assert result.returncode == 2
     assert fragment in result.stderr and "Traceback" not in result.stderr
@@ -105,3 +108,14 @@ def test_ctrl_c_stops_cleanly_and_the_campaign_can_resume(tmp_path: Path) -> Non
     assert proc.returncode == 130 and "evolve resume" in stdout
     status = json.loads(evolve("status", "--db", str(db), "--json", cwd=tmp_path).stdout)[0]
     assert status["status"] == "stopped" and status["programs"] == status["iterations_done"] + 1
+
+
+def test_each_model_flag_gets_its_own_models_settings() -> None:
+    """--model smollm2 gets smollm2's catalog settings, a hosted model the plain defaults: never the default model's."""
+    from evolve.catalog import CATALOG
+    from evolve.cli.campaigns import _model_specs
+    from evolve.config import CampaignConfig
+
+    small, hosted = _model_specs(("smollm2", "openai/gpt-4o-mini"), None, None, None, CampaignConfig())
+    assert (small.mode, small.max_tokens) == (CATALOG["smollm2"].mode, CATALOG["smollm2"].max_tokens) == ("rewrite", 768)
+    assert (hosted.mode, hosted.max_tokens, hosted.top_k, hosted.temperature) == ("diff", 4096, None, 0.8)

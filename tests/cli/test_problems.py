@@ -53,6 +53,14 @@ def test_new_like_a_builtin_copies_it_under_the_new_name(tmp_path: Path) -> None
     assert mine.initial_program == builtin.initial_program and mine.extra_files == builtin.extra_files
 
 
+@pytest.mark.parametrize("folder", ["2024", "yes", "null", "1.5"])
+def test_a_folder_name_yaml_would_read_as_another_type_still_names_the_problem(tmp_path: Path, folder: str) -> None:
+    assert evolve("new", folder, cwd=tmp_path).returncode == 0
+    assert Problem.from_folder(tmp_path / folder).name == folder
+    assert evolve("new", f"{folder}-copy", "--like", "cap_set", cwd=tmp_path).returncode == 0
+    assert Problem.from_folder(tmp_path / f"{folder}-copy").name == f"{folder}-copy"
+
+
 def test_eval_scores_a_program_as_a_campaign_would(tmp_path: Path) -> None:
     write_problem(tmp_path / "quad")
     (tmp_path / "good.py").write_text(GOOD)
@@ -108,6 +116,7 @@ def test_check_names_the_file_to_fix(tmp_path: Path) -> None:
         (["check", "badyaml"], "problem.yaml"),
         (["new", "quad"], "quad already exists and is not an empty folder"),
         (["new", "fresh", "--like", "no_such_problem"], "unknown built-in problem 'no_such_problem'"),
+        (["new", "/proc/evolve-new-test"], "cannot create the problem folder /proc/evolve-new-test"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_code_2(tmp_path: Path, args: list[str], fragment: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from evolve.errors import StoreError
+from evolve.errors import ConfigError, StoreError
 from evolve.problem import Problem
 from evolve.store import Store
 from evolve.store.leases import LeaseLostError, new_owner
@@ -137,3 +137,20 @@ def test_controllers_racing_to_resume_one_campaign_never_both_win(shared_store: 
     assert len(winners) == 1, answers
     assert all("being run by" in a for a in answers if a.startswith("refused"))
     assert shared_store.get_campaign(cid).owner == winners[0]
+
+
+def test_a_claim_keeps_the_target_and_the_config_one_value_and_refuses_an_invalid_target(store: Store, quadratic: Problem) -> None:
+    campaign_id, _ = make_campaign(store, quadratic)
+    owner = new_owner()
+    row = store.claim_campaign(campaign_id, owner, target=250)
+    assert row.iterations_target == 250 and row.config.iterations == 250
+    store.set_status(campaign_id, CampaignStatus.STOPPED, owner=owner)
+    budget = row.config.updated(max_tokens=5000)
+    again = store.claim_campaign(campaign_id, new_owner(), owner_alive=lambda o: False, target=None, config=budget)
+    assert again.iterations_target == 250 and again.config.iterations == 250 and again.config.max_tokens == 5000
+    store.set_status(campaign_id, CampaignStatus.STOPPED, owner=again.owner)
+    for bad in (0, 20_000_000):
+        with pytest.raises(ConfigError, match="iterations"):
+            store.claim_campaign(campaign_id, new_owner(), owner_alive=lambda o: False, target=bad)
+    row = store.get_campaign(campaign_id)  # nothing was written: the store still reads
+    assert row.status is CampaignStatus.STOPPED and row.iterations_target == 250 and len(store.list_campaigns()) == 1
