@@ -116,6 +116,8 @@ def test_each_model_flag_gets_its_own_models_settings() -> None:
     from evolve.cli.campaigns import _model_specs
     from evolve.config import CampaignConfig
 
-    small, hosted = _model_specs(("smollm2", "openai/gpt-4o-mini"), None, None, None, CampaignConfig())
+    specs = _model_specs(("smollm2", "openai/gpt-4o-mini"), None, None, None, CampaignConfig())
+    assert specs is not None
+    small, hosted = specs
     assert (small.mode, small.max_tokens) == (CATALOG["smollm2"].mode, CATALOG["smollm2"].max_tokens) == ("rewrite", 768)
     assert (hosted.mode, hosted.max_tokens, hosted.top_k, hosted.temperature) == ("diff", 4096, None, 0.8)
