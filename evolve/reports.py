@@ -1,4 +1,4 @@
-"""Reports on a campaign's archive: held-out scores and the Pareto front.
+"""Reports on a campaign: its summary (what ``evolve status`` and ``GET /campaigns`` show), held-out scores.
 
 The held-out score of a program is computed once, on instances the search
 never saw, and kept as a ``held_out`` event of its campaign, so a report
@@ -13,14 +13,40 @@ from dataclasses import dataclass
 from typing import Any
 
 from evolve.evaluators.runner import Evaluator
+from evolve.grids import grid_warnings
 from evolve.problem import Problem
 from evolve.scratch import owned_tempdir
 from evolve.store import CampaignRow, Store
 from evolve.values import EvalStatus, Program
 
-__all__ = ["HeldOut", "held_out_score", "recorded_held_out"]
+__all__ = ["HeldOut", "campaign_summary", "held_out_score", "recorded_held_out"]
 
 _EVENT = "held_out"
+
+
+def campaign_summary(store: Store, row: CampaignRow, *, detail: bool = False) -> dict[str, Any]:
+    """A campaign as the CLI (``evolve status --json``) and the REST API (``GET /campaigns``) both report it.
+
+    ``detail`` adds what costs a query per campaign: the programs per status and per stage reached, and the
+    feature axes its programs barely spread over.
+    """
+    best = store.get_program(row.best_program_id).score if row.best_program_id else None
+    out: dict[str, Any] = {
+        "id": row.id, "problem_id": row.problem_id, "problem": row.problem_name, "status": row.status,
+        "owner": row.owner, "lease_expires": row.lease_expires,
+        "iterations_done": row.iterations_done, "iterations_target": row.iterations_target, "valid_done": row.valid_done,
+        "valid_rate": row.valid_done / row.iterations_done if row.iterations_done else None,
+        "best_score": best, "best_program_id": row.best_program_id, "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens, "tokens": row.prompt_tokens + row.completion_tokens,
+        "cost_usd": row.cost_usd, "error": row.error, "created_at": row.created_at, "updated_at": row.updated_at,
+        "config": row.config.model_dump(mode="json"),
+    }
+    if detail:
+        out["status_counts"] = store.status_counts(row.id)
+        out["stage_counts"] = store.stage_counts(row.id)
+        axes = store.load_problem(row.problem_id).config.features
+        out["grid_warnings"] = grid_warnings(store, row.id, list(axes), programs=row.iterations_done)
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 
 from evolve.config import CampaignConfig
 from evolve.errors import ConfigError, StoreError
-from evolve.grids import grid_warnings
+from evolve.reports import campaign_summary
 from evolve.server.manager import CampaignManager
 from evolve.server.problems import find_problem
 from evolve.server.schemas import CampaignCreate, CampaignOut, CampaignResume, errors
@@ -47,25 +47,7 @@ def campaign_row(request: Request, campaign_id: str) -> CampaignRow:
 
 
 def campaign_out(request: Request, row: CampaignRow, *, detail: bool = False) -> dict[str, Any]:
-    store = _store(request)
-    best = store.get_program(row.best_program_id).score if row.best_program_id else None
-    out: dict[str, Any] = {
-        "id": row.id, "problem_id": row.problem_id, "problem": row.problem_name, "status": row.status,
-        "running_here": _manager(request).is_running(row.id), "owner": row.owner, "lease_expires": row.lease_expires,
-        "iterations_done": row.iterations_done,
-        "iterations_target": row.iterations_target, "valid_done": row.valid_done,
-        "valid_rate": row.valid_done / row.iterations_done if row.iterations_done else None,
-        "best_score": best, "best_program_id": row.best_program_id, "prompt_tokens": row.prompt_tokens,
-        "completion_tokens": row.completion_tokens, "tokens": row.prompt_tokens + row.completion_tokens,
-        "cost_usd": row.cost_usd, "error": row.error, "created_at": row.created_at, "updated_at": row.updated_at,
-        "config": row.config.model_dump(mode="json"),
-    }
-    if detail:
-        out["status_counts"] = store.status_counts(row.id)
-        out["stage_counts"] = store.stage_counts(row.id)
-        axes = store.load_problem(row.problem_id).config.features
-        out["grid_warnings"] = grid_warnings(store, row.id, list(axes), programs=row.iterations_done)
-    return out
+    return {**campaign_summary(_store(request), row, detail=detail), "running_here": _manager(request).is_running(row.id)}
 
 
 def _check_endpoints(settings: ServerSettings, config: CampaignConfig) -> None:

@@ -15,9 +15,8 @@ from rich.table import Table
 
 from evolve.bandit import model_report
 from evolve.cli.common import DB_HELP, cli, err, fail, fmt, limits_text, open_store, out, pick_campaign
-from evolve.grids import grid_warnings
 from evolve.problem import Limits
-from evolve.reports import held_out_score
+from evolve.reports import campaign_summary, held_out_score
 from evolve.store import CampaignRow, Store
 from evolve.values import Program
 
@@ -28,25 +27,20 @@ _WIDE = 120  # the table's eleven columns fit from here; narrower, each campaign
 
 
 def campaign_json(store: Store, row: CampaignRow) -> dict[str, Any]:
-    best = store.get_program(row.best_program_id) if row.best_program_id else None
-    counts = store.status_counts(row.id)
+    """The shared summary (``evolve.reports.campaign_summary``, as the API reports it), and what the CLI adds."""
+    summary = campaign_summary(store, row, detail=True)
+    counts = summary["status_counts"]
     problem = store.load_problem(row.problem_id).config
     limits = problem.limits
     return {
-        "id": row.id, "problem": row.problem_name, "status": row.status.value,
-        "iterations_done": row.iterations_done, "iterations_target": row.iterations_target,
-        "programs": sum(counts.values()), "valid_programs": row.valid_done + 1,
-        "statuses": counts, "best_score": best.score if best else None, "best_program_id": row.best_program_id,
-        "cells_filled": store.filled_cells(row.id), "prompt_tokens": row.prompt_tokens,
-        "completion_tokens": row.completion_tokens, "cost_usd": row.cost_usd,
-        "created_at": row.created_at, "updated_at": row.updated_at, "error": row.error,
-        "owner": row.owner, "lease_expires": row.lease_expires,
+        **summary, "status": row.status.value,
+        "programs": sum(counts.values()), "valid_programs": row.valid_done + 1, "statuses": counts,
+        "cells_filled": store.filled_cells(row.id),
         "sandbox": row.config.sandbox, "limits": {**limits.model_dump(mode="json"), "cpu_s": limits.cpu_seconds()},
         "budgets": {"max_cost_usd": row.config.max_cost_usd, "max_tokens": row.config.max_tokens},
         "models": model_report(row.config, store.model_stats(row.id)),
         "selection": row.config.search.selection,
-        "stages": store.stage_counts(row.id),
-        "grid_warnings": grid_warnings(store, row.id, list(problem.features), programs=row.iterations_done),
+        "stages": summary["stage_counts"],
     }
 
 
