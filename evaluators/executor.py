@@ -30,8 +30,9 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, get_args, runtime_checkable
 
+from evolve.evaluators.protocol import ExecutorName
 from evolve.sandbox.confine import RUN_TAG_ENV, sweep
 from evolve.sandbox.container import sweep_containers
 from evolve.sandbox.supervise import supervise
@@ -39,7 +40,7 @@ from evolve.scratch import owned_tempdir
 
 __all__ = ["EXECUTORS", "ColdExecutor", "EvalOutcome", "EvalRequest", "Executor", "ExecutorHealth", "new_tag"]
 
-EXECUTORS = ("warm", "cold", "ray")
+EXECUTORS: tuple[str, ...] = get_args(ExecutorName)
 #: The grace an evaluator process gets past its stages' timeouts before it is killed.
 GRACE_S = 5.0
 #: Captured output of an evaluator process (its prints, a traceback).

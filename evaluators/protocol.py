@@ -8,8 +8,12 @@ reads them back. A ``StrEnum``, so the JSON carries the plain strings.
 from __future__ import annotations
 
 import enum
+from typing import Literal
 
-__all__ = ["StageOutcome"]
+__all__ = ["ExecutorName", "StageOutcome"]
+
+#: where evaluations run, declared once (evolve.evaluators.executor.EXECUTORS, the campaign config, the CLI's choices)
+ExecutorName = Literal["warm", "cold", "ray"]
 
 
 class StageOutcome(enum.StrEnum):

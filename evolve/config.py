@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from evolve.catalog import CATALOG, DEFAULT_MODEL
 from evolve.errors import ConfigError, StoreError, format_errors
+from evolve.evaluators.protocol import ExecutorName
+from evolve.sandbox.base import Backend
 
 __all__ = [
     "BUILTIN_MODELS",
@@ -257,10 +259,10 @@ class CampaignConfig(_Strict):
     llm_concurrency: int = Field(default=4, ge=1, le=1024, description="model calls in flight")
     sampling: SamplingConfig = Field(default_factory=SamplingConfig)
     search: SearchConfig = Field(default_factory=SearchConfig)
-    sandbox: Literal["auto", "bwrap", "docker", "process"] = Field(
+    sandbox: Backend = Field(
         default="auto", description="auto: bwrap where it works, else docker; process only when asked for"
     )
-    executor: Literal["warm", "cold", "ray"] = Field(
+    executor: ExecutorName = Field(
         default="warm", description="warm: long-lived evaluator workers and sandbox zygotes; cold: fresh processes per "
                                     "evaluation; ray: warm evaluators on the nodes of a Ray cluster"
     )

@@ -10,8 +10,10 @@ cheaper per run), else a reachable Docker engine; it never falls back to
 
 from __future__ import annotations
 
+from typing import get_args
+
 from evolve.errors import ConfigError, SandboxError
-from evolve.sandbox.base import RunOutcome, RunSpec, Sandbox, SandboxLimits
+from evolve.sandbox.base import Backend, RunOutcome, RunSpec, Sandbox, SandboxLimits
 from evolve.sandbox.codec import CandidateValueError, decode_result
 
 __all__ = [
@@ -28,7 +30,7 @@ __all__ = [
     "resolve_backend",
 ]
 
-BACKENDS = ("auto", "bwrap", "docker", "process")
+BACKENDS: tuple[str, ...] = get_args(Backend)
 
 #: One line per concrete backend, for the CLI and the API to say what protects a run.
 DESCRIPTIONS = {

@@ -14,9 +14,12 @@ bytes) hold for the session as a whole.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
-__all__ = ["SHM_BYTES", "RunOutcome", "RunSpec", "Sandbox", "SandboxLimits", "SandboxSession", "SessionSpec"]
+#: the sandbox backends, declared once (evolve.sandbox.BACKENDS, the campaign config and the CLI's choices read it)
+Backend = Literal["auto", "bwrap", "docker", "process"]
+
+__all__ = ["SHM_BYTES", "Backend", "RunOutcome", "RunSpec", "Sandbox", "SandboxLimits", "SandboxSession", "SessionSpec"]
 
 #: The size of a sandbox's /dev/shm (capped by the run's ``file_bytes`` too): POSIX
 #: semaphores and small shared buffers fit; it is not a second scratch disk.
