@@ -74,3 +74,12 @@ def test_doctor_reads_the_store_schema_without_migrating(tmp_path: Path, revisio
             assert conn.execute("SELECT version_num FROM alembic_version").fetchone() == (revision,)  # left as it was
     if not ok:
         assert result.returncode == 1
+
+
+def test_doctor_never_prints_the_database_password(tmp_path: Path) -> None:
+    result = evolve("doctor", "--json", "--db", "postgresql+psycopg://bob:hunter2@127.0.0.1:1/evolve", cwd=tmp_path,
+                    env=keyless())
+    assert "hunter2" not in result.stdout + result.stderr
+    store = next(c for c in json.loads(result.stdout)["checks"] if c["what"] == "store")
+    assert not store["ok"] and store["name"] == "postgresql+psycopg://bob:***@127.0.0.1:1/evolve"
+    assert result.returncode == 1
