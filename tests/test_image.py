@@ -28,7 +28,9 @@ BASE = "localhost/evolve-test-debian:12"
 IMAGE = "localhost/evolve-test-image:latest"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 # what bubblewrap needs inside a container (the Dockerfile's header says why); podman's form of systempaths=unconfined
-SANDBOX_OPTS = ["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined", "--security-opt", "unmask=ALL"]
+SANDBOX_OPTS = ["--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined", "--security-opt", "unmask=ALL",
+                # explicit limits: podman's defaults raise them, which fails where even root lacks CAP_SYS_RESOURCE
+                "--ulimit", "nproc=4096:4096", "--ulimit", "nofile=1024:1024"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 
@@ -84,7 +86,8 @@ def test_the_image_runs_a_campaign_with_the_mutator(image: str, tmp_path: Path) 
                  "run", "circle_packing", "--model", "mutator", "--iterations", "20", timeout=900, check=False)
     assert run.returncode == 0, run.stderr[-4000:]
     assert "sandbox: bwrap" in run.stderr and "finished, 20/20 iterations" in run.stdout
-    status = podman("run", "--rm", "--network", "none", "--volume", f"{data}:/data", image, "status", "--json", timeout=300)
+    status = podman("run", "--rm", "--network", "none", *SANDBOX_OPTS, "--volume", f"{data}:/data", image, "status", "--json",
+                    timeout=300)
     assert json.loads(status.stdout)[0]["iterations_done"] == 20
     assert (data / "evolve.db").is_file()  # the campaign landed in the volume
 
