@@ -41,8 +41,9 @@ RUN apt-get update \
 # behind a TLS-intercepting proxy, give pip its CA bundle: --volume /etc/ssl/certs/ca-certificates.crt:/run/host-ca.crt:ro
 # --build-arg PIP_CERT=/run/host-ca.crt
 ARG PIP_CERT=/etc/ssl/certs/ca-certificates.crt
-COPY scripts/requirements.lock /src/scripts/requirements.lock
+COPY scripts/pip.lock scripts/requirements.lock /src/scripts/
 RUN python3 -m venv /opt/evolve \
+ && /opt/evolve/bin/pip install --require-hashes --no-deps -r /src/scripts/pip.lock \
  && /opt/evolve/bin/pip install --require-hashes -r /src/scripts/requirements.lock
 COPY . /src
 # /opt/evolve is readable by every user: the sandbox imports NumPy from it as an unprivileged uid.

@@ -49,6 +49,8 @@ if [ "${EVOLVE_UNPINNED:-0}" = 1 ]; then
 else
   # exactly the dependency set the suite passed with, every file checked against its hash (scripts/lock.sh refreshes it)
   lock=scripts/requirements.lock; [ "$dev" = 1 ] && lock=scripts/requirements-test.lock
+  # pip first (a venv's bundled pip would compile llama.cpp on every install: it ignores its wheel cache here)
+  .venv/bin/python -m pip install -q --require-hashes --no-deps -r scripts/pip.lock
   .venv/bin/python -m pip install -q --require-hashes -r "$lock"
   if [ "$dev" = 1 ]; then .venv/bin/python -m pip install -q --no-deps -e .; else .venv/bin/python -m pip install -q --no-deps .; fi
 fi

@@ -128,8 +128,13 @@ def test_builtin_problems_by_name_and_a_clear_error_for_an_unknown_one() -> None
 
 
 CTRL_C_SCRIPT = """\
+import signal
 import sys
 import evolve
+
+# what Python installs at start-up in a terminal; a suite started in the background (bash sets SIGINT to ignored for
+# background jobs, and a child inherits that) would leave it ignored, and no Ctrl-C could reach the run
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 def progress(p):
     if p.iterations_done == 2:
