@@ -72,7 +72,7 @@ def _ray() -> Any:
 class _NodeEvaluator:
     """One evaluator slot on a node: the problem's folder, that node's sandbox and a warm worker (a Ray actor)."""
 
-    def __init__(self, sources: dict[str, Any], backend: str, limits: dict[str, Any]) -> None:
+    def __init__(self, sources: dict[str, Any], backend: str, limits: dict[str, Any], confine: bool = False) -> None:
         import ray
 
         from evolve.evaluators.pool import WarmPool
@@ -87,7 +87,7 @@ class _NodeEvaluator:
         problem = Problem.from_sources(**sources, source=f"ray:{self.node}")
         problem_dir = problem.write_to(self.folder / "problem")
         self.pool = WarmPool(problem_dir, backend=self.backend, env=evaluator_environment(problem_dir, self.backend),
-                             limits=SandboxLimits(**limits), capacity=1)
+                             limits=SandboxLimits(**limits), capacity=1, confine=confine)
 
     async def ready(self) -> dict[str, Any]:
         """Once the warm worker is up (a slow evaluator import is never mistaken for a silent actor later)."""
@@ -107,7 +107,7 @@ class RayExecutor:
     """``capacity`` evaluator actors on a Ray cluster (see the module's docstring)."""
 
     def __init__(self, problem: Problem, *, backend: str, limits: SandboxLimits, resources: RayResources, capacity: int,
-                 address: str | None = None) -> None:
+                 address: str | None = None, confine: bool = False) -> None:
         """Connect to the cluster (``address``, else ``RAY_ADDRESS``, else the one this host runs); the actors start on
         first use.
 
@@ -120,7 +120,7 @@ class RayExecutor:
         self._resources = resources
         self._args = ({"config_text": problem.config_text, "initial_program": problem.initial_program,
                        "evaluator_source": problem.evaluator_source, "extra_files": problem.extra_files},
-                      backend, dataclasses.asdict(limits))
+                      backend, dataclasses.asdict(limits), confine)
         if not ray.is_initialized():
             target = address or os.environ.get("RAY_ADDRESS") or "auto"
             _reachable(target)

@@ -132,15 +132,18 @@ class ColdExecutor:
     """A fresh evaluator process per evaluation (``evolve.evaluators.worker``)."""
 
     def __init__(self, problem_dir: Path, *, backend: str, env: dict[str, str], python: str | None = None,
-                 capacity: int = 1) -> None:
+                 capacity: int = 1, confine: bool = False) -> None:
+        """``confine``: the problem's evaluator runs in a sandbox of its own, served by the evaluation process."""
         self.capacity = capacity
+        self._confine = confine
         self._dir = problem_dir
         self._backend = backend
         self._env = env
         self._python = python or sys.executable
 
     async def submit(self, request: EvalRequest) -> EvalOutcome:
-        body = {**request.as_dict(), "problem_dir": str(self._dir), "sandbox": self._backend, "controller": os.getpid()}
+        body = {**request.as_dict(), "problem_dir": str(self._dir), "sandbox": self._backend, "controller": os.getpid(),
+                "confine": self._confine}
         # Everything the evaluation makes on the host carries this tag or lives in this directory,
         # so it is removed here however the evaluator process ended (killed at its deadline included).
         tag = new_tag()

@@ -100,7 +100,7 @@ class _Slot:
         self.stderr = bytearray()
         threading.Thread(target=self._drain, args=(self.process,), daemon=True, name=f"evolve-slot-{self.index}-stderr").start()
         setup = {"problem_dir": str(pool.problem_dir), "sandbox": pool.backend, "controller": os.getpid(),
-                 "limits": pool.limits_dict}
+                 "limits": pool.limits_dict, "confine": pool.confine}
         try:
             self._send(json.dumps(setup).encode())
             ready = json.loads(self._frame(time.monotonic() + _START_S))
@@ -209,8 +209,11 @@ class WarmPool:
     """The default executor: ``capacity`` warm evaluator workers of one problem."""
 
     def __init__(self, problem_dir: Path, *, backend: str, env: dict[str, str], limits: SandboxLimits, capacity: int = 2,
-                 python: str | None = None) -> None:
-        """``limits``: the largest candidate limits of the problem's stages (the slots' zygotes are sized for them)."""
+                 python: str | None = None, confine: bool = False) -> None:
+        """``limits``: the largest candidate limits of the problem's stages (the slots' zygotes are sized for them).
+
+        ``confine``: the problem's evaluator runs in a sandbox of its own (``evolve.evaluators.confined``), never here.
+        """
         if capacity < 1:
             raise ValueError("a warm pool needs at least one slot")
         self.capacity = capacity
@@ -218,6 +221,7 @@ class WarmPool:
         self.backend = backend
         self.env = env
         self.python = python or sys.executable
+        self.confine = confine
         self.limits_dict: dict[str, Any] = dataclasses.asdict(limits)
         self.restarts = 0
         self._slots = [_Slot(self, i) for i in range(capacity)]

@@ -100,8 +100,12 @@ class Evaluator:
     """
 
     def __init__(self, problem: Problem, *, problem_dir: Path, sandbox: str = "auto", python: str | None = None,
-                 executor: str = "cold", slots: int = 1, ray_address: str | None = None) -> None:
+                 executor: str = "cold", slots: int = 1, ray_address: str | None = None,
+                 confine_evaluator: bool = False) -> None:
         """Prepare the problem's folder, pick the sandbox backend and set up the executor (its workers start on first use).
+
+        ``confine_evaluator``: run the problem's ``evaluator.py`` in a sandbox of its own, for an evaluator
+        nobody here wrote (see ``evolve.evaluators.confined``); the default trusts it with a host process.
 
         Raises:
             SandboxError: when the sandbox backend cannot work here (``auto``: when none can).
@@ -110,6 +114,7 @@ class Evaluator:
         if executor not in EXECUTORS:
             raise ConfigError(f"unknown executor '{executor}': choose one of {', '.join(EXECUTORS)}")
         self.problem = problem
+        self.confine_evaluator = confine_evaluator
         self._dir = problem.write_to(problem_dir)
         self.executor: Executor
         if executor == "ray":  # the sandbox is each node's, resolved there: this host may have none
@@ -117,16 +122,17 @@ class Evaluator:
             limits = problem.config.limits
             self.executor = RayExecutor(problem, backend=sandbox, limits=self._largest_limits(), capacity=slots,
                                         resources=RayResources(num_cpus=limits.num_cpus, num_gpus=limits.num_gpus,
-                                                               memory_mb=limits.memory_mb), address=ray_address)
+                                                               memory_mb=limits.memory_mb), address=ray_address,
+                                        confine=confine_evaluator)
             return
         self.backend = resolve_backend(sandbox)
         prepare_host(self.backend)
         if executor == "warm":
             self.executor = WarmPool(self._dir, backend=self.backend, env=self._worker_env(), limits=self._largest_limits(),
-                                     capacity=slots, python=python)
+                                     capacity=slots, python=python, confine=confine_evaluator)
         else:
             self.executor = ColdExecutor(self._dir, backend=self.backend, env=self._worker_env(), python=python,
-                                         capacity=slots)
+                                         capacity=slots, confine=confine_evaluator)
 
     def _worker_env(self) -> dict[str, str]:
         return evaluator_environment(self._dir, self.backend)

@@ -41,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from evolve.errors import EvolveError
-from evolve.evaluators.worker import answer_bytes, die_with, load_evaluator
+from evolve.evaluators.worker import answer_bytes, confined_answer_here, die_with, load_evaluator
 from evolve.sandbox import Sandbox, SandboxLimits, get_sandbox
+from evolve.sandbox.codec import read_frame, write_frames
 from evolve.sandbox.confine import RUN_TAG_ENV, sweep
 from evolve.sandbox.container import sweep_containers
 from evolve.sandbox.process import LocalSandbox
@@ -58,28 +59,6 @@ _STDERR_BYTES = 256 << 10
 _ANSWER_BYTES = 16 << 20
 
 
-def _read_exact(fd: int, size: int) -> bytes | None:
-    data = bytearray()
-    while len(data) < size:
-        chunk = os.read(fd, size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return bytes(data)
-
-
-def _read_frame(fd: int) -> bytes | None:
-    header = _read_exact(fd, 4)
-    return None if header is None else _read_exact(fd, int.from_bytes(header, "big"))
-
-
-def _write_frames(fd: int, *parts: bytes) -> None:
-    data = b"".join(len(part).to_bytes(4, "big") + part for part in parts)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
 def _resident_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -93,7 +72,10 @@ class _Worker:
         self.pid = os.getpid()
         self.backend = setup["sandbox"]
         self.tag = os.environ.get(RUN_TAG_ENV, str(os.getpid()))
-        self.module = load_evaluator(Path(setup["problem_dir"]))
+        self.problem_dir = Path(setup["problem_dir"])
+        # a sandboxed evaluator is never imported here: each evaluation starts it in a sandbox of its own
+        self.confine = bool(setup.get("confine"))
+        self.module = None if self.confine else load_evaluator(self.problem_dir)
         self.limits = SandboxLimits(**setup["limits"])
         self.zygote: Zygote | None = None
         self.zygote_problem: str | None = None
@@ -123,11 +105,11 @@ class _Worker:
 
     def serve(self) -> None:
         gc.freeze()  # the warm state stays out of the collector's way: an evaluation's collections copy none of its pages
-        _write_frames(self.result_fd, json.dumps(self.ready()).encode())
-        while (frame := _read_frame(0)) is not None:
+        write_frames(self.result_fd, json.dumps(self.ready()).encode())
+        while (frame := read_frame(0)) is not None:
             request = {**json.loads(frame), "sandbox": self.backend}
             header, answer = self.evaluate(request)
-            _write_frames(self.result_fd, json.dumps(header).encode(), answer)
+            write_frames(self.result_fd, json.dumps(header).encode(), answer)
             if self.zygote is not None and not self.zygote.alive():
                 self.zygote.close()
                 self._start_zygote()  # a fresh one before the next evaluation
@@ -185,7 +167,10 @@ class _Worker:
             sandbox: Sandbox | None = None
             if self.cold is not None:
                 sandbox = ZygoteSandbox(self.zygote, self.cold) if self.zygote is not None else self.cold
-            data = answer_bytes(request, sandbox, self.module)
+            if self.confine:
+                data = confined_answer_here(request, sandbox, self.problem_dir, Path(scratch))
+            else:
+                data = answer_bytes(request, sandbox, self.module)
             with os.fdopen(answer_w, "wb") as out:
                 out.write(data)
             code = 0
@@ -248,7 +233,7 @@ def _collect(answer_fd: int, err_fd: int, *, deadline: float) -> tuple[bytes, by
 
 def main() -> None:
     result_fd = int(sys.argv[1])
-    setup_frame = _read_frame(0)
+    setup_frame = read_frame(0)
     if setup_frame is None:
         return
     setup = json.loads(setup_frame)

@@ -37,7 +37,7 @@ from evolve.evaluators.protocol import StageOutcome
 from evolve.evaluators.thresholds import threshold_failure
 from evolve.sandbox import Sandbox, SandboxLimits, get_sandbox
 
-__all__ = ["answer_bytes", "bound_self", "die_with", "load_evaluator", "main", "run_cascade"]
+__all__ = ["answer_bytes", "bound_self", "confined_answer_here", "die_with", "load_evaluator", "main", "run_cascade"]
 
 
 def _jsonable(value: Any) -> Any:
@@ -167,12 +167,28 @@ def answer_bytes(request: dict[str, Any], sandbox: Sandbox | None, module: Any) 
         return json.dumps({"stages": [{"outcome": StageOutcome.EVALUATOR_ERROR, "message": _out_of_memory(request["evaluator"])}]}).encode()
 
 
+def confined_answer_here(request: dict[str, Any], sandbox: Sandbox | None, problem_dir: Path, scratch: Path) -> bytes:
+    """``confined_answer`` with the candidate's sandbox (``sandbox`` None: the request's backend, built here)."""
+    from evolve.evaluators.confined import confined_answer
+
+    if sandbox is None:
+        try:
+            sandbox = get_sandbox(request["sandbox"])
+        except Exception as exc:  # as in answer_bytes: no candidate ran yet, the backend broke
+            message = str(exc) if isinstance(exc, EvolveError) else f"{type(exc).__name__}: {exc}"
+            return encode_answer({"outcome": StageOutcome.SANDBOX_ERROR, "message": message})
+    return confined_answer(request, sandbox, problem_dir, scratch)
+
+
 def main() -> None:
     result_fd = int(sys.argv[1])
     request = json.loads(sys.stdin.buffer.read())
     if isinstance(request.get("controller"), int):
         die_with(request["controller"])
-    data = answer_bytes(request, None, load_evaluator(Path(request["problem_dir"])))
+    if request.get("confine"):  # the evaluator is not ours: it runs in a sandbox of its own, this process serves it
+        data = confined_answer_here(request, None, Path(request["problem_dir"]), Path(os.environ.get("TMPDIR", "/tmp")))
+    else:
+        data = answer_bytes(request, None, load_evaluator(Path(request["problem_dir"])))
     with os.fdopen(result_fd, "wb") as out:
         out.write(data)
 

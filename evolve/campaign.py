@@ -121,7 +121,8 @@ class Campaign:
                            owner=self.owner)
         self.evaluator = evaluator or Evaluator(problem, problem_dir=workdir / "problem", sandbox=self.config.sandbox,
                                                 executor=self.config.executor, slots=self.config.eval_concurrency,
-                                                ray_address=self.config.ray_address)
+                                                ray_address=self.config.ray_address,
+                                                confine_evaluator=self.config.evaluator_sandbox)
         self._next_iteration = store.max_iteration(row.id) + 1
         # what a stop or a kill cut off is proposed again first, with the same seed and island
         self._missing = store.missing_iterations(row.id)
@@ -144,7 +145,8 @@ class Campaign:
         await asyncio.to_thread(prepare_embedded, [s.name for s in config.models if s.in_process],
                                 show_progress=sys.stderr.isatty())
         evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=config.sandbox, executor=config.executor,
-                              slots=config.eval_concurrency, ray_address=config.ray_address)
+                              slots=config.eval_concurrency, ray_address=config.ray_address,
+                              confine_evaluator=config.evaluator_sandbox)
         # 'auto' settings are decided once, for good: the sandbox, and the islands (the budget may grow on resume)
         config = config.model_copy(update={"sandbox": evaluator.backend, "islands": config.islands or auto_islands(config.iterations)})
         try:

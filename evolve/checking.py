@@ -78,15 +78,17 @@ def initial_failure(problem: Problem, result: EvalResult, *, what: str = "the in
 
 
 async def check_problem(problem: Problem, *, workdir: Path, sandbox: str = "auto", executor: str = "cold",
-                        slots: asyncio.Semaphore | None = None) -> ProblemCheck:
+                        slots: asyncio.Semaphore | None = None, confine_evaluator: bool = False) -> ProblemCheck:
     """Evaluate the initial program through the cascade (and the held-out stage, if declared) and list what to fix.
 
-    ``slots`` is a cap on concurrent evaluations to hold while evaluating (a server's).
+    ``slots`` is a cap on concurrent evaluations to hold while evaluating (a server's); ``confine_evaluator``
+    runs the evaluator in a sandbox of its own (a submitted problem's).
 
     Raises:
         SandboxError: when the sandbox cannot run here or broke (not the problem's fault).
     """
-    evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=sandbox, executor=executor)
+    evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=sandbox, executor=executor,
+                          confine_evaluator=confine_evaluator)
     try:
         async with slots or contextlib.nullcontext():
             search = await evaluator.evaluate(problem.initial_program)

@@ -266,6 +266,11 @@ class CampaignConfig(_Strict):
         default="warm", description="warm: long-lived evaluator workers and sandbox zygotes; cold: fresh processes per "
                                     "evaluation; ray: warm evaluators on the nodes of a Ray cluster"
     )
+    evaluator_sandbox: bool = Field(
+        default=False, description="run the problem's evaluator.py in a sandbox of its own (bubblewrap), its candidate "
+                                   "calls served by evolve: for evaluators you did not write (the server sets it for "
+                                   "every submitted problem)",
+    )
     ray_address: str | None = Field(default=None, min_length=1, max_length=300,
                                     description="the Ray cluster's head (host:port); default RAY_ADDRESS, else this host's")
     max_cost_usd: float | None = Field(default=None, gt=0, description="stop once model calls have cost this much")

@@ -87,7 +87,8 @@ def held_out_score(store: Store, row: CampaignRow, problem: Problem, program: Pr
         return recorded
     workdir = owned_tempdir("heldout")
     try:
-        evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=row.config.sandbox)
+        evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=row.config.sandbox,
+                              confine_evaluator=row.config.evaluator_sandbox)
         result = asyncio.run(evaluator.evaluate(program.code, held_out=True))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -18,7 +18,7 @@ import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cache
 
 from evolve.errors import SandboxError
@@ -29,14 +29,18 @@ from evolve.sandbox.runtime import SITE_DIR, SandboxRuntime, sandbox_runtime
 from evolve.sandbox.seccomp import bpf_fd, bpf_program
 from evolve.sandbox.supervise import Spawn
 
-__all__ = ["BwrapSandbox", "bwrap_problem"]
+__all__ = ["SANDBOX_ENV", "BwrapSandbox", "bwrap_argv", "bwrap_problem"]
 
 _WORKDIR = "/tmp"
-_ENV = {**child_environment(_WORKDIR), "PATH": "/usr/bin"}
+SANDBOX_ENV = {**child_environment(_WORKDIR), "PATH": "/usr/bin"}
 
 
-def _bwrap_argv(bwrap: str, runtime: SandboxRuntime, *, tmpfs_bytes: int, seccomp_fd: int | None) -> list[str]:
-    """bubblewrap's argv up to the command; ``seccomp_fd`` None: no filter from bwrap (a zygote installs it per child)."""
+def bwrap_argv(bwrap: str, runtime: SandboxRuntime, *, tmpfs_bytes: int, seccomp_fd: int | None,
+               binds: Sequence[tuple[str, str]] = ()) -> list[str]:
+    """bubblewrap's argv up to the command; ``seccomp_fd`` None: no filter from bwrap (a zygote installs it per child).
+
+    ``binds``: more (host, inside) folders to show read-only (a sandboxed evaluator's modules and problem).
+    """
     argv = [
         bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
         "--uid", "65534", "--gid", "65534", "--hostname", "sandbox",
@@ -48,12 +52,12 @@ def _bwrap_argv(bwrap: str, runtime: SandboxRuntime, *, tmpfs_bytes: int, seccom
     ]
     if runtime.prefix is not None:
         argv += ["--ro-bind", runtime.prefix, runtime.prefix]
-    for host, inside in runtime.packages:
+    for host, inside in (*runtime.packages, *binds):
         argv += ["--ro-bind", host, inside]
     # The new root and /dev are tmpfs mounts without a size: read-only, so the only
     # writable places are the two sized tmpfs mounts above, cgroup or not.
     argv += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", _WORKDIR, "--clearenv"]
-    for key, value in _ENV.items():
+    for key, value in SANDBOX_ENV.items():
         argv += ["--setenv", key, value]
     if seccomp_fd is not None:
         argv += ["--seccomp", str(seccomp_fd)]
@@ -76,7 +80,7 @@ def bwrap_problem() -> str | None:
         confinement = Confinement.prepare(SandboxLimits(wall_s=30, cpu_s=10, processes=16))
         try:
             done = subprocess.run(
-                confinement.command([*_bwrap_argv(bwrap, runtime, tmpfs_bytes=1 << 20, seccomp_fd=fd),
+                confinement.command([*bwrap_argv(bwrap, runtime, tmpfs_bytes=1 << 20, seccomp_fd=fd),
                                      runtime.python, "-I", "-c", "pass"]),
                 pass_fds=(fd,), capture_output=True, timeout=30, env={}, check=False,
             )
@@ -110,14 +114,14 @@ class BwrapSandbox(LocalSandbox):
     def zygote_command(self, control_fd: int) -> tuple[list[str], dict[str, str], tuple[int, ...]]:
         # no --seccomp here: each child installs the filter itself before any candidate code runs, and the
         # zygote needs the calls the filter refuses (unshare, mount) to give each child its namespaces
-        argv = _bwrap_argv(self._bwrap, self._runtime, tmpfs_bytes=1 << 20, seccomp_fd=None)
+        argv = bwrap_argv(self._bwrap, self._runtime, tmpfs_bytes=1 << 20, seccomp_fd=None)
         return [*argv, self._runtime.python, "-I", "-B", "-c", self._harness, self.zygote_settings(control_fd)], {}, ()
 
     def zygote_paths(self) -> list[str]:
         return self._paths
 
     def zygote_environment(self) -> dict[str, str]:
-        return dict(_ENV)
+        return dict(SANDBOX_ENV)
 
     @contextlib.contextmanager
     def _spawn(self, spec: RunSpec | SessionSpec) -> Iterator[Spawn]:
@@ -126,7 +130,7 @@ class BwrapSandbox(LocalSandbox):
             resources.callback(confinement.release)
             seccomp_fd = bpf_fd()
             resources.callback(os.close, seccomp_fd)
-            argv = _bwrap_argv(self._bwrap, self._runtime, tmpfs_bytes=spec.limits.file_bytes, seccomp_fd=seccomp_fd)
+            argv = bwrap_argv(self._bwrap, self._runtime, tmpfs_bytes=spec.limits.file_bytes, seccomp_fd=seccomp_fd)
             yield Spawn(
                 lambda fd: confinement.command([*argv, self._runtime.python, "-I", "-B", "-c", self._harness,
                                                 harness_settings(spec, result=fd, paths=self._paths)]),

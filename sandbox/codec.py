@@ -24,6 +24,7 @@ import base64
 import binascii
 import json
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,10 @@ import numpy as np
 from evolve.errors import SandboxError
 from evolve.sandbox.base import SandboxLimits
 
-__all__ = ["DEFAULT_RESULT_ELEMENTS", "MAX_DEPTH", "CandidateValueError", "count_elements", "decode_result", "loads_within"]
+__all__ = [
+    "DEFAULT_RESULT_ELEMENTS", "MAX_DEPTH", "CandidateValueError", "FrameTooLarge", "count_elements", "decode_result", "loads_within",
+    "read_frame", "write_frames",
+]
 
 _DTYPES = {np.dtype(t).str: np.dtype(t) for t in (
     "bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
@@ -47,6 +51,43 @@ _MAX_TRACEBACK_CHARS = 6000
 
 class CandidateValueError(SandboxError):
     """The candidate's returned value is malformed (not a sandbox failure)."""
+
+
+class FrameTooLarge(SandboxError):  # noqa: N818 - reads as what happened
+    """A frame on a blocking channel declared more bytes than its reader accepts."""
+
+
+def _read_exact(fd: int, size: int) -> bytes | None:
+    data = bytearray()
+    while len(data) < size:
+        chunk = os.read(fd, min(size - len(data), 1 << 20))
+        if not chunk:
+            return None
+        data += chunk
+    return bytes(data)
+
+
+def read_frame(fd: int, *, limit: int | None = None) -> bytes | None:
+    """One frame (a 4-byte big-endian length, then that many bytes) from a blocking ``fd``; None at its end.
+
+    Raises:
+        FrameTooLarge: when the frame declares more than ``limit`` bytes (nothing of it is read).
+    """
+    header = _read_exact(fd, 4)
+    if header is None:
+        return None
+    size = int.from_bytes(header, "big")
+    if limit is not None and size > limit:
+        raise FrameTooLarge(f"a frame of {size} bytes, over the {limit} accepted")
+    return _read_exact(fd, size)
+
+
+def write_frames(fd: int, *parts: bytes) -> None:
+    """Each of ``parts`` as one frame on a blocking ``fd``, in one write where the pipe takes it."""
+    data = b"".join(len(part).to_bytes(4, "big") + part for part in parts)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def count_elements(raw: bytes) -> int:

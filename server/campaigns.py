@@ -68,9 +68,10 @@ def list_campaigns(request: Request) -> list[dict[str, Any]]:
 async def create_campaign(request: Request, body: CampaignCreate) -> dict[str, Any]:
     """Evaluate the problem's initial program, then run the campaign in the background (it outlives this request)."""
     fields = body.model_dump()
-    problem = find_problem(request, fields.pop("problem"))
+    problem_id = fields.pop("problem")
+    problem = find_problem(request, problem_id)
     settings: ServerSettings = request.app.state.settings
-    config = CampaignConfig.model_validate(fields)
+    config = CampaignConfig.model_validate({**fields, "evaluator_sandbox": settings.confines(problem_id)})
     _check_endpoints(settings, config)
     if config.executor == "ray":  # the operator's cluster, never one a client names
         if settings.ray_address is None:

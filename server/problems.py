@@ -95,7 +95,7 @@ async def _accept(request: Request, *, config_text: str, initial_program: str, e
         raise ProblemError(f"name '{problem.name}' is a built-in problem's; choose another name", field="config")
     with tempfile.TemporaryDirectory(prefix="evolve-check-") as tmp:
         checked = await check_problem(problem, workdir=Path(tmp), sandbox=request.app.state.settings.sandbox,
-                                      slots=request.app.state.manager.slots)
+                                      slots=request.app.state.manager.slots, confine_evaluator=True)
     if checked.findings:
         raise ProblemError(checked.findings[0].message, field=checked.findings[0].part)
     store: Store = request.app.state.store

@@ -83,8 +83,8 @@ class ProblemDetail(ProblemOut):
 
 
 # ----------------------------------------------------------------- campaigns
-#: campaign settings the server's operator decides, never a client: where candidates run, which Ray cluster
-SERVER_CHOSEN = frozenset({"sandbox", "ray_address"})
+#: campaign settings the server's operator decides, never a client: where candidates and evaluators run, which Ray cluster
+SERVER_CHOSEN = frozenset({"sandbox", "ray_address", "evaluator_sandbox"})
 
 
 def _campaign_create() -> type[_In]:

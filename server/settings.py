@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,10 @@ class ServerSettings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="origins allowed to call the API from a browser (none by default)")
     sandbox: str = Field(default="auto", pattern=r"^(auto|bwrap|docker|process)$",
                          description="sandbox backend of every evaluation on this server; clients cannot choose")
+    sandbox_evaluators: Literal["submitted", "all"] = Field(
+        default="submitted", description="whose evaluator.py runs in a sandbox of its own: every submitted problem's "
+                                         "(built-in ones keep the faster trusted path), or all",
+    )
     ray_address: str | None = Field(
         default=None, min_length=1, max_length=300,
         description="the Ray cluster (head host:port) campaigns may evaluate on with executor 'ray'; none by default",
@@ -66,6 +71,12 @@ class ServerSettings(BaseSettings):
     @property
     def reads_need_token(self) -> bool:
         return self.api_token is not None and not self.loopback
+
+    def confines(self, problem_id: str) -> bool:
+        """Whether the evaluator of problem ``problem_id`` (a built-in name, else a submitted problem) runs sandboxed."""
+        from evolve.problem import builtin_problem_names
+
+        return self.sandbox_evaluators == "all" or problem_id not in builtin_problem_names()
 
     def check_bind(self) -> None:
         """Raises: ConfigError when the address is reachable from other machines and no token is set."""

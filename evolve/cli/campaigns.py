@@ -195,12 +195,15 @@ def _model_notice(campaign: Campaign) -> None:
                    "(slower, for debugging); ray: warm evaluators on the nodes of a Ray cluster  [default: warm]")
 @click.option("--ray-address", default=None, help="the Ray cluster's head, HOST:PORT (--executor ray)  [default: RAY_ADDRESS, "
                                                   "else the cluster this host runs]")
+@click.option("--sandbox-evaluator/--trust-evaluator", "evaluator_sandbox", default=None,
+              help="run the problem's evaluator.py in a sandbox of its own (for an evaluator you did not write)  "
+                   "[default: trusted]")
 @click.option("--quiet", "-q", is_flag=True, help="no progress display")
 def run(problem: str, models: tuple[str, ...], api_base: str | None, api_key_env: str | None, mode: str | None,
         config_file: str | None, iterations: int | None, db: str, seed: int | None, islands: int | None,
         strategy: str | None, selection: str | None, max_wall_s: float | None, max_cost_usd: float | None,
         max_tokens: int | None, eval_concurrency: int | None, llm_concurrency: int | None, sandbox: str | None,
-        executor: str | None, ray_address: str | None,
+        executor: str | None, ray_address: str | None, evaluator_sandbox: bool | None,
         quiet: bool) -> None:
     """Start a campaign on PROBLEM (a built-in name or a problem folder)."""
     prob = resolve_problem(problem)
@@ -208,7 +211,8 @@ def run(problem: str, models: tuple[str, ...], api_base: str | None, api_key_env
     config = base.updated(  # the flags given (None: as the file or the default says), validated as one config
         iterations=iterations, seed=seed, islands=islands, max_wall_s=max_wall_s, max_cost_usd=max_cost_usd,
         max_tokens=max_tokens, eval_concurrency=eval_concurrency, llm_concurrency=llm_concurrency, sandbox=sandbox,
-        executor=executor, ray_address=ray_address, models=_model_specs(models, api_base, api_key_env, mode, base),
+        executor=executor, ray_address=ray_address, evaluator_sandbox=evaluator_sandbox,
+        models=_model_specs(models, api_base, api_key_env, mode, base),
         search=base.search.updated(strategy=strategy, selection=selection),
     )
     store = Store.open(db)

@@ -78,6 +78,7 @@ def _print_result(title: str, result: EvalResult, metric: str) -> None:
 
 _SANDBOX_HELP = "where the candidate runs (as in 'evolve run')  [default: auto]"
 _EXECUTOR_HELP = "warm (as a campaign runs it, the default) or cold (a fresh evaluator process)"
+_CONFINE_HELP = "run evaluator.py in a sandbox of its own, as the server runs a submitted problem's"
 
 
 @cli.command("eval")
@@ -86,8 +87,10 @@ _EXECUTOR_HELP = "warm (as a campaign runs it, the default) or cold (a fresh eva
 @click.option("--held-out", is_flag=True, help="score on the problem's held-out instances instead of the search's")
 @click.option("--sandbox", type=click.Choice(BACKENDS), default="auto", help=_SANDBOX_HELP)
 @click.option("--executor", type=click.Choice(["warm", "cold"]), default="warm", help=_EXECUTOR_HELP)
+@click.option("--sandbox-evaluator", "confine", is_flag=True, help=_CONFINE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def eval_command(problem: str, candidate: str, held_out: bool, sandbox: str, executor: str, as_json: bool) -> None:
+def eval_command(problem: str, candidate: str, held_out: bool, sandbox: str, executor: str, confine: bool,
+                 as_json: bool) -> None:
     """Score one program CANDIDATE on PROBLEM exactly as a campaign would (sandbox, cascade, validation).
 
     Exits 0 when the program evaluates OK, 1 when it does not (its status and error are printed), 2 on bad input.
@@ -98,7 +101,8 @@ def eval_command(problem: str, candidate: str, held_out: bool, sandbox: str, exe
         fail(f"problem '{prob.name}' declares no held_out stage in problem.yaml: drop --held-out or add one")
 
     async def go(workdir: Path) -> tuple[EvalResult, str]:
-        evaluator = Evaluator(prob, problem_dir=workdir / "problem", sandbox=sandbox, executor=executor)
+        evaluator = Evaluator(prob, problem_dir=workdir / "problem", sandbox=sandbox, executor=executor,
+                              confine_evaluator=confine)
         try:
             return await evaluator.evaluate(code, held_out=held_out), evaluator.backend
         finally:
@@ -119,15 +123,16 @@ def eval_command(problem: str, candidate: str, held_out: bool, sandbox: str, exe
 @cli.command()
 @click.argument("problem")
 @click.option("--sandbox", type=click.Choice(BACKENDS), default="auto", help=_SANDBOX_HELP)
+@click.option("--sandbox-evaluator", "confine", is_flag=True, help=_CONFINE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def check(problem: str, sandbox: str, as_json: bool) -> None:
+def check(problem: str, sandbox: str, confine: bool, as_json: bool) -> None:
     """Check PROBLEM as the REST API does before accepting it: its files, and its initial program evaluated in the sandbox.
 
     Exits 0 when a campaign can start from it, 1 with what to fix when not, 2 when a file cannot be read or parsed.
     """
     prob = resolve_problem(problem)  # the config, the markers and the evaluator's functions: a one-line error if wrong
     with scratch_dir("check") as workdir:
-        checked = asyncio.run(check_problem(prob, workdir=workdir, sandbox=sandbox))
+        checked = asyncio.run(check_problem(prob, workdir=workdir, sandbox=sandbox, confine_evaluator=confine))
     if as_json:
         click.echo(json.dumps(checked.to_json(), indent=2))
         sys.exit(0 if checked.ok else 1)
