@@ -33,7 +33,7 @@ def campaign_summary(store: Store, row: CampaignRow, *, detail: bool = False) ->
     best = store.get_program(row.best_program_id).score if row.best_program_id else None
     out: dict[str, Any] = {
         "id": row.id, "problem_id": row.problem_id, "problem": row.problem_name, "status": row.status,
-        "owner": row.owner, "lease_expires": row.lease_expires,
+        "owner": row.owner, "lease_expires": row.lease_expires, "created_by": row.created_by,
         "iterations_done": row.iterations_done, "iterations_target": row.iterations_target, "valid_done": row.valid_done,
         "valid_rate": row.valid_done / row.iterations_done if row.iterations_done else None,
         "best_score": best, "best_program_id": row.best_program_id, "prompt_tokens": row.prompt_tokens,

@@ -24,7 +24,8 @@ _SECRET_SHAPES = re.compile(
     r"()((?:sk|rk|pk)-[A-Za-z0-9_\-]{8,}"  # OpenAI, Anthropic (sk-ant-...), many proxies
     r"|AIza[0-9A-Za-z_\-]{20,}"  # Google
     r"|gh[pousr]_[A-Za-z0-9]{20,}"  # GitHub
-    r"|hf_[A-Za-z0-9]{20,})"  # Hugging Face
+    r"|hf_[A-Za-z0-9]{20,}"  # Hugging Face
+    r"|evolve_[A-Za-z0-9_\-]{40,})"  # evolve's own API tokens (evolve token create)
     r"|(Bearer\s+|[?&](?:key|api_key|api-key|token)=)([^\s&\"',;]{6,})",  # Authorization headers, query strings
     re.IGNORECASE,
 )

@@ -29,9 +29,9 @@ from starlette.routing import Match
 from evolve import __version__
 from evolve.errors import ConfigError, EvolveError, ProblemError, SandboxError, StoreError
 from evolve.secrets import redact
-from evolve.server import campaigns, problems, programs
+from evolve.server import campaigns, problems, programs, tokens
 from evolve.server.dashboard import install_dashboard
-from evolve.server.manager import CampaignManager, ConflictError
+from evolve.server.manager import CampaignManager, ConflictError, QuotaError
 from evolve.server.problems import BuiltinProblems
 from evolve.server.schemas import COMMON_ERRORS
 from evolve.server.security import BodyLimit
@@ -94,6 +94,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
         return _error(status.HTTP_409_CONFLICT, str(exc))
 
+    @app.exception_handler(QuotaError)
+    async def _quota(_: Request, exc: QuotaError) -> JSONResponse:
+        return _error(status.HTTP_429_TOO_MANY_REQUESTS, str(exc), str(exc).split(":", 1)[0].removeprefix("limit "))
+
     @app.exception_handler(EvolveError)
     async def _evolve(_: Request, exc: EvolveError) -> JSONResponse:
         if isinstance(exc, ConfigError):
@@ -111,6 +115,19 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error; the server's log has the details")
 
 
+def _has_tokens(db: str) -> bool:
+    """Whether the store holds an active token (so a server beyond loopback is not open): False when it cannot be
+    read yet (the lifespan opens it, and says why it cannot)."""
+    try:
+        store = Store.open(db)
+    except StoreError:
+        return False
+    try:
+        return store.has_tokens()
+    finally:
+        store.close()
+
+
 def create_app(settings: ServerSettings | None = None) -> FastAPI:
     """The application for ``settings`` (default: from the ``EVOLVE_`` environment).
 
@@ -118,7 +135,7 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         ConfigError: when the settings refuse to serve (a non-loopback bind without a token).
     """
     settings = settings or ServerSettings()
-    settings.check_bind()
+    settings.check_bind(has_tokens=_has_tokens(settings.db))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -141,14 +158,16 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.builtins = BuiltinProblems()
     _install_error_handlers(app)
-    for module in (problems, campaigns, programs):
+    for module in (problems, campaigns, programs, tokens):
         app.include_router(module.router)
     install_dashboard(app)
 
     @app.get("/health", tags=["server"])
-    def health() -> dict[str, Any]:
+    def health(request: Request) -> dict[str, Any]:
         """Liveness, and what needs a token (the dashboard asks for one when writes or reads do): answers without a token."""
-        return {"status": "ok", "version": __version__, "writes_need_token": settings.api_token is not None,
+        store: Store = request.app.state.store
+        return {"status": "ok", "version": __version__,
+                "writes_need_token": settings.api_token is not None or store.has_tokens(),
                 "reads_need_token": settings.reads_need_token}
 
     if settings.cors_origins:

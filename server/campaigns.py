@@ -13,10 +13,10 @@ from fastapi.responses import StreamingResponse
 from evolve.config import CampaignConfig
 from evolve.errors import ConfigError, StoreError
 from evolve.reports import campaign_summary
-from evolve.server.manager import CampaignManager
+from evolve.server.manager import CampaignManager, Quota
 from evolve.server.problems import find_problem
 from evolve.server.schemas import CampaignCreate, CampaignOut, CampaignResume, errors
-from evolve.server.security import require_read, require_write
+from evolve.server.security import Principal, audited, require_read
 from evolve.server.settings import ServerSettings
 from evolve.store import CampaignRow, Store
 from evolve.values import CampaignStatus
@@ -63,10 +63,30 @@ def list_campaigns(request: Request) -> list[dict[str, Any]]:
     return [campaign_out(request, row) for row in _store(request).list_campaigns()]
 
 
-@router.post("/campaigns", response_model=CampaignOut, status_code=status.HTTP_201_CREATED, dependencies=[Depends(require_write)],
-             responses=errors(404))
-async def create_campaign(request: Request, body: CampaignCreate) -> dict[str, Any]:
-    """Evaluate the problem's initial program, then run the campaign in the background (it outlives this request)."""
+def _quota(principal: Principal, creator: str | None) -> Quota:
+    """The limits that hold for a campaign of ``creator`` acted on by ``principal`` (a token's own, else none)."""
+    token = principal.token if principal.token is not None and principal.name == creator else None
+    if token is None:
+        return Quota(creator=creator)
+    return Quota(creator=creator, max_campaigns=token.max_campaigns, max_evaluations=token.max_evaluations,
+                 max_cost_usd=token.max_cost_usd)
+
+
+def _owned(principal: Principal, row: CampaignRow, doing: str) -> None:
+    """Raises: HTTPException 403 when ``principal`` may not act on ``row`` (a run token, another's campaign)."""
+    if not principal.owns(row.created_by):
+        whose = f"token '{row.created_by}'" if row.created_by else "the command line"
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"campaign {row.id} was started by {whose}; a run token may "
+                                                       f"{doing} only its own campaigns (an admin may {doing} any)")
+
+
+@router.post("/campaigns", response_model=CampaignOut, status_code=status.HTTP_201_CREATED, responses=errors(404, 429))
+async def create_campaign(request: Request, body: CampaignCreate,
+                          principal: Annotated[Principal, Depends(audited("run", "start"))]) -> dict[str, Any]:
+    """Evaluate the problem's initial program, then run the campaign in the background (it outlives this request).
+
+    It belongs to the token that started it; the token's limits (campaigns at once, evaluations in flight, model
+    spend) are checked first and answered 429 naming the limit."""
     fields = body.model_dump()
     problem_id = fields.pop("problem")
     problem = find_problem(request, problem_id)
@@ -78,7 +98,8 @@ async def create_campaign(request: Request, body: CampaignCreate) -> dict[str, A
             raise ConfigError("executor: this server runs evaluations on no Ray cluster (its operator sets "
                               "EVOLVE_RAY_ADDRESS to allow it); use warm or cold")
         config = config.model_copy(update={"ray_address": settings.ray_address})
-    campaign_id = await _manager(request).start(problem, config)
+    campaign_id = await _manager(request).start(problem, config, quota=_quota(principal, principal.name))
+    request.state.audit_target = campaign_id
     return campaign_out(request, campaign_row(request, campaign_id), detail=True)
 
 
@@ -87,23 +108,26 @@ def get_campaign(request: Request, campaign_id: str) -> dict[str, Any]:
     return campaign_out(request, campaign_row(request, campaign_id), detail=True)
 
 
-@router.post("/campaigns/{campaign_id}/stop", response_model=CampaignOut, dependencies=[Depends(require_write)],
-             responses=errors(404, 409))
-async def stop_campaign(request: Request, campaign_id: str) -> dict[str, Any]:
+@router.post("/campaigns/{campaign_id}/stop", response_model=CampaignOut, responses=errors(404, 409))
+async def stop_campaign(request: Request, campaign_id: str,
+                        principal: Annotated[Principal, Depends(audited("run", "stop"))]) -> dict[str, Any]:
     """Stop a running campaign; answers once it has stopped (what was in flight is cancelled, the rest is kept)."""
-    campaign_row(request, campaign_id)
+    _owned(principal, campaign_row(request, campaign_id), "stop")
     await _manager(request).stop(campaign_id)
     return campaign_out(request, campaign_row(request, campaign_id), detail=True)
 
 
-@router.post("/campaigns/{campaign_id}/resume", response_model=CampaignOut, dependencies=[Depends(require_write)],
-             responses=errors(404, 409))
-async def resume_campaign(request: Request, campaign_id: str, body: CampaignResume | None = None) -> dict[str, Any]:
+@router.post("/campaigns/{campaign_id}/resume", response_model=CampaignOut, responses=errors(404, 409, 429))
+async def resume_campaign(request: Request, campaign_id: str,
+                          principal: Annotated[Principal, Depends(audited("run", "resume"))],
+                          body: CampaignResume | None = None) -> dict[str, Any]:
     """Continue a stopped, interrupted, finished or budget-spent campaign, optionally with a new target or budgets."""
-    campaign_row(request, campaign_id)
+    row = campaign_row(request, campaign_id)
+    _owned(principal, row, "resume")
     body = body or CampaignResume()
     budgets = {k: v for k, v in body.model_dump(exclude={"iterations"}).items() if k in body.model_fields_set}
-    await _manager(request).resume(campaign_id, iterations=body.iterations, budgets=budgets)
+    await _manager(request).resume(campaign_id, iterations=body.iterations, budgets=budgets,
+                                   quota=_quota(principal, row.created_by))
     return campaign_out(request, campaign_row(request, campaign_id), detail=True)
 
 

@@ -27,7 +27,7 @@ from evolve.scratch import owned_tempdir
 from evolve.store import Store
 from evolve.values import CampaignStatus
 
-__all__ = ["CampaignManager", "ConflictError"]
+__all__ = ["CampaignManager", "ConflictError", "Quota", "QuotaError"]
 
 log = logging.getLogger("evolve.server")
 
@@ -38,9 +38,24 @@ class ConflictError(EvolveError):
     """The request does not fit the campaign's state (stop what is not running, resume what runs)."""
 
 
+class QuotaError(EvolveError):
+    """A token's limit would be exceeded (answered 429, naming the limit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Whose campaign it is (a token's name; None: the CLI's) and that token's limits (None: none)."""
+
+    creator: str | None = None
+    max_campaigns: int | None = None
+    max_evaluations: int | None = None
+    max_cost_usd: float | None = None
+
+
 @dataclass
 class _Running:
     campaign: Campaign
+    creator: str | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[CampaignStatus] | None = None
     shutting_down: bool = False
@@ -57,6 +72,8 @@ class CampaignManager:
         self.workdir = owned_tempdir("server") if workdir is None else workdir
         self._running: dict[str, _Running] = {}
         self._resuming: set[str] = set()
+        # admitted, not yet running (evaluating the initial program, claiming): counted against quotas meanwhile
+        self._reserved: dict[str, tuple[str, int, float]] = {}
 
     def reconcile(self) -> list[str]:
         """Mark campaigns left running by a process that is gone as interrupted; returns their ids."""
@@ -72,26 +89,88 @@ class CampaignManager:
     def _campaign_dir(self, campaign_id: str) -> Path:
         return self.workdir / campaign_id
 
-    async def start(self, problem: Problem, config: CampaignConfig) -> str:
+    # ----------------------------------------------------------------- quotas
+    def _usage(self, creator: str) -> tuple[int, int, float]:
+        """What ``creator``'s running and admitted campaigns hold now: campaigns, evaluation slots, and cost they may
+        still spend under their caps."""
+        campaigns = evaluations = 0
+        committed = 0.0
+        for cid, running in self._running.items():
+            if running.creator == creator:
+                config = running.campaign.config
+                campaigns += 1
+                evaluations += config.eval_concurrency
+                if config.max_cost_usd is not None:
+                    committed += max(0.0, config.max_cost_usd - self.store.get_campaign(cid).cost_usd)
+        for who, slots, may_spend in self._reserved.values():
+            if who == creator:
+                campaigns += 1
+                evaluations += slots
+                committed += may_spend
+        return campaigns, evaluations, committed
+
+    def _admit(self, key: str, quota: Quota, config: CampaignConfig, *, spent: float = 0.0) -> float | None:
+        """Check ``quota`` for one more running campaign of ``config`` (which has spent ``spent`` already) and reserve
+        its share under ``key``; returns its cost cap: its own, lowered to what the token has left. Synchronous, so two
+        requests admitted together are counted one after the other.
+
+        Raises:
+            QuotaError: naming the limit that would be exceeded.
+        """
+        if quota.creator is None:
+            return config.max_cost_usd
+        who = quota.creator
+        campaigns, evaluations, committed = self._usage(who)
+        if quota.max_campaigns is not None and campaigns + 1 > quota.max_campaigns:
+            raise QuotaError(f"limit max_campaigns: token '{who}' may run {quota.max_campaigns} campaign(s) at once and "
+                             f"runs {campaigns}; stop one first, or ask an admin for a higher limit")
+        if quota.max_evaluations is not None and evaluations + config.eval_concurrency > quota.max_evaluations:
+            raise QuotaError(f"limit max_evaluations: token '{who}' may have {quota.max_evaluations} evaluations in "
+                             f"flight and its running campaigns hold {evaluations}; ask for eval_concurrency "
+                             f"{max(0, quota.max_evaluations - evaluations)} or less")
+        cap = config.max_cost_usd
+        if quota.max_cost_usd is not None:
+            left = quota.max_cost_usd - self.store.spent_by(who) - committed
+            if left <= 0:
+                raise QuotaError(f"limit max_cost_usd: token '{who}' has spent or committed all of its "
+                                 f"${quota.max_cost_usd:g} for model calls; ask an admin for a higher limit")
+            cap = spent + left if cap is None else min(cap, spent + left)
+        self._reserved[key] = (who, config.eval_concurrency, 0.0 if cap is None else max(0.0, cap - spent))
+        return cap
+
+    async def start(self, problem: Problem, config: CampaignConfig, *, quota: Quota | None = None) -> str:
         """Evaluate the initial program, create the campaign and run it in the background; returns its id.
+
+        ``quota``: whose campaign it is, and that token's limits.
 
         Raises:
             ProblemError: when the initial program does not evaluate OK.
             SandboxError: when the sandbox cannot run here.
+            QuotaError: when the token's limits do not allow it.
         """
-        config = config.model_copy(update={"sandbox": self.sandbox})
+        quota = quota or Quota()
+        key = f"new-{id(config)}-{len(self._reserved)}"
+        cap = self._admit(key, quota, config)
+        config = config.model_copy(update={"sandbox": self.sandbox, "max_cost_usd": cap})
         scratch = Path(tempfile.mkdtemp(dir=self.workdir, prefix="new-"))
         try:
             async with self.slots:
                 campaign = await Campaign.create(self.store, problem, config, workdir=scratch)
+            if quota.creator is not None:
+                await asyncio.to_thread(self.store.set_creator, campaign_id=campaign.id, creator=quota.creator)
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise
-        self._launch(campaign)
+        finally:
+            self._reserved.pop(key, None)
+        self._launch(campaign, quota.creator)
         return campaign.id
 
-    async def resume(self, campaign_id: str, *, iterations: int | None, budgets: dict[str, float | int | None]) -> None:
+    async def resume(self, campaign_id: str, *, iterations: int | None, budgets: dict[str, float | int | None],
+                     quota: Quota | None = None) -> None:
         """Continue a stopped, interrupted, finished or budget-spent campaign in the background.
+
+        ``quota``: the limits of the token that started it (its campaigns are counted against them).
 
         Raises:
             ConflictError: when it is running already.
@@ -107,6 +186,12 @@ class CampaignManager:
         if iterations is not None and iterations < row.iterations_done:
             raise ConflictError(f"campaign {campaign_id} has done {row.iterations_done} iterations; "
                                 f"a new target must be at least that (got {iterations})")
+        quota = quota or Quota()
+        asked = budgets.get("max_cost_usd", row.config.max_cost_usd)
+        config = row.config.updated(max_cost_usd=asked if asked is None else float(asked))
+        cap = self._admit(campaign_id, quota, config, spent=row.cost_usd)
+        if cap != config.max_cost_usd:  # lowered to what the token has left
+            budgets = {**budgets, "max_cost_usd": cap}
         self._resuming.add(campaign_id)  # a second request meanwhile is refused here, before its claim
         try:
             campaign = await asyncio.to_thread(
@@ -115,10 +200,11 @@ class CampaignManager:
             )
         finally:
             self._resuming.discard(campaign_id)
-        self._launch(campaign)
+            self._reserved.pop(campaign_id, None)
+        self._launch(campaign, row.created_by)
 
-    def _launch(self, campaign: Campaign) -> None:
-        running = _Running(campaign)
+    def _launch(self, campaign: Campaign, creator: str | None) -> None:
+        running = _Running(campaign, creator)
         self._running[campaign.id] = running
         running.task = asyncio.create_task(self._drive(running), name=f"campaign-{campaign.id}")
 

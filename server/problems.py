@@ -18,7 +18,7 @@ from evolve.checking import check_problem
 from evolve.errors import ProblemError, StoreError
 from evolve.problem import Problem, builtin_problem_names, resolve_problem
 from evolve.server.schemas import MAX_CODE_CHARS, MAX_CONFIG_CHARS, ProblemCreate, ProblemDetail, ProblemOut, errors
-from evolve.server.security import require_read, require_write
+from evolve.server.security import Principal, audited, require_read
 from evolve.store import Store
 
 __all__ = ["BuiltinProblems", "find_problem", "router"]
@@ -86,8 +86,9 @@ def get_problem(request: Request, problem_id: str) -> dict[str, Any]:
     }
 
 
-async def _accept(request: Request, *, config_text: str, initial_program: str, evaluator: str) -> dict[str, Any]:
-    """Validate like the CLI, evaluate the initial program in the sandbox, store the problem."""
+async def _accept(request: Request, principal: Principal, *, config_text: str, initial_program: str,
+                  evaluator: str) -> dict[str, Any]:
+    """Validate like the CLI, evaluate the initial program (its evaluator sandboxed), store the problem."""
     problem = Problem.from_sources(config_text=config_text, initial_program=initial_program, evaluator_source=evaluator,
                                    source="submitted problem")
     builtins: BuiltinProblems = request.app.state.builtins
@@ -100,17 +101,21 @@ async def _accept(request: Request, *, config_text: str, initial_program: str, e
         raise ProblemError(checked.findings[0].message, field=checked.findings[0].part)
     store: Store = request.app.state.store
     problem_id = store.save_problem(problem)
+    store.set_creator(problem_id=problem_id, creator=principal.name)
+    request.state.audit_target = problem_id
     return _summary(problem_id, problem, builtin=False)
 
 
-@router.post("/problems", response_model=ProblemOut, status_code=status.HTTP_201_CREATED, dependencies=[Depends(require_write)],
-             )
-async def create_problem(request: Request, body: ProblemCreate) -> dict[str, Any]:
-    """Submit a problem as JSON. Its initial program is evaluated in the sandbox before it is accepted."""
+@router.post("/problems", response_model=ProblemOut, status_code=status.HTTP_201_CREATED)
+async def create_problem(request: Request, body: ProblemCreate,
+                         principal: Annotated[Principal, Depends(audited("run", "submit"))]) -> dict[str, Any]:
+    """Submit a problem as JSON. Its initial program is evaluated before it is accepted, with its evaluator in a
+    sandbox of its own (as in every campaign on it)."""
     config_text = yaml.safe_dump(body.config, sort_keys=False, allow_unicode=True)
     if len(config_text) > MAX_CONFIG_CHARS:
         raise ProblemError(f"the config is {len(config_text)} characters as YAML; the limit is {MAX_CONFIG_CHARS}", field="config")
-    return await _accept(request, config_text=config_text, initial_program=body.initial_program, evaluator=body.evaluator)
+    return await _accept(request, principal, config_text=config_text, initial_program=body.initial_program,
+                         evaluator=body.evaluator)
 
 
 async def _read_upload(upload: UploadFile, field: str, limit: int) -> str:
@@ -123,17 +128,17 @@ async def _read_upload(upload: UploadFile, field: str, limit: int) -> str:
         raise ProblemError(f"{upload.filename or field} is not UTF-8 text ({exc.reason} at byte {exc.start})", field=field) from exc
 
 
-@router.post("/problems/upload", response_model=ProblemOut, status_code=status.HTTP_201_CREATED,
-             dependencies=[Depends(require_write)])
+@router.post("/problems/upload", response_model=ProblemOut, status_code=status.HTTP_201_CREATED)
 async def upload_problem(
     request: Request,
+    principal: Annotated[Principal, Depends(audited("run", "submit"))],
     problem_yaml: Annotated[UploadFile, File(description="problem.yaml")],
     initial_program: Annotated[UploadFile, File(description="initial_program.py")],
     evaluator: Annotated[UploadFile, File(description="evaluator.py")],
 ) -> dict[str, Any]:
     """Submit a problem as the three files of a problem folder (multipart/form-data)."""
     return await _accept(
-        request,
+        request, principal,
         config_text=await _read_upload(problem_yaml, "problem_yaml", MAX_CONFIG_CHARS),
         initial_program=await _read_upload(initial_program, "initial_program", MAX_CODE_CHARS),
         evaluator=await _read_upload(evaluator, "evaluator", MAX_CODE_CHARS),

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from evolve.config import CampaignConfig
+from evolve.store.access import TOKEN_NAME
 from evolve.values import CampaignStatus, EvalStatus, Origin
 
 __all__ = [
     "COMMON_ERRORS",
     "SERVER_CHOSEN",
     "ArchiveOut",
+    "AuditOut",
     "BestOut",
     "CampaignCreate",
     "CampaignOut",
@@ -26,6 +28,10 @@ __all__ = [
     "ProgramDetail",
     "ProgramPage",
     "ProgramSummary",
+    "TokenCreate",
+    "TokenCreated",
+    "TokenOut",
+    "WhoAmI",
     "errors",
 ]
 
@@ -120,6 +126,7 @@ class CampaignOut(BaseModel):
     status: CampaignStatus
     running_here: bool = Field(description="driven by this server right now")
     owner: str | None = Field(default=None, description="host:pid:token of the controller that claimed it last")
+    created_by: str | None = Field(default=None, description="the API token (by name) that started it; null: the command line")
     lease_expires: float | None = Field(
         default=None, description="while running: the owner holds it until then (epoch seconds) unless it renews; "
                                   "after that any host may resume it")
@@ -286,3 +293,53 @@ class HighlightedProgram(BaseModel):
     code: str = Field(description="the code as HTML (Pygments, classes under .hl; /highlight.css styles them)")
     diff: str | None
     model_edit: str | None
+
+
+# -------------------------------------------------------------------- access
+class TokenCreate(_In):
+    """A new token: its name, role and optional limits (null: none)."""
+
+    name: str = Field(pattern=TOKEN_NAME, description="letters, digits and _ . @ -, up to 64; names of revoked tokens stay taken")
+    role: Literal["read", "run", "admin"] = Field(description="read: GET endpoints; run: also submit problems and "
+                                                              "start/stop/resume its own campaigns; admin: everything")
+    max_campaigns: int | None = Field(default=None, ge=1, le=10_000, description="its campaigns running at once")
+    max_evaluations: int | None = Field(default=None, ge=1, le=100_000,
+                                        description="evaluations in flight at once, over its running campaigns")
+    max_cost_usd: float | None = Field(default=None, gt=0, le=1e9, description="model spend over all its campaigns")
+
+
+class TokenOut(BaseModel):
+    name: str
+    role: str
+    created_at: float
+    revoked_at: float | None
+    active: bool
+    max_campaigns: int | None
+    max_evaluations: int | None
+    max_cost_usd: float | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="the token itself: shown this once, stored only as a digest")
+
+
+class AuditOut(BaseModel):
+    id: int
+    ts: float
+    actor: str = Field(description="the token's name (EVOLVE_API_TOKEN, loopback, anonymous, unknown token, cli)")
+    action: str
+    target: str | None
+    outcome: str = Field(description="ok, refused or failed")
+    detail: str | None
+
+
+class WhoAmI(BaseModel):
+    """The caller as the server sees it, and what it may do (the dashboard hides the rest)."""
+
+    name: str
+    role: str
+    may_run: bool
+    may_admin: bool
+    max_campaigns: int | None = None
+    max_evaluations: int | None = None
+    max_cost_usd: float | None = None

@@ -1,23 +1,63 @@
-"""Who may call what: bearer tokens, cross-site writes, request body sizes.
+"""Who may call what: tokens with roles, ownership, the audit trail of writes, cross-site writes, body sizes.
 
-Writes (they can run an evaluator on this machine) need the token whenever
-one is set; reads need it too when the server listens beyond loopback.
-Without a token (loopback only) a browser page of another site could still
-post a form to the server, so writes whose ``Origin`` is neither this server
-nor a configured CORS origin are refused.
+A request's *principal* comes from its bearer token: ``EVOLVE_API_TOKEN``
+is an admin token named after it; a token made with ``evolve token create``
+has its own name, role and limits, looked up by digest on every request, so
+a revoked token is refused from the next request on. Roles, weakest first
+(``evolve.store.ROLES``): ``read`` (the dashboard and every GET), ``run``
+(submit problems; start, stop and resume its own campaigns), ``admin``
+(any campaign, tokens, settings, the audit trail).
+
+Without any token configured (loopback only) every caller is the
+``loopback`` admin, as a single user's server on their own machine; writes
+whose ``Origin`` is neither this server nor a configured CORS origin are
+refused then, since a page of another site could post a form. Once a token
+exists, writes need one everywhere, and reads need one beyond loopback.
+
+Every write, and every refused attempt at one, is an audit event naming the
+principal (never the token's value): ``audited(role, action)`` is the
+dependency of each write endpoint, and records ok, refused or failed once the
+endpoint has answered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import HTTPException, Request, status
 
+from evolve.errors import EvolveError
+from evolve.server.manager import QuotaError
 from evolve.server.settings import ServerSettings
+from evolve.store import ROLES, Store, TokenRow
 
-__all__ = ["BodyLimit", "require_read", "require_write"]
+__all__ = ["BodyLimit", "Principal", "audited", "record", "require_admin", "require_read", "require_run"]
+
+log = logging.getLogger("evolve.server")
+
+#: The principal of ``EVOLVE_API_TOKEN``, of a caller on a server with no tokens at all, of an anonymous loopback reader.
+ENV_TOKEN, LOOPBACK, ANONYMOUS = "EVOLVE_API_TOKEN", "loopback", "anonymous"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a request acts as: a token's name and role, and its limits (None: no limits)."""
+
+    name: str
+    role: str
+    token: TokenRow | None = None
+
+    def may(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(role)
+
+    def owns(self, creator: str | None) -> bool:
+        """Whether it may stop or resume what ``creator`` started (admins: anything)."""
+        return self.role == "admin" or (creator is not None and creator == self.name)
 
 
 def _settings(request: Request) -> ServerSettings:
@@ -25,16 +65,15 @@ def _settings(request: Request) -> ServerSettings:
     return settings
 
 
-def _check_token(request: Request, settings: ServerSettings) -> None:
-    assert settings.api_token is not None
-    expected = settings.api_token.get_secret_value().encode()
+def _store(request: Request) -> Store:
+    store: Store = request.app.state.store
+    return store
+
+
+def _bearer(request: Request) -> str | None:
+    """The bearer token sent (an empty one too: it is refused like any wrong one), or None without one."""
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    # compare_digest takes time independent of where the strings differ
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "missing or wrong token: send the header 'Authorization: Bearer <EVOLVE_API_TOKEN>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    return given.strip() if scheme.lower() == "bearer" else None
 
 
 def _same_origin(request: Request, settings: ServerSettings) -> bool:
@@ -45,19 +84,99 @@ def _same_origin(request: Request, settings: ServerSettings) -> bool:
     return origin in settings.cors_origins or origin in (f"http://{host}", f"https://{host}")
 
 
-async def require_read(request: Request) -> None:
-    settings = _settings(request)
-    if settings.reads_need_token:
-        _check_token(request, settings)
+_UNAUTHORIZED = "send the header 'Authorization: Bearer <token>' (EVOLVE_API_TOKEN, or one from 'evolve token create')"
 
 
-async def require_write(request: Request) -> None:
-    settings = _settings(request)
-    if settings.api_token is not None:
-        _check_token(request, settings)
-    elif not _same_origin(request, settings):
-        raise HTTPException(status.HTTP_403_FORBIDDEN,
-                            "cross-site writes are refused: add the page's origin to EVOLVE_CORS_ORIGINS, or set EVOLVE_API_TOKEN")
+def _unauthorized(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def _principal(request: Request, role: str) -> Principal:
+    """The request's principal, if it may act with ``role``.
+
+    Raises:
+        HTTPException: 401 without a valid token where one is needed, 403 for a role too weak or a cross-site write.
+    """
+    settings, store = _settings(request), _store(request)
+    given = _bearer(request)
+    if given is not None:
+        if settings.api_token is not None and hmac.compare_digest(given.encode(errors="surrogatepass"),
+                                                                  settings.api_token.get_secret_value().encode()):
+            return Principal(ENV_TOKEN, "admin")
+        row = await asyncio.to_thread(store.token_for, given)
+        if row is None:
+            raise _unauthorized(f"unknown or revoked token: {_UNAUTHORIZED}")
+        principal = Principal(row.name, row.role, row)
+    elif settings.api_token is None and not await asyncio.to_thread(store.has_tokens):
+        if role != "read" and not _same_origin(request, settings):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site writes are refused: add the page's origin to "
+                                                           "EVOLVE_CORS_ORIGINS, or set EVOLVE_API_TOKEN")
+        return Principal(LOOPBACK, "admin")
+    elif role == "read" and not settings.reads_need_token:
+        return Principal(ANONYMOUS, "read")
+    else:
+        raise _unauthorized(f"missing token: {_UNAUTHORIZED}")
+    if not principal.may(role):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"token '{principal.name}' has role {principal.role}; this needs "
+                                                       f"{role} (an admin makes one: evolve token create NAME --role {role})")
+    return principal
+
+
+async def record(request: Request, actor: str, action: str, *, outcome: str, target: str | None = None,
+                 detail: str | None = None) -> None:
+    """One audit event (a store failure is logged by the store's caller, never hides the answer)."""
+    try:
+        await asyncio.to_thread(_store(request).add_audit, actor, action, target=target, outcome=outcome, detail=detail)
+    except EvolveError:
+        log.warning("could not record the audit event %s %s by %s", action, outcome, actor)
+
+
+def _target(request: Request) -> str | None:
+    target = getattr(request.state, "audit_target", None)
+    if target is None:
+        params = request.path_params
+        target = params.get("campaign_id") or params.get("name") or params.get("problem_id")
+    return None if target is None else str(target)
+
+
+def audited(role: str, action: str) -> Callable[[Request], AsyncIterator[Principal]]:
+    """The dependency of a write endpoint: its principal (refusing as ``_principal`` does), then its audit event.
+
+    The endpoint may name what it made in ``request.state.audit_target`` (a new campaign's id).
+    """
+
+    async def dependency(request: Request) -> AsyncIterator[Principal]:
+        try:
+            principal = await _principal(request, role)
+        except HTTPException as exc:
+            actor = ANONYMOUS if _bearer(request) is None else "unknown token"
+            await record(request, actor, action, outcome="refused", target=_target(request), detail=str(exc.detail))
+            raise
+        try:
+            yield principal
+        except HTTPException as exc:
+            outcome = "refused" if exc.status_code in (401, 403, 429) else "failed"
+            await record(request, principal.name, action, outcome=outcome, target=_target(request), detail=str(exc.detail))
+            raise
+        except Exception as exc:
+            outcome = "refused" if isinstance(exc, QuotaError) else "failed"
+            await record(request, principal.name, action, outcome=outcome, target=_target(request), detail=str(exc))
+            raise
+        await record(request, principal.name, action, outcome="ok", target=_target(request))
+
+    return dependency
+
+
+async def require_read(request: Request) -> Principal:
+    return await _principal(request, "read")
+
+
+async def require_run(request: Request) -> Principal:
+    return await _principal(request, "run")
+
+
+async def require_admin(request: Request) -> Principal:
+    return await _principal(request, "admin")
 
 
 _Receive = Callable[[], Awaitable[dict[str, Any]]]

@@ -70,7 +70,8 @@ class ServerSettings(BaseSettings):
 
     @property
     def reads_need_token(self) -> bool:
-        return self.api_token is not None and not self.loopback
+        """Reads need a token beyond loopback (where a server always has one: see ``check_bind``)."""
+        return not self.loopback
 
     def confines(self, problem_id: str) -> bool:
         """Whether the evaluator of problem ``problem_id`` (a built-in name, else a submitted problem) runs sandboxed."""
@@ -78,12 +79,13 @@ class ServerSettings(BaseSettings):
 
         return self.sandbox_evaluators == "all" or problem_id not in builtin_problem_names()
 
-    def check_bind(self) -> None:
-        """Raises: ConfigError when the address is reachable from other machines and no token is set."""
-        if not self.loopback and self.api_token is None:
+    def check_bind(self, *, has_tokens: bool = False) -> None:
+        """Raises: ConfigError when the address is reachable from other machines and no token exists
+        (neither EVOLVE_API_TOKEN nor one in the store, ``has_tokens``)."""
+        if not self.loopback and self.api_token is None and not has_tokens:
             raise ConfigError(
                 f"refusing to serve on {self.host} without a token: anyone who can reach it could run code here. "
-                "Set EVOLVE_API_TOKEN (16+ characters) or bind to 127.0.0.1"
+                "Set EVOLVE_API_TOKEN (16+ characters), or make tokens with 'evolve token create', or bind to 127.0.0.1"
             )
 
 

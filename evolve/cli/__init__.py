@@ -1,4 +1,4 @@
-"""The ``evolve`` command line: run, resume, status, best, pareto, export, problems, eval, check, new, serve, models, doctor.
+"""The ``evolve`` command line: run, resume, status, best, pareto, export, problems, eval, check, new, serve, models, doctor, token.
 
 Bad input (unknown problem, malformed problem.yaml, unreadable database) gives
 a one-line error that says what to do and exit code 2, never a traceback.
@@ -6,7 +6,7 @@ a one-line error that says what to do and exit code 2, never a traceback.
 
 from __future__ import annotations
 
-from evolve.cli import campaigns, problems, reports, service  # noqa: F401 - each registers its commands on the group
+from evolve.cli import campaigns, problems, reports, service, tokens  # noqa: F401 - each registers its commands on the group
 from evolve.cli.common import cli, fail
 from evolve.errors import EvolveError, StoreError
 from evolve.secrets import install_log_redaction

@@ -1,12 +1,15 @@
 """The store: campaigns, programs, elites, model calls and events (SQLAlchemy)."""
 
+from evolve.store.access import ROLES, AuditEntry, TokenRow
 from evolve.store.aggregates import BestStep, IslandSummary, SeriesBucket
 from evolve.store.queries import ArchiveCell, PageKey, ProgramOrder, StoredProblem
 from evolve.store.rows import CampaignRow, EliteRow, LLMCallRecord, ModelStats, RecordOutcome
 from evolve.store.store import Store, database_url
 
 __all__ = [
+    "ROLES",
     "ArchiveCell",
+    "AuditEntry",
     "BestStep",
     "CampaignRow",
     "EliteRow",
@@ -19,5 +22,6 @@ __all__ = [
     "SeriesBucket",
     "Store",
     "StoredProblem",
+    "TokenRow",
     "database_url",
 ]

@@ -31,6 +31,7 @@ class CampaignRow:
     created_at: float
     updated_at: float
     lease_expires: float | None = None
+    created_by: str | None = None  # the API token (by name) that started it; None: the CLI or the Python API
 
 
 @dataclass(frozen=True, slots=True)

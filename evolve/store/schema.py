@@ -19,7 +19,7 @@ from sqlalchemy import (
 
 from evolve.store.types import StoredJSON
 
-__all__ = ["campaigns", "elites", "events", "llm_calls", "metadata", "problems", "programs"]
+__all__ = ["api_tokens", "audit", "campaigns", "elites", "events", "llm_calls", "metadata", "problems", "programs"]
 
 metadata = MetaData()
 
@@ -36,6 +36,7 @@ problems = Table(
     Column("extra_files", Text, nullable=False, default="{}"),
     Column("source", Text, nullable=False, default=""),
     Column("created_at", Float, nullable=False),
+    Column("created_by", String(64), nullable=True),  # the API token (by name) that first submitted it
 )
 
 campaigns = Table(
@@ -59,6 +60,7 @@ campaigns = Table(
     Column("error", Text, nullable=True),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("created_by", String(64), nullable=True),  # the API token (by name) that started it; None: the CLI
 )
 
 programs = Table(
@@ -148,4 +150,30 @@ events = Table(
     Column("kind", String(32), nullable=False),
     Column("data", StoredJSON, nullable=False),
     Index("ix_events_campaign", "campaign_id", "id"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("name", String(64), primary_key=True),  # kept after revocation: a name means one token, for the audit trail
+    Column("role", String(8), nullable=False),  # evolve.server.access.Role
+    Column("digest", String(64), nullable=False, unique=True),  # SHA-256 of the token, hex; the token itself is never stored
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float, nullable=True),
+    Column("max_campaigns", Integer, nullable=True),  # running at once; None: no limit
+    Column("max_evaluations", Integer, nullable=True),  # in flight at once, over its running campaigns
+    Column("max_cost_usd", Float, nullable=True),  # model spend over all its campaigns
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", Float, nullable=False),
+    Column("actor", String(64), nullable=False),  # a token's name, "EVOLVE_API_TOKEN", "loopback" or "cli"
+    Column("action", String(32), nullable=False),
+    Column("target", String(100), nullable=True),  # the campaign, problem or token acted on
+    Column("outcome", String(16), nullable=False),  # ok, refused, failed
+    Column("detail", Text, nullable=True),
+    Index("ix_audit_actor", "actor", "id"),
 )

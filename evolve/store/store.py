@@ -31,6 +31,7 @@ from evolve.config import CampaignConfig, stored_config
 from evolve.errors import StoreError
 from evolve.novelty import code_key
 from evolve.problem import Problem
+from evolve.store.access import Access
 from evolve.store.aggregates import Aggregates
 from evolve.store.leases import Leases, fence
 from evolve.store.leases import write_event as _event
@@ -56,7 +57,7 @@ def database_url(spec: str) -> str:
     return f"sqlite:///{Path(spec).expanduser().resolve()}"
 
 
-class Store(Leases, Queries, Aggregates):
+class Store(Leases, Queries, Aggregates, Access):
     """Campaigns, programs, elites, model calls and events in one SQL database."""
 
     def __init__(self, engine: Engine) -> None:

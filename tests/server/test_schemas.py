@@ -9,15 +9,17 @@ from evolve.config import CampaignConfig
 from evolve.server.schemas import SERVER_CHOSEN, CampaignCreate
 
 
-def test_campaign_request_offers_every_campaign_setting_but_the_sandbox_and_the_ray_cluster() -> None:
-    # the server's operator decides both (EVOLVE_SANDBOX, EVOLVE_RAY_ADDRESS)
-    assert {"sandbox", "ray_address"} == SERVER_CHOSEN
+def test_campaign_request_offers_every_campaign_setting_but_where_candidates_and_evaluators_run() -> None:
+    # the server's operator decides these (EVOLVE_SANDBOX, EVOLVE_RAY_ADDRESS, EVOLVE_SANDBOX_EVALUATORS)
+    assert {"sandbox", "ray_address", "evaluator_sandbox"} == SERVER_CHOSEN
     assert set(CampaignCreate.model_fields) == set(CampaignConfig.model_fields) - SERVER_CHOSEN | {"problem"}
     fields = CampaignCreate.model_validate({"problem": "circle_packing"}).model_dump()
     fields.pop("problem")
     assert CampaignConfig.model_validate(fields) == CampaignConfig()  # the same defaults, the CPU count included
     with pytest.raises(ValidationError, match="sandbox"):
         CampaignCreate.model_validate({"problem": "circle_packing", "sandbox": "process"})
+    with pytest.raises(ValidationError, match="evaluator_sandbox"):  # a client cannot ask for its evaluator to be trusted
+        CampaignCreate.model_validate({"problem": "circle_packing", "evaluator_sandbox": False})
 
 
 def test_the_request_and_the_config_declare_each_shared_setting_identically() -> None:
