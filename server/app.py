@@ -135,7 +135,8 @@ def create_app(settings: ServerSettings | None = None) -> FastAPI:
         ConfigError: when the settings refuse to serve (a non-loopback bind without a token).
     """
     settings = settings or ServerSettings()
-    settings.check_bind(has_tokens=_has_tokens(settings.db))
+    # beyond loopback only: a token in the store may be what makes it safe (on loopback nothing is opened here)
+    settings.check_bind(has_tokens=not settings.loopback and settings.api_token is None and _has_tokens(settings.db))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
