@@ -14,7 +14,7 @@ unexpected failure is logged and answered with a plain 500.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, MutableMapping
+from collections.abc import AsyncIterator, Iterator, MutableMapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -24,7 +24,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 
 from evolve import __version__
 from evolve.errors import ConfigError, EvolveError, ProblemError, SandboxError, StoreError
@@ -60,11 +60,25 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return "; ".join(parts) or "invalid request", first
 
 
+def _flat(routes: Sequence[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every route, those of included routers too (FastAPI 0.16x wraps each included router; none has a prefix here)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _flat(inner.routes)
+        else:
+            yield route
+
+
 def _allowed_methods(app: FastAPI, scope: MutableMapping[str, Any]) -> list[str]:
+    """The methods of the routes for this path: of its literal routes where it has some (``/problems/upload`` is not
+    ``GET /problems/{problem_id}``'s), else of every route whose template matches."""
+    matching = [r for r in _flat(app.router.routes)
+                if isinstance(r, APIRoute) and r.matches({**scope, "method": "GET"})[0] is not Match.NONE]
+    literal = [r for r in matching if r.path == scope.get("path")]
     methods: set[str] = set()
-    for route in app.router.routes:
-        if isinstance(route, APIRoute) and route.matches({**scope, "method": "GET"})[0] is not Match.NONE:
-            methods |= (route.methods or set()) - {"HEAD"}
+    for route in literal or matching:
+        methods |= (route.methods or set()) - {"HEAD"}
     return sorted(methods)
 
 

@@ -16,14 +16,14 @@ from evolve.reports import campaign_summary
 from evolve.server.manager import CampaignManager, Quota
 from evolve.server.problems import find_problem
 from evolve.server.schemas import CampaignCreate, CampaignOut, CampaignResume, errors
-from evolve.server.security import Principal, audited, require_read
+from evolve.server.security import GuardedRoute, Principal, audited, require_read
 from evolve.server.settings import ServerSettings
 from evolve.store import CampaignRow, Store
 from evolve.values import CampaignStatus
 
 __all__ = ["campaign_out", "campaign_row", "router"]
 
-router = APIRouter(tags=["campaigns"])
+router = APIRouter(tags=["campaigns"], route_class=GuardedRoute)
 _EVENT_POLL_S = 0.25
 _KEEPALIVE_S = 15.0
 

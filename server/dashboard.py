@@ -29,7 +29,7 @@ from evolve.bandit import model_report
 from evolve.server.campaigns import campaign_out, campaign_row
 from evolve.server.programs import parent_diff, program_or_404
 from evolve.server.schemas import CampaignOverview, HighlightedProgram, errors
-from evolve.server.security import require_read
+from evolve.server.security import GuardedRoute, require_read
 from evolve.store import Store
 
 __all__ = ["install_dashboard"]
@@ -41,7 +41,7 @@ _PAGE_HEADERS = {"Content-Security-Policy": _CSP, "X-Content-Type-Options": "nos
                  "Cache-Control": "no-cache"}
 MAX_POINTS = 2000
 
-router = APIRouter(tags=["dashboard"], dependencies=[Depends(require_read)])
+router = APIRouter(tags=["dashboard"], route_class=GuardedRoute, dependencies=[Depends(require_read)])
 
 
 def _store(request: Request) -> Store:

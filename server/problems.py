@@ -18,12 +18,12 @@ from evolve.checking import check_problem
 from evolve.errors import ProblemError, StoreError
 from evolve.problem import Problem, builtin_problem_names, resolve_problem
 from evolve.server.schemas import MAX_CODE_CHARS, MAX_CONFIG_CHARS, ProblemCreate, ProblemDetail, ProblemOut, errors
-from evolve.server.security import Principal, audited, require_read
+from evolve.server.security import GuardedRoute, Principal, audited, require_read
 from evolve.store import Store
 
 __all__ = ["BuiltinProblems", "find_problem", "router"]
 
-router = APIRouter(tags=["problems"])
+router = APIRouter(tags=["problems"], route_class=GuardedRoute)
 
 
 class BuiltinProblems:

@@ -15,13 +15,13 @@ from evolve.errors import StoreError
 from evolve.reports import held_out_score, recorded_held_out
 from evolve.server.campaigns import campaign_row
 from evolve.server.schemas import ArchiveOut, BestOut, ChildrenOut, LineageOut, ParetoOut, ProgramDetail, ProgramPage, errors
-from evolve.server.security import require_read
+from evolve.server.security import GuardedRoute, require_read
 from evolve.store import PageKey, ProgramOrder, Store
 from evolve.values import EvalStatus, Program
 
 __all__ = ["parent_diff", "program_or_404", "router"]
 
-router = APIRouter(tags=["archive"], dependencies=[Depends(require_read)])
+router = APIRouter(tags=["archive"], route_class=GuardedRoute, dependencies=[Depends(require_read)])
 
 
 def _store(request: Request) -> Store:

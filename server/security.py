@@ -25,18 +25,20 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException, Request, status
+from fastapi import HTTPException, Request, Response, status
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 
 from evolve.errors import EvolveError
 from evolve.server.manager import QuotaError
 from evolve.server.settings import ServerSettings
 from evolve.store import ROLES, Store, TokenRow
 
-__all__ = ["BodyLimit", "Principal", "audited", "record", "require_admin", "require_read", "require_run"]
+__all__ = ["BodyLimit", "GuardedRoute", "Principal", "audited", "record", "require_admin", "require_read"]
 
 log = logging.getLogger("evolve.server")
 
@@ -139,19 +141,42 @@ def _target(request: Request) -> str | None:
     return None if target is None else str(target)
 
 
+async def _admit(request: Request, role: str, action: str | None) -> Principal:
+    """The request's principal for ``role``, once per request; a refused write is an audit event."""
+    admitted: Principal | None = getattr(request.state, "principal", None)
+    if admitted is not None:
+        return admitted
+    try:
+        principal = await _principal(request, role)
+    except HTTPException as exc:
+        if action is not None:
+            actor = ANONYMOUS if _bearer(request) is None else "unknown token"
+            if exc.status_code == status.HTTP_403_FORBIDDEN and (given := _bearer(request)) is not None:
+                row = await asyncio.to_thread(_store(request).token_for, given)
+                actor = row.name if row is not None else actor
+            await record(request, actor, action, outcome="refused", target=_target(request), detail=str(exc.detail))
+        raise
+    request.state.principal = principal
+    return principal
+
+
+def _guard(role: str, action: str | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def mark(dependency: Callable[..., Any]) -> Callable[..., Any]:
+        dependency.evolve_guard = (role, action)  # type: ignore[attr-defined]
+        return dependency
+
+    return mark
+
+
 def audited(role: str, action: str) -> Callable[[Request], AsyncIterator[Principal]]:
     """The dependency of a write endpoint: its principal (refusing as ``_principal`` does), then its audit event.
 
     The endpoint may name what it made in ``request.state.audit_target`` (a new campaign's id).
     """
 
+    @_guard(role, action)
     async def dependency(request: Request) -> AsyncIterator[Principal]:
-        try:
-            principal = await _principal(request, role)
-        except HTTPException as exc:
-            actor = ANONYMOUS if _bearer(request) is None else "unknown token"
-            await record(request, actor, action, outcome="refused", target=_target(request), detail=str(exc.detail))
-            raise
+        principal = await _admit(request, role, action)
         try:
             yield principal
         except HTTPException as exc:
@@ -167,16 +192,42 @@ def audited(role: str, action: str) -> Callable[[Request], AsyncIterator[Princip
     return dependency
 
 
+@_guard("read")
 async def require_read(request: Request) -> Principal:
-    return await _principal(request, "read")
+    return await _admit(request, "read", None)
 
 
-async def require_run(request: Request) -> Principal:
-    return await _principal(request, "run")
-
-
+@_guard("admin")
 async def require_admin(request: Request) -> Principal:
-    return await _principal(request, "admin")
+    return await _admit(request, "admin", None)
+
+
+def _guard_of(dependant: Dependant) -> tuple[str, str | None] | None:
+    for dependency in dependant.dependencies:
+        guard: tuple[str, str | None] | None = getattr(dependency.call, "evolve_guard", None)
+        if guard is None:
+            guard = _guard_of(dependency)
+        if guard is not None:
+            return guard
+    return None
+
+
+class GuardedRoute(APIRoute):
+    """A route that admits its principal before FastAPI reads the body: a caller the operation refuses gets 401 or
+    403, never what the body's validation would say (the endpoint's dependency then finds the principal admitted)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        guard = _guard_of(self.dependant)
+        if guard is None:
+            return handler
+        role, action = guard
+
+        async def guarded(request: Request) -> Response:
+            await _admit(request, role, action)
+            return await handler(request)
+
+        return guarded
 
 
 _Receive = Callable[[], Awaitable[dict[str, Any]]]

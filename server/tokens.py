@@ -14,14 +14,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from evolve.server.manager import ConflictError
 from evolve.server.schemas import AuditOut, TokenCreate, TokenCreated, TokenOut, WhoAmI, errors
-from evolve.server.security import Principal, audited, require_admin, require_read
+from evolve.server.security import GuardedRoute, Principal, audited, require_admin, require_read
 from evolve.server.settings import ServerSettings
 from evolve.store import Store
 from evolve.store.access import TokenNameError
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["access"])
+router = APIRouter(tags=["access"], route_class=GuardedRoute)
 
 
 def _store(request: Request) -> Store:

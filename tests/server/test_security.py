@@ -143,3 +143,10 @@ def test_secrets_in_error_messages_are_redacted(client: TestClient, monkeypatch:
     response = request_of(client)
     assert response.status_code in (404, 422), response.text
     assert SECRET not in response.text and "[redacted]" in response.text, response.text
+
+
+def test_a_method_a_path_lacks_is_answered_405_naming_the_ones_it_has(client: TestClient) -> None:
+    response = client.request("PUT", "/problems")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+    assert response.json()["detail"] == "PUT is not allowed here; use GET or POST"
