@@ -256,13 +256,20 @@ def test_a_server_with_a_token_asks_for_it_before_a_write(browser: Browser, tmp_
         page.goto(f"{serve.base}/")
         wait_ready(page, "campaigns")
         assert page.locator("#token-button").inner_text() == "Set token"
-        page.select_option("#start-form select[name=problem]", "circle_packing")
-        page.fill("#start-form input[name=iterations]", "3")
-        page.click("#start-form button[type=submit]")
+        # without a token a loopback page may read: it offers no start form, and says why
+        assert page.locator("#start-form").count() == 0
+        assert "may read only" in page.locator("#read-only").inner_text()
+        assert page.locator("#whoami").inner_text() == "anonymous (read)"
+        page.click("#token-button")
         page.wait_for_selector("#token-dialog[open]")
         _shot(page, "token-dialog")
         page.fill("#token-input", TOKEN)
         page.click("#token-dialog button[value=ok]")
+        page.wait_for_selector("#start-form")
+        assert page.locator("#whoami").inner_text() == "EVOLVE_API_TOKEN (admin)"
+        page.select_option("#start-form select[name=problem]", "circle_packing")
+        page.fill("#start-form input[name=iterations]", "3")
+        page.click("#start-form button[type=submit]")
         page.wait_for_url("**/#/campaigns/*", timeout=60_000)
         wait_ready(page, "campaign", route=page.url[page.url.index("#"):])
         cid = page.url.rsplit("/", 1)[-1]
@@ -284,6 +291,54 @@ def test_a_server_with_a_token_asks_for_it_before_a_write(browser: Browser, tmp_
         assert page.evaluate("sessionStorage.length") == 0 and page.locator("#token-button").inner_text() == "Set token"
     finally:
         context.close()
+        serve.stop()
+
+
+def _as(browser: Browser, base: str, token: str) -> tuple[Any, Page]:
+    """A fresh tab that has been given ``token`` (as the token dialog keeps it: in the tab's session storage)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(f"{base}/")
+    page.evaluate("(t) => sessionStorage.setItem('evolve.token', t)", token)
+    page.goto(f"{base}/#/")
+    page.reload()
+    wait_ready(page, "campaigns")
+    return context, page
+
+
+def test_the_page_shows_each_token_only_what_its_role_may_do(browser: Browser, tmp_path: Path) -> None:
+    serve = ServeProcess(tmp_path / "evolve.db", tmp_path / "server.log", EVOLVE_API_TOKEN=TOKEN, EVOLVE_WORKDIR=str(tmp_path)).start()
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    contexts = []
+    try:
+        with httpx.Client(base_url=serve.base, headers=admin, timeout=120) as http:
+            tokens = {name: http.post("/tokens", json={"name": name, "role": role}).json()["token"]
+                      for name, role in (("reader", "read"), ("alice", "run"), ("bob", "run"))}
+            body = {"problem": "circle_packing", "models": [{"name": "mutator"}], "islands": 1, "iterations": 100_000}
+            mine = http.post("/campaigns", json=body, headers={"Authorization": f"Bearer {tokens['alice']}"}).json()["id"]
+        for name, stops, starts, audits in (("reader", 0, False, False), ("bob", 0, True, False), ("alice", 1, True, False)):
+            context, page = _as(browser, serve.base, tokens[name])
+            contexts.append(context)
+            assert page.locator("#whoami").inner_text().startswith(f"{name} (")
+            assert page.locator("button[data-action=stop]").count() == stops, name  # alice's campaign: hers to stop
+            assert (page.locator("#start-form").count() == 1) is starts, name
+            assert page.locator("#audit-link").is_visible() is audits
+            page.goto(f"{serve.base}/#/campaigns/{mine}")
+            wait_ready(page, "campaign", route=f"#/campaigns/{mine}")
+            assert page.locator("button[data-action=stop]").count() == stops, name
+            _shot(page, f"role-{name}")
+        context, page = _as(browser, serve.base, TOKEN)
+        contexts.append(context)
+        assert page.locator("button[data-action=stop]").count() == 1  # an admin may stop anyone's
+        page.click("#audit-link")
+        wait_ready(page, "audit", route="#/audit")
+        text = page.locator("table.audit").inner_text()
+        assert "token_create" in text and "alice" in text and "start" in text
+        assert all(t not in page.content() for t in tokens.values())
+        _shot(page, "audit")
+    finally:
+        for context in contexts:
+            context.close()
         serve.stop()
 
 

@@ -41,7 +41,8 @@ export async function api(path, {method = "GET", body, signal} = {}) {
     if (body !== undefined) init.body = JSON.stringify(body);
     const res = await fetch(path, init);
     if (res.status === 401 && attempt === 0 && askForToken) {
-      const given = await askForToken("This server needs its API token (EVOLVE_API_TOKEN) for this.");
+      const given = await askForToken("This server needs a token for this: EVOLVE_API_TOKEN, or one an admin made with "
+        + "'evolve token create'.");
       if (given) { setToken(given); continue; }
     }
     if (!res.ok) throw await failure(res);

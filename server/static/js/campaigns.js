@@ -2,6 +2,7 @@
 
 import {api} from "./api.js";
 import {errorBox, fmt, h, programLink, section, statusBadge, table} from "./dom.js";
+import {mayAct, session} from "./session.js";
 
 const RESUMABLE = new Set(["stopped", "interrupted", "finished", "budget_spent"]);
 
@@ -11,8 +12,10 @@ export function progress(c) {
   return h("span", {class: "progress"}, bar, ` ${fmt.int(c.iterations_done)} / ${fmt.int(c.iterations_target)}`);
 }
 
-/** Stop and resume buttons for a campaign; `after(updated)` runs with the campaign as the server returns it. */
+/** Stop and resume buttons for a campaign, where the token may use them; `after(updated)` runs with the campaign as the
+ * server returns it. */
 export function controls(c, after, report) {
+  if (!mayAct(c)) return h("span", {class: "actions"});
   const act = async (button, path, body) => {
     button.disabled = true;
     try {
@@ -81,6 +84,7 @@ export async function campaignsPage(app) {
     body.replaceChildren(table([
       {label: "Campaign", cell: (c) => h("a", {href: `#/campaigns/${c.id}`, class: "mono"}, c.id.slice(0, 8))},
       {label: "Problem", cell: (c) => c.problem},
+      {label: "Started by", cell: (c) => c.created_by || "command line"},
       {label: "Status", cell: (c) => statusBadge(c.status)},
       {label: "Progress", cell: progress},
       {label: "Best score", num: true, cell: (c) => (c.best_program_id ? programLink(c.best_program_id, fmt.score(c.best_score)) : "–")},
@@ -99,7 +103,10 @@ export async function campaignsPage(app) {
   app.replaceChildren(
     h("h1", {}, "Campaigns"), messages,
     section("All campaigns", body),
-    section("Start a campaign", startForm(problems, report)),
+    session.me.may_run
+      ? section("Start a campaign", startForm(problems, report))
+      : section("Start a campaign", h("p", {class: "muted", id: "read-only"},
+        `Token '${session.me.name}' may read only (role ${session.me.role}); starting, stopping and resuming need a run token.`)),
   );
   // progress of running campaigns every 5 s (a campaign page follows its events; this list only polls)
   const timer = setInterval(() => {

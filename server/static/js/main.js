@@ -1,18 +1,22 @@
-// The dashboard's shell: hash routes (#/, #/campaigns/ID, #/programs/ID), the token dialog, page life cycle.
+// The dashboard's shell: hash routes (#/, #/campaigns/ID, #/programs/ID, #/audit), the token dialog and who it is,
+// page life cycle.
 // Each page renders into <main> and returns a function that stops what it started (event streams, timers).
 // <main data-state> is "loading", "ready" or "error", data-page names the page and data-route the hash it shows:
 // tests and benchmarks wait on them.
 
 import {api, onTokenNeeded, setToken, token} from "./api.js";
+import {auditPage} from "./audit.js";
 import {campaignsPage} from "./campaigns.js";
 import {campaignPage} from "./campaign.js";
 import {programPage} from "./program.js";
 import {errorBox, h} from "./dom.js";
+import {refreshSession, session} from "./session.js";
 
 const routes = [
   [/^#?\/?$/, "campaigns", campaignsPage],
   [/^#\/campaigns\/([A-Za-z0-9_-]+)$/, "campaign", campaignPage],
   [/^#\/programs\/([A-Za-z0-9_-]+)$/, "program", programPage],
+  [/^#\/audit$/, "audit", auditPage],
 ];
 
 const app = document.getElementById("app");
@@ -29,8 +33,8 @@ function askToken(reason) {
     dialog.addEventListener("close", () => {
       const given = dialog.returnValue === "ok" && input.value ? input.value : null;
       if (given) setToken(given);
-      showTokenButton();
       resolve(given);
+      if (given) changedToken();
     }, {once: true});
   });
 }
@@ -41,6 +45,18 @@ function showTokenButton() {
   const button = document.getElementById("token-button");
   button.hidden = !health.writes_need_token;
   button.textContent = token() ? "Forget token" : "Set token";
+  const me = session.me;
+  const who = document.getElementById("whoami");
+  who.hidden = !health.writes_need_token;
+  who.textContent = `${me.name} (${me.role})`;
+  document.getElementById("audit-link").hidden = !me.may_admin;
+}
+
+/** A token was set or forgotten: ask who it is, then show the page again with what it may do. */
+async function changedToken() {
+  await refreshSession();
+  showTokenButton();
+  await render();
 }
 
 async function render() {
@@ -78,10 +94,11 @@ async function render() {
 async function start() {
   onTokenNeeded(askToken);
   document.getElementById("token-button").addEventListener("click", async () => {
-    if (token()) { setToken(null); showTokenButton(); return; }
-    await askToken("Writes (start, stop, resume) need this server's API token.");
+    if (token()) { setToken(null); await changedToken(); return; }
+    await askToken("Writes (start, stop, resume) need a token with the run role (or admin).");
   });
   try { health = await api("/health"); } catch { /* the pages will say what fails */ }
+  await refreshSession();
   showTokenButton();
   window.addEventListener("hashchange", render);
   await render();
