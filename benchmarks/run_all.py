@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/run_all.py [--out benchmarks/results] [--only sandbox_cost,throughput] [--quick]
 
-Runs sandbox_cost, throughput, store_scale, dashboard, ray_scale, search_quality,
+Runs sandbox_cost, evaluator_sandbox, throughput, store_scale, dashboard, ray_scale, search_quality,
 grid_fit, models and quickstart with their default settings (about 2 hours on 2 cores: the models' part
 alone is about an hour), then writes ``targets.md`` (each
 target, the figure that decides it and whether it is met, read from the
@@ -10,7 +10,7 @@ benchmarks' JSON of this same run) and ``summary.md``: the targets and every
 table, each after the command that made it and how long it took. Each table
 is also its own markdown file (``throughput.md``, ``throughput_scale.md``,
 ``throughput_latency.md``, ``throughput_cold.md``, ``store_scale.md``,
-``sandbox_cost.md``, ``dashboard.md``, ``ray_scale.md``, ``search_quality.md``, ``grid_fit.md``, ``models.md``,
+``sandbox_cost.md``, ``evaluator_sandbox.md``, ``dashboard.md``, ``ray_scale.md``, ``search_quality.md``, ``grid_fit.md``, ``models.md``,
 ``quickstart.md``): the README shows exactly these.
 Each benchmark reports and never fails on a slow machine; one that cannot run
 (a missing backend or browser) is reported as such and the others still run.
@@ -35,12 +35,15 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks.report import machine  # noqa: E402
 
-SUITE = ["sandbox_cost", "throughput", "store_scale", "dashboard", "ray_scale", "search_quality", "grid_fit", "models", "quickstart"]
-TABLES = {"sandbox_cost": ["sandbox_cost", "sandbox_warm"], "throughput": ["throughput", "throughput_scale", "throughput_latency", "throughput_cold"],
+SUITE = ["sandbox_cost", "evaluator_sandbox", "throughput", "store_scale", "dashboard", "ray_scale", "search_quality", "grid_fit",
+         "models", "quickstart"]
+TABLES = {"sandbox_cost": ["sandbox_cost", "sandbox_warm"], "evaluator_sandbox": ["evaluator_sandbox"],
+          "throughput": ["throughput", "throughput_scale", "throughput_latency", "throughput_cold"],
           "store_scale": ["store_scale"], "dashboard": ["dashboard"], "ray_scale": ["ray_scale"], "search_quality": ["search_quality"],
           "grid_fit": ["grid_fit"], "models": ["models"], "quickstart": ["quickstart"]}
 QUICK = {
     "sandbox_cost": ["--runs", "3"],
+    "evaluator_sandbox": ["--runs", "2"],
     "throughput": ["--runs", "1", "--iterations", "6", "--scales", "1000,3000", "--in-flight", "2,16"],
     "store_scale": ["--sizes", "1000,10000", "--runs", "12"],
     "dashboard": ["--programs", "2000", "--runs", "2"],

@@ -33,10 +33,14 @@ def serve(host: str | None, port: int | None, db: str | None, max_evaluations: i
 
     settings = load_settings(host=host, port=port, db=db, max_evaluations=max_evaluations, sandbox=sandbox)
     app = create_app(settings)
-    Store.open(settings.db).close()  # a bad --db is a one-line error here, not a failed start-up
+    store = Store.open(settings.db)  # a bad --db is a one-line error here, not a failed start-up
+    try:
+        tokens = settings.api_token is not None or store.has_tokens()
+    finally:
+        store.close()
     where = f"http://{settings.host}:{settings.port}"
-    auth = "a token is required for writes" + (" and reads" if settings.reads_need_token else "") if settings.api_token else \
-        "no token: writes are open to local clients (set EVOLVE_API_TOKEN to require one)"
+    auth = "a token is required for writes" + (" and reads" if settings.reads_need_token else "") if tokens else \
+        "no token: writes are open to local clients (set EVOLVE_API_TOKEN or make tokens with 'evolve token create')"
     err.print(f"serving {settings.db} on {where} (API docs at {where}/docs); {auth}", highlight=False)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=30)
 
