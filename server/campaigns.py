@@ -14,7 +14,7 @@ from evolve.config import CampaignConfig
 from evolve.errors import ConfigError, StoreError
 from evolve.reports import campaign_summary
 from evolve.server.manager import CampaignManager, Quota
-from evolve.server.problems import find_problem
+from evolve.server.problems import BuiltinProblems, find_problem
 from evolve.server.schemas import CampaignCreate, CampaignOut, CampaignResume, errors
 from evolve.server.security import GuardedRoute, Principal, audited, require_read
 from evolve.server.settings import ServerSettings
@@ -126,8 +126,11 @@ async def resume_campaign(request: Request, campaign_id: str,
     _owned(principal, row, "resume")
     body = body or CampaignResume()
     budgets = {k: v for k, v in body.model_dump(exclude={"iterations"}).items() if k in body.model_fields_set}
+    settings: ServerSettings = request.app.state.settings
+    builtins: BuiltinProblems = request.app.state.builtins
+    confine = settings.sandbox_evaluators == "all" or row.problem_id not in builtins.fingerprints
     await _manager(request).resume(campaign_id, iterations=body.iterations, budgets=budgets,
-                                   quota=_quota(principal, row.created_by))
+                                   quota=_quota(principal, row.created_by), confine=confine)
     return campaign_out(request, campaign_row(request, campaign_id), detail=True)
 
 

@@ -74,6 +74,7 @@ class CampaignManager:
         self._resuming: set[str] = set()
         # admitted, not yet running (evaluating the initial program, claiming): counted against quotas meanwhile
         self._reserved: dict[str, tuple[str, int, float]] = {}
+        self._admitted = 0
 
     def reconcile(self) -> list[str]:
         """Mark campaigns left running by a process that is gone as interrupted; returns their ids."""
@@ -149,7 +150,8 @@ class CampaignManager:
             QuotaError: when the token's limits do not allow it.
         """
         quota = quota or Quota()
-        key = f"new-{id(config)}-{len(self._reserved)}"
+        self._admitted += 1
+        key = f"new-{self._admitted}"
         cap = self._admit(key, quota, config)
         config = config.model_copy(update={"sandbox": self.sandbox, "max_cost_usd": cap})
         scratch = Path(tempfile.mkdtemp(dir=self.workdir, prefix="new-"))
@@ -167,10 +169,12 @@ class CampaignManager:
         return campaign.id
 
     async def resume(self, campaign_id: str, *, iterations: int | None, budgets: dict[str, float | int | None],
-                     quota: Quota | None = None) -> None:
+                     quota: Quota | None = None, confine: bool = False) -> None:
         """Continue a stopped, interrupted, finished or budget-spent campaign in the background.
 
-        ``quota``: the limits of the token that started it (its campaigns are counted against them).
+        ``quota``: the limits of the token that started it (its campaigns are counted against them). ``confine``: its
+        evaluator runs sandboxed from now on, whatever its stored config says (one started before submitted evaluators
+        were sandboxed).
 
         Raises:
             ConflictError: when it is running already.
@@ -192,6 +196,8 @@ class CampaignManager:
         cap = self._admit(campaign_id, quota, config, spent=row.cost_usd)
         if cap != config.max_cost_usd:  # lowered to what the token has left
             budgets = {**budgets, "max_cost_usd": cap}
+        if confine and not row.config.evaluator_sandbox:
+            budgets = {**budgets, "evaluator_sandbox": True}
         self._resuming.add(campaign_id)  # a second request meanwhile is refused here, before its claim
         try:
             campaign = await asyncio.to_thread(

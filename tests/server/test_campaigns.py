@@ -140,3 +140,27 @@ def test_a_campaign_another_live_process_runs_is_left_alone(client: TestClient) 
     for action in ("resume", "stop"):
         response = client.post(f"/campaigns/{cid}/{action}")
         assert response.status_code == 409 and "run by another process" in response.json()["detail"]
+
+
+def test_campaigns_on_submitted_problems_run_their_evaluator_sandboxed_and_resume_so(client: TestClient) -> None:
+    from sqlalchemy import update
+
+    from evolve.store.schema import campaigns
+
+    submitted = client.post("/problems", json=quadratic_payload())
+    assert submitted.status_code == 201, submitted.text
+    started = start_campaign(client, submitted.json()["id"], iterations=100_000)
+    assert started["config"]["evaluator_sandbox"] is True
+    builtin = start_campaign(client, "circle_packing", iterations=100_000)
+    assert builtin["config"]["evaluator_sandbox"] is False  # built-in problems keep the trusted path
+    for c in (started, builtin):
+        assert client.post(f"/campaigns/{c['id']}/stop").status_code == 200
+    # one stored before submitted evaluators were sandboxed: its config says trusted
+    store: Store = client.app.state.store  # type: ignore[attr-defined]
+    legacy = {**started["config"], "evaluator_sandbox": False}
+    with store._writing("test") as conn:
+        conn.execute(update(campaigns).where(campaigns.c.id == started["id"]).values(config=legacy))
+    resumed = client.post(f"/campaigns/{started['id']}/resume")
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["config"]["evaluator_sandbox"] is True
+    client.post(f"/campaigns/{started['id']}/stop")
