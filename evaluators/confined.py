@@ -88,7 +88,8 @@ def stage_box(problem_dir: Path, scratch: Path) -> Path:
         target = box.joinpath(*parts, "__init__.py") if spec.submodule_search_locations else box.joinpath(*parts[:-1], parts[-1] + ".py")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(spec.origin, target)
-    shutil.copytree(problem_dir, box / "problem", ignore=shutil.ignore_patterns("__pycache__"))
+    # links stay links: they resolve inside the box, never copying a host file's content in
+    shutil.copytree(problem_dir, box / "problem", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     for path in (box, *box.rglob("*")):
         path.chmod(0o755 if path.is_dir() else 0o644)
     scratch.chmod(0o711)  # the box's uid passes through to box/ but cannot list the evaluation's scratch
@@ -120,6 +121,8 @@ def _clamped(asked: Any, ceiling: dict[str, float]) -> SandboxLimits:
         value = asked.get(name, top)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             raise _ProtocolError(f"limit {name} must be a positive number")
+        if isinstance(top, int) and not isinstance(value, int):
+            raise _ProtocolError(f"limit {name} must be a whole number")
         values[name] = type(top)(min(value, top))
     return SandboxLimits(**values)
 
@@ -173,7 +176,7 @@ class _Relay:
             return None
         try:
             message = json.loads(head)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise _ProtocolError("a request header is not JSON") from exc
         if not isinstance(message, dict):
             raise _ProtocolError("a request header is not an object")
@@ -202,10 +205,16 @@ class _Relay:
         if op not in ("call", "close") or not isinstance(number, int) or number not in self._sessions:
             raise _ProtocolError(f"unknown request {op!r} (or no open session {number!r})")
         if op == "close":
-            self._loop.run_until_complete(self._sessions.pop(number).close())
-            return outcome_frames(None, ok=True)
+            closing = self._sessions.pop(number)
+            return self._outcome(lambda: self._closed(closing))
         session = self._sessions[number]
         return self._outcome(lambda: session.call(payload))
+
+    @staticmethod
+    async def _closed(session: SandboxSession) -> RunOutcome:
+        await session.close()
+        return RunOutcome(exit_code=0, result=None, stdout=b"", stderr=b"", timed_out=False, output_exceeded=False,
+                          result_exceeded=False, wall_s=0.0)
 
     def _outcome(self, start: Any) -> list[bytes]:
         try:
@@ -229,17 +238,21 @@ def _checked(answer: bytes, relay: _Relay) -> bytes:
     """The answer, unless it claims a sandbox failure the supervisor never saw (that would stop the campaign)."""
     if relay.sandbox_failure is not None:
         return encode_answer({"outcome": StageOutcome.SANDBOX_ERROR, "message": relay.sandbox_failure})
-    with contextlib.suppress(ValueError, UnicodeDecodeError):
-        if json.loads(answer).get("outcome") == StageOutcome.SANDBOX_ERROR:
-            return _evaluator_error("the sandboxed evaluator reported a sandbox failure that did not happen")
+    try:
+        parsed = json.loads(answer)
+    except (ValueError, RecursionError):  # the controller refuses it with its own message
+        return answer
+    if isinstance(parsed, dict) and parsed.get("outcome") == StageOutcome.SANDBOX_ERROR:
+        return _evaluator_error("the sandboxed evaluator reported a sandbox failure that did not happen")
     return answer
 
 
-def confined_answer(request: dict[str, Any], sandbox: Sandbox, problem_dir: Path, scratch: Path) -> bytes:
+def confined_answer(request: dict[str, Any], sandbox: Sandbox, box: Path) -> bytes:
     """Run ``request``'s evaluation with its evaluator in a sandbox of its own, serving its candidate calls.
 
-    Returns the answer bytes the controller validates (an evaluator error when the box broke or
-    sent none; a sandbox error when the candidate's sandbox, or the box itself, could not start).
+    ``box``: what ``stage_box`` prepared (once per warm worker, or per cold evaluation). Returns the answer bytes the
+    controller validates (an evaluator error when the box broke or sent none; a sandbox error when the candidate's
+    sandbox, or the box itself, could not start).
     """
     from evolve.sandbox.bwrap import SANDBOX_ENV, bwrap_argv, bwrap_problem
     from evolve.sandbox.confine import Confinement
@@ -248,7 +261,6 @@ def confined_answer(request: dict[str, Any], sandbox: Sandbox, problem_dir: Path
 
     if (problem := bwrap_problem()) is not None:
         return encode_answer({"outcome": StageOutcome.SANDBOX_ERROR, "message": f"sandboxed evaluators need bubblewrap: {problem}"})
-    box = stage_box(problem_dir, scratch)
     limits = box_limits(request)
     confinement = Confinement.prepare(limits)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -269,12 +281,16 @@ def confined_answer(request: dict[str, Any], sandbox: Sandbox, problem_dir: Path
             theirs.close()
             os.close(seccomp_fd)
         fd = ours.fileno()
-        write_frames(fd, json.dumps({"rlimits": confinement.rlimits, "request": request}).encode())
+        # what the evaluation needs, never where things are on the host (its folder, the controller's pid)
+        seen = {key: request[key] for key in ("id", "code", "stages", "evaluator") if key in request}
+        write_frames(fd, json.dumps({"rlimits": confinement.rlimits, "request": seen}).encode())
         relay = _Relay(request, sandbox, fd)
         try:
             answer = relay.serve()
         except _ProtocolError as exc:
             return _evaluator_error(f"the sandboxed evaluator broke its protocol: {exc}")
+        except (ValueError, TypeError, KeyError) as exc:  # a request shaped unlike any the protocol has
+            return _evaluator_error(f"the sandboxed evaluator broke its protocol: {type(exc).__name__}")
         except OSError:  # it closed its end mid-message
             answer = None
         if answer is None:

@@ -76,6 +76,13 @@ class _Worker:
         # a sandboxed evaluator is never imported here: each evaluation starts it in a sandbox of its own
         self.confine = bool(setup.get("confine"))
         self.module = None if self.confine else load_evaluator(self.problem_dir)
+        self.box: Path | None = None
+        if self.confine:  # staged and bubblewrap checked once here, not in every evaluation's fork
+            from evolve.evaluators.confined import stage_box
+            from evolve.sandbox.bwrap import bwrap_problem
+
+            bwrap_problem()
+            self.box = stage_box(self.problem_dir, owned_tempdir("box", tag=self.tag))
         self.limits = SandboxLimits(**setup["limits"])
         self.zygote: Zygote | None = None
         self.zygote_problem: str | None = None
@@ -117,6 +124,8 @@ class _Worker:
                 break
         if self.zygote is not None:
             self.zygote.close()
+        if self.box is not None:
+            shutil.rmtree(self.box.parent, ignore_errors=True)
 
     def evaluate(self, request: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         """One evaluation in a fresh fork of this process, under its deadline."""
@@ -167,8 +176,8 @@ class _Worker:
             sandbox: Sandbox | None = None
             if self.cold is not None:
                 sandbox = ZygoteSandbox(self.zygote, self.cold) if self.zygote is not None else self.cold
-            if self.confine:
-                data = confined_answer_here(request, sandbox, self.problem_dir, Path(scratch))
+            if self.box is not None:
+                data = confined_answer_here(request, sandbox, self.box)
             else:
                 data = answer_bytes(request, sandbox, self.module)
             with os.fdopen(answer_w, "wb") as out:

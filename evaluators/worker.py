@@ -26,6 +26,7 @@ import os
 import resource
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -167,7 +168,7 @@ def answer_bytes(request: dict[str, Any], sandbox: Sandbox | None, module: Any) 
         return json.dumps({"stages": [{"outcome": StageOutcome.EVALUATOR_ERROR, "message": _out_of_memory(request["evaluator"])}]}).encode()
 
 
-def confined_answer_here(request: dict[str, Any], sandbox: Sandbox | None, problem_dir: Path, scratch: Path) -> bytes:
+def confined_answer_here(request: dict[str, Any], sandbox: Sandbox | None, box: Path) -> bytes:
     """``confined_answer`` with the candidate's sandbox (``sandbox`` None: the request's backend, built here)."""
     from evolve.evaluators.confined import confined_answer
 
@@ -177,7 +178,7 @@ def confined_answer_here(request: dict[str, Any], sandbox: Sandbox | None, probl
         except Exception as exc:  # as in answer_bytes: no candidate ran yet, the backend broke
             message = str(exc) if isinstance(exc, EvolveError) else f"{type(exc).__name__}: {exc}"
             return encode_answer({"outcome": StageOutcome.SANDBOX_ERROR, "message": message})
-    return confined_answer(request, sandbox, problem_dir, scratch)
+    return confined_answer(request, sandbox, box)
 
 
 def main() -> None:
@@ -186,7 +187,12 @@ def main() -> None:
     if isinstance(request.get("controller"), int):
         die_with(request["controller"])
     if request.get("confine"):  # the evaluator is not ours: it runs in a sandbox of its own, this process serves it
-        data = confined_answer_here(request, None, Path(request["problem_dir"]), Path(os.environ.get("TMPDIR", "/tmp")))
+        from evolve.evaluators.confined import stage_box
+
+        # the evaluation's own scratch folder (the executor's, removed with it), never a shared /tmp it would chmod
+        given = os.environ.get("TMPDIR", "")
+        scratch = Path(given) if Path(given).name.startswith("evolve-") else Path(tempfile.mkdtemp(prefix="evolve-box-"))
+        data = confined_answer_here(request, None, stage_box(Path(request["problem_dir"]), scratch))
     else:
         data = answer_bytes(request, None, load_evaluator(Path(request["problem_dir"])))
     with os.fdopen(result_fd, "wb") as out:

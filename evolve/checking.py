@@ -12,10 +12,10 @@ what to fix and in which file.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from evolve.evaluators.runner import Evaluator
 from evolve.problem import Problem
@@ -78,10 +78,11 @@ def initial_failure(problem: Problem, result: EvalResult, *, what: str = "the in
 
 
 async def check_problem(problem: Problem, *, workdir: Path, sandbox: str = "auto", executor: str = "cold",
-                        slots: asyncio.Semaphore | None = None, confine_evaluator: bool = False) -> ProblemCheck:
+                        slots: contextlib.AbstractAsyncContextManager[Any] | None = None,
+                        confine_evaluator: bool = False) -> ProblemCheck:
     """Evaluate the initial program through the cascade (and the held-out stage, if declared) and list what to fix.
 
-    ``slots`` is a cap on concurrent evaluations to hold while evaluating (a server's); ``confine_evaluator``
+    ``slots`` is held while evaluating (a server's cap on concurrent evaluations); ``confine_evaluator``
     runs the evaluator in a sandbox of its own (a submitted problem's).
 
     Raises:

@@ -74,8 +74,11 @@ def recorded_held_out(store: Store, campaign_id: str, program_id: str) -> HeldOu
     return None
 
 
-def held_out_score(store: Store, row: CampaignRow, problem: Problem, program: Program) -> HeldOut | None:
+def held_out_score(store: Store, row: CampaignRow, problem: Problem, program: Program, *,
+                   confine: bool = False) -> HeldOut | None:
     """The program's held-out score (computed now unless already recorded), or None when the problem has no held-out set.
+
+    Its evaluator runs sandboxed when the campaign's does, or with ``confine`` (a server's submitted problem).
 
     Raises:
         SandboxError: when the campaign's sandbox cannot run here.
@@ -88,7 +91,7 @@ def held_out_score(store: Store, row: CampaignRow, problem: Problem, program: Pr
     workdir = owned_tempdir("heldout")
     try:
         evaluator = Evaluator(problem, problem_dir=workdir / "problem", sandbox=row.config.sandbox,
-                              confine_evaluator=row.config.evaluator_sandbox)
+                              confine_evaluator=confine or row.config.evaluator_sandbox)
         result = asyncio.run(evaluator.evaluate(program.code, held_out=True))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

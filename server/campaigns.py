@@ -13,15 +13,15 @@ from fastapi.responses import StreamingResponse
 from evolve.config import CampaignConfig
 from evolve.errors import ConfigError, StoreError
 from evolve.reports import campaign_summary
-from evolve.server.manager import CampaignManager, Quota
+from evolve.server.manager import CampaignManager
 from evolve.server.problems import BuiltinProblems, find_problem
 from evolve.server.schemas import CampaignCreate, CampaignOut, CampaignResume, errors
-from evolve.server.security import GuardedRoute, Principal, audited, require_read
+from evolve.server.security import GuardedRoute, Principal, audited, quota_for, require_read
 from evolve.server.settings import ServerSettings
 from evolve.store import CampaignRow, Store
 from evolve.values import CampaignStatus
 
-__all__ = ["campaign_out", "campaign_row", "router"]
+__all__ = ["campaign_out", "campaign_row", "confines", "router"]
 
 router = APIRouter(tags=["campaigns"], route_class=GuardedRoute)
 _EVENT_POLL_S = 0.25
@@ -63,13 +63,12 @@ def list_campaigns(request: Request) -> list[dict[str, Any]]:
     return [campaign_out(request, row) for row in _store(request).list_campaigns()]
 
 
-def _quota(principal: Principal, creator: str | None) -> Quota:
-    """The limits that hold for a campaign of ``creator`` acted on by ``principal`` (a token's own, else none)."""
-    token = principal.token if principal.token is not None and principal.name == creator else None
-    if token is None:
-        return Quota(creator=creator)
-    return Quota(creator=creator, max_campaigns=token.max_campaigns, max_evaluations=token.max_evaluations,
-                 max_cost_usd=token.max_cost_usd)
+def confines(request: Request, row: CampaignRow) -> bool:
+    """Whether this server runs the campaign's evaluator sandboxed: a submitted problem's (or all, by its setting),
+    whatever the campaign's stored config says (one stored before submitted evaluators were sandboxed)."""
+    settings: ServerSettings = request.app.state.settings
+    builtins: BuiltinProblems = request.app.state.builtins
+    return settings.sandbox_evaluators == "all" or row.problem_id not in builtins.fingerprints
 
 
 def _owned(principal: Principal, row: CampaignRow, doing: str) -> None:
@@ -98,7 +97,7 @@ async def create_campaign(request: Request, body: CampaignCreate,
             raise ConfigError("executor: this server runs evaluations on no Ray cluster (its operator sets "
                               "EVOLVE_RAY_ADDRESS to allow it); use warm or cold")
         config = config.model_copy(update={"ray_address": settings.ray_address})
-    campaign_id = await _manager(request).start(problem, config, quota=_quota(principal, principal.name))
+    campaign_id = await _manager(request).start(problem, config, quota=quota_for(request, principal, principal.name))
     request.state.audit_target = campaign_id
     return campaign_out(request, campaign_row(request, campaign_id), detail=True)
 
@@ -126,11 +125,8 @@ async def resume_campaign(request: Request, campaign_id: str,
     _owned(principal, row, "resume")
     body = body or CampaignResume()
     budgets = {k: v for k, v in body.model_dump(exclude={"iterations"}).items() if k in body.model_fields_set}
-    settings: ServerSettings = request.app.state.settings
-    builtins: BuiltinProblems = request.app.state.builtins
-    confine = settings.sandbox_evaluators == "all" or row.problem_id not in builtins.fingerprints
     await _manager(request).resume(campaign_id, iterations=body.iterations, budgets=budgets,
-                                   quota=_quota(principal, row.created_by), confine=confine)
+                                   quota=quota_for(request, principal, row.created_by), confine=confines(request, row))
     return campaign_out(request, campaign_row(request, campaign_id), detail=True)
 
 

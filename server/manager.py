@@ -16,6 +16,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,7 +74,7 @@ class CampaignManager:
         self._running: dict[str, _Running] = {}
         self._resuming: set[str] = set()
         # admitted, not yet running (evaluating the initial program, claiming): counted against quotas meanwhile
-        self._reserved: dict[str, tuple[str, int, float]] = {}
+        self._reserved: dict[str, tuple[str, int, int, float]] = {}  # key: (creator, campaigns, evaluations, may spend)
         self._admitted = 0
 
     def reconcile(self) -> list[str]:
@@ -103,9 +104,9 @@ class CampaignManager:
                 evaluations += config.eval_concurrency
                 if config.max_cost_usd is not None:
                     committed += max(0.0, config.max_cost_usd - self.store.get_campaign(cid).cost_usd)
-        for who, slots, may_spend in self._reserved.values():
+        for who, count, slots, may_spend in self._reserved.values():
             if who == creator:
-                campaigns += 1
+                campaigns += count
                 evaluations += slots
                 committed += may_spend
         return campaigns, evaluations, committed
@@ -136,8 +137,30 @@ class CampaignManager:
                 raise QuotaError(f"limit max_cost_usd: token '{who}' has spent or committed all of its "
                                  f"${quota.max_cost_usd:g} for model calls; ask an admin for a higher limit")
             cap = spent + left if cap is None else min(cap, spent + left)
-        self._reserved[key] = (who, config.eval_concurrency, 0.0 if cap is None else max(0.0, cap - spent))
+        self._reserved[key] = (who, 1, config.eval_concurrency, 0.0 if cap is None else max(0.0, cap - spent))
         return cap
+
+    @contextlib.asynccontextmanager
+    async def evaluation(self, quota: Quota) -> AsyncIterator[None]:
+        """Hold one of this server's evaluation slots for a one-off evaluation (a submitted problem's check), counted
+        against the token's ``max_evaluations`` meanwhile.
+
+        Raises:
+            QuotaError: when the token's evaluations in flight are at its limit.
+        """
+        self._admitted += 1
+        key = f"eval-{self._admitted}"
+        if quota.creator is not None:
+            _campaigns, evaluations, _committed = self._usage(quota.creator)
+            if quota.max_evaluations is not None and evaluations + 1 > quota.max_evaluations:
+                raise QuotaError(f"limit max_evaluations: token '{quota.creator}' may have {quota.max_evaluations} "
+                                 f"evaluations in flight and holds {evaluations}; wait for one to end")
+            self._reserved[key] = (quota.creator, 0, 1, 0.0)
+        try:
+            async with self.slots:
+                yield
+        finally:
+            self._reserved.pop(key, None)
 
     async def start(self, problem: Problem, config: CampaignConfig, *, quota: Quota | None = None) -> str:
         """Evaluate the initial program, create the campaign and run it in the background; returns its id.
@@ -154,14 +177,16 @@ class CampaignManager:
         key = f"new-{self._admitted}"
         cap = self._admit(key, quota, config)
         config = config.model_copy(update={"sandbox": self.sandbox, "max_cost_usd": cap})
-        scratch = Path(tempfile.mkdtemp(dir=self.workdir, prefix="new-"))
+        scratch: Path | None = None
         try:
+            scratch = Path(tempfile.mkdtemp(dir=self.workdir, prefix="new-"))
             async with self.slots:
                 campaign = await Campaign.create(self.store, problem, config, workdir=scratch)
             if quota.creator is not None:
                 await asyncio.to_thread(self.store.set_creator, campaign_id=campaign.id, creator=quota.creator)
         except BaseException:
-            shutil.rmtree(scratch, ignore_errors=True)
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
             raise
         finally:
             self._reserved.pop(key, None)
@@ -191,10 +216,10 @@ class CampaignManager:
             raise ConflictError(f"campaign {campaign_id} has done {row.iterations_done} iterations; "
                                 f"a new target must be at least that (got {iterations})")
         quota = quota or Quota()
-        asked = budgets.get("max_cost_usd", row.config.max_cost_usd)
-        config = row.config.updated(max_cost_usd=asked if asked is None else float(asked))
+        asked = budgets.get("max_cost_usd", row.config.max_cost_usd)  # None here removes the campaign's own cap
+        config = row.config.model_copy(update={"max_cost_usd": asked if asked is None else float(asked)})
         cap = self._admit(campaign_id, quota, config, spent=row.cost_usd)
-        if cap != config.max_cost_usd:  # lowered to what the token has left
+        if quota.max_cost_usd is not None:  # the token's limit holds whatever the request asked for
             budgets = {**budgets, "max_cost_usd": cap}
         if confine and not row.config.evaluator_sandbox:
             budgets = {**budgets, "evaluator_sandbox": True}

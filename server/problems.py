@@ -18,7 +18,8 @@ from evolve.checking import check_problem
 from evolve.errors import ProblemError, StoreError
 from evolve.problem import Problem, builtin_problem_names, resolve_problem
 from evolve.server.schemas import MAX_CODE_CHARS, MAX_CONFIG_CHARS, ProblemCreate, ProblemDetail, ProblemOut, errors
-from evolve.server.security import GuardedRoute, Principal, audited, require_read
+from evolve.server.security import GuardedRoute, Principal, audited, quota_for, require_read
+from evolve.server.settings import ServerSettings
 from evolve.store import Store
 
 __all__ = ["BuiltinProblems", "find_problem", "router"]
@@ -86,6 +87,23 @@ def get_problem(request: Request, problem_id: str) -> dict[str, Any]:
     }
 
 
+def _within_server_limits(problem: Problem, settings: ServerSettings) -> None:
+    """Raises: ProblemError when a stage asks for more than this server gives a submitted problem."""
+    stages = list(problem.config.pipeline())
+    if (held_out := problem.config.held_out_stage()) is not None:
+        stages.append(held_out)
+    for stage in stages:
+        limits = stage.limits
+        assert limits is not None, "pipeline() and held_out_stage() fill every stage's limits"
+        for name, asked, most, variable in (("memory_mb", limits.memory_mb, settings.max_problem_memory_mb, "MEMORY_MB"),
+                                            ("timeout_s", limits.timeout_s, settings.max_problem_timeout_s, "TIMEOUT_S"),
+                                            ("processes", limits.processes, settings.max_problem_processes, "PROCESSES")):
+            if asked > most:
+                raise ProblemError(f"limits.{name}: stage '{stage.name}' asks for {asked:g}, more than the {most:g} this "
+                                   f"server gives a submitted problem (its operator sets EVOLVE_MAX_PROBLEM_{variable})",
+                                   field="config")
+
+
 async def _accept(request: Request, principal: Principal, *, config_text: str, initial_program: str,
                   evaluator: str) -> dict[str, Any]:
     """Validate like the CLI, evaluate the initial program (its evaluator sandboxed), store the problem."""
@@ -94,9 +112,11 @@ async def _accept(request: Request, principal: Principal, *, config_text: str, i
     builtins: BuiltinProblems = request.app.state.builtins
     if problem.name in builtins.by_name:
         raise ProblemError(f"name '{problem.name}' is a built-in problem's; choose another name", field="config")
+    _within_server_limits(problem, request.app.state.settings)
     with tempfile.TemporaryDirectory(prefix="evolve-check-") as tmp:
         checked = await check_problem(problem, workdir=Path(tmp), sandbox=request.app.state.settings.sandbox,
-                                      slots=request.app.state.manager.slots, confine_evaluator=True)
+                                      slots=request.app.state.manager.evaluation(quota_for(request, principal, principal.name)),
+                                      confine_evaluator=True)
     if checked.findings:
         raise ProblemError(checked.findings[0].message, field=checked.findings[0].part)
     store: Store = request.app.state.store

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from evolve.errors import StoreError
 from evolve.reports import held_out_score, recorded_held_out
-from evolve.server.campaigns import campaign_row
+from evolve.server.campaigns import campaign_row, confines
 from evolve.server.schemas import ArchiveOut, BestOut, ChildrenOut, LineageOut, ParetoOut, ProgramDetail, ProgramPage, errors
 from evolve.server.security import GuardedRoute, require_read
 from evolve.store import PageKey, ProgramOrder, Store
@@ -128,8 +128,10 @@ async def best_program(
     if row.best_program_id is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"campaign {campaign_id} has no valid program yet")
     best = store.get_program(row.best_program_id)
-    if held_out:
-        found = await asyncio.to_thread(held_out_score, store, row, store.load_problem(row.problem_id), best)
+    if held_out:  # an evaluation like any other of this server's: under its cap, a submitted evaluator sandboxed
+        async with request.app.state.manager.slots:
+            found = await asyncio.to_thread(held_out_score, store, row, store.load_problem(row.problem_id), best,
+                                            confine=confines(request, row))
     else:
         found = recorded_held_out(store, campaign_id, best.id)
     report = found.to_json() if found else None

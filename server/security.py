@@ -25,25 +25,27 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request, Response, status
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
 from evolve.errors import EvolveError
-from evolve.server.manager import QuotaError
-from evolve.server.settings import ServerSettings
+from evolve.server.manager import Quota, QuotaError
+from evolve.server.settings import ServerSettings, is_loopback
 from evolve.store import ROLES, Store, TokenRow
 
-__all__ = ["BodyLimit", "GuardedRoute", "Principal", "audited", "record", "require_admin", "require_read"]
+__all__ = ["BodyLimit", "GuardedRoute", "Principal", "audited", "quota_for", "record", "require_admin", "require_read"]
 
 log = logging.getLogger("evolve.server")
 
 #: The principal of ``EVOLVE_API_TOKEN``, of a caller on a server with no tokens at all, of an anonymous loopback reader.
-ENV_TOKEN, LOOPBACK, ANONYMOUS = "EVOLVE_API_TOKEN", "loopback", "anonymous"
+ENV_TOKEN, LOOPBACK, ANONYMOUS, UNKNOWN_TOKEN = "EVOLVE_API_TOKEN", "loopback", "anonymous", "unknown token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,15 @@ def _same_origin(request: Request, settings: ServerSettings) -> bool:
     return origin in settings.cors_origins or origin in (f"http://{host}", f"https://{host}")
 
 
+def _loopback_host(request: Request) -> bool:
+    """Whether the request names this host by a loopback address or 'localhost' (a rebound DNS name does not)."""
+    try:
+        name = urlsplit("//" + request.headers.get("host", "")).hostname
+    except ValueError:
+        return False
+    return name is not None and is_loopback(name)
+
+
 _UNAUTHORIZED = "send the header 'Authorization: Bearer <token>' (EVOLVE_API_TOKEN, or one from 'evolve token create')"
 
 
@@ -109,7 +120,11 @@ async def _principal(request: Request, role: str) -> Principal:
         if row is None:
             raise _unauthorized(f"unknown or revoked token: {_UNAUTHORIZED}")
         principal = Principal(row.name, row.role, row)
-    elif settings.api_token is None and not await asyncio.to_thread(store.has_tokens):
+    elif settings.loopback and settings.api_token is None and not await asyncio.to_thread(store.has_tokens):
+        # no token exists (possible only on loopback: beyond it, the last token revoked leaves nobody admitted)
+        if not _loopback_host(request):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "this server has no token, so it answers only requests "
+                                                           "addressed to localhost or 127.0.0.1 (not a DNS name)")
         if role != "read" and not _same_origin(request, settings):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site writes are refused: add the page's origin to "
                                                            "EVOLVE_CORS_ORIGINS, or set EVOLVE_API_TOKEN")
@@ -124,9 +139,48 @@ async def _principal(request: Request, role: str) -> Principal:
     return principal
 
 
+#: A caller without a valid token gets at most one refused event per action this often; the next one counts the rest.
+REFUSAL_EVERY_S = 1.0
+_refusals: dict[tuple[str, str, str], tuple[float, int]] = {}
+
+
+def _throttled(request: Request, actor: str, action: str) -> tuple[bool, int]:
+    """Whether to skip this refusal of a caller without a valid token (so no one floods the store), and how many were
+    skipped before it."""
+    key = (actor, action, request.client.host if request.client else "")
+    now = time.monotonic()
+    last, skipped = _refusals.get(key, (0.0, 0))
+    if now - last < REFUSAL_EVERY_S:
+        _refusals[key] = (last, skipped + 1)
+        return True, skipped
+    if len(_refusals) > 10_000:
+        _refusals.clear()
+    _refusals[key] = (now, 0)
+    return False, skipped
+
+
+def quota_for(request: Request, principal: Principal, creator: str | None) -> Quota:
+    """The limits that hold for a campaign of ``creator`` (its token's, whoever acts on it; none for the CLI's or a
+    server token's)."""
+    token = principal.token if principal.token is not None and principal.name == creator else None
+    if token is None and creator is not None:
+        token = _store(request).token_named(creator)
+    if token is None:
+        return Quota(creator=creator)
+    return Quota(creator=creator, max_campaigns=token.max_campaigns, max_evaluations=token.max_evaluations,
+                 max_cost_usd=token.max_cost_usd)
+
+
 async def record(request: Request, actor: str, action: str, *, outcome: str, target: str | None = None,
                  detail: str | None = None) -> None:
-    """One audit event (a store failure is logged by the store's caller, never hides the answer)."""
+    """One audit event (a store failure is logged, never hides the answer). Refusals of callers without a valid token
+    are throttled per client and action (``REFUSAL_EVERY_S``)."""
+    if outcome == "refused" and actor in (ANONYMOUS, UNKNOWN_TOKEN):
+        skip, skipped = _throttled(request, actor, action)
+        if skip:
+            return
+        if skipped:
+            detail = f"{detail} ({skipped} more refused in the second before)"
     try:
         await asyncio.to_thread(_store(request).add_audit, actor, action, target=target, outcome=outcome, detail=detail)
     except EvolveError:
@@ -145,12 +199,15 @@ async def _admit(request: Request, role: str, action: str | None) -> Principal:
     """The request's principal for ``role``, once per request; a refused write is an audit event."""
     admitted: Principal | None = getattr(request.state, "principal", None)
     if admitted is not None:
+        if not admitted.may(role):
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"token '{admitted.name}' has role {admitted.role}; this "
+                                                           f"needs {role}")
         return admitted
     try:
         principal = await _principal(request, role)
     except HTTPException as exc:
         if action is not None:
-            actor = ANONYMOUS if _bearer(request) is None else "unknown token"
+            actor = ANONYMOUS if _bearer(request) is None else UNKNOWN_TOKEN
             if exc.status_code == status.HTTP_403_FORBIDDEN and (given := _bearer(request)) is not None:
                 row = await asyncio.to_thread(_store(request).token_for, given)
                 actor = row.name if row is not None else actor
@@ -203,13 +260,13 @@ async def require_admin(request: Request) -> Principal:
 
 
 def _guard_of(dependant: Dependant) -> tuple[str, str | None] | None:
+    """The strongest guard among a route's dependencies (a write's audited one over its router's read guard)."""
+    found: list[tuple[str, str | None]] = []
     for dependency in dependant.dependencies:
-        guard: tuple[str, str | None] | None = getattr(dependency.call, "evolve_guard", None)
-        if guard is None:
-            guard = _guard_of(dependency)
+        guard: tuple[str, str | None] | None = getattr(dependency.call, "evolve_guard", None) or _guard_of(dependency)
         if guard is not None:
-            return guard
-    return None
+            found.append(guard)
+    return max(found, key=lambda g: (ROLES.index(g[0]), g[1] is not None), default=None)
 
 
 class GuardedRoute(APIRoute):

@@ -47,6 +47,11 @@ class ServerSettings(BaseSettings):
         default="submitted", description="whose evaluator.py runs in a sandbox of its own: every submitted problem's "
                                          "(built-in ones keep the faster trusted path), or all",
     )
+    max_problem_memory_mb: int = Field(default=4096, ge=64, le=65536,
+                                       description="the most memory a submitted problem's stage may give its candidate "
+                                                   "(its evaluator gets twice that)")
+    max_problem_timeout_s: float = Field(default=600.0, gt=0, le=3600, description="the longest stage a submitted problem may have")
+    max_problem_processes: int = Field(default=64, ge=1, le=1024, description="the most processes a submitted problem's candidate may run")
     ray_address: str | None = Field(
         default=None, min_length=1, max_length=300,
         description="the Ray cluster (head host:port) campaigns may evaluate on with executor 'ray'; none by default",

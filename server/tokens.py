@@ -76,9 +76,10 @@ async def audit_trail(
     after: Annotated[int, Query(ge=0, le=2**62, description="only events after this id")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     actor: Annotated[str | None, Query(max_length=64, description="only this token's (by name)")] = None,
+    newest: Annotated[bool, Query(description="the last `limit` events instead of the first")] = False,
 ) -> list[dict[str, Any]]:
     """Every write and refused attempt, oldest first: who (a token's name), when, what, on what, how it ended."""
-    entries = await asyncio.to_thread(_store(request).audit_trail, after_id=after, limit=limit, actor=actor)
+    entries = await asyncio.to_thread(_store(request).audit_trail, after_id=after, limit=limit, actor=actor, newest=newest)
     return [e.to_json() for e in entries]
 
 

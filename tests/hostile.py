@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["FORKS", "PROBES", "hostile_evaluator", "reached"]
+__all__ = ["FORKS", "PROBES", "hostile_evaluator", "outside_address", "reached"]
 
 #: How many processes the fork bomb tries to start.
 FORKS = 400
@@ -159,6 +159,19 @@ def hostile_evaluator(*, store: str, secret_name: str, secret: str, other_proble
                "server_source": server_source, "port": port, "outside_host": outside_host, "fill_bytes": fill_bytes,
                "forks": forks, "host_words": list(host_words)}
     return _SOURCE % {"targets": json.dumps(targets)}
+
+
+def outside_address() -> str | None:
+    """This host's address on its default route (not loopback), where a server on 0.0.0.0 answers; None without one."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))  # no packet is sent: this only picks the route
+        except OSError:
+            return None
+        address: str = probe.getsockname()[0]
+    return None if address.startswith("127.") else address
 
 
 def reached(artifacts: dict[str, Any]) -> dict[str, str]:

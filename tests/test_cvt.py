@@ -65,10 +65,10 @@ def test_a_cvt_campaign_learns_its_cells_once_and_keeps_them_across_resume(file_
 
 def test_the_dashboard_maps_a_cvt_campaigns_elites_by_their_features(tmp_path: Path) -> None:
     from evolve.server import create_app
-    from tests.server.conftest import settings_for
+    from tests.server.conftest import BASE_URL, settings_for
 
     (tmp_path / "work").mkdir()
-    with TestClient(create_app(settings_for(tmp_path)), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings_for(tmp_path)), raise_server_exceptions=False, base_url=BASE_URL) as client:
         client.headers["Authorization"] = f"Bearer {TOKEN}"
         cid = start_campaign(client, "circle_packing", iterations=30,
                              search={"archive": {"kind": "cvt", "cells": 5, "warmup": 8}})["id"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from evolve.errors import StoreError
 from evolve.store.schema import api_tokens, audit, campaigns, problems
@@ -32,8 +33,12 @@ ROLES = ("read", "run", "admin")
 TOKEN_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$"
 
 
+#: Names the server and the CLI act under themselves: no token may take one (it would own what they made).
+RESERVED_NAMES = frozenset({"evolve_api_token", "loopback", "anonymous", "cli", "unknown"})
+
+
 class TokenNameError(StoreError):
-    """The name is taken (names of revoked tokens stay taken) or not a valid name."""
+    """The name is taken (names of revoked tokens stay taken), reserved or not a valid name."""
 _PREFIX = "evolve_"
 
 
@@ -109,16 +114,26 @@ class Access:
         if re.fullmatch(TOKEN_NAME, name) is None:
             raise TokenNameError(f"'{name}' is not a token name: 1 to 64 letters, digits and _ . @ -, starting with a "
                                  "letter or digit")
+        if name.lower() in RESERVED_NAMES:
+            raise TokenNameError(f"'{name}' is a name the server uses itself ({', '.join(sorted(RESERVED_NAMES))}); "
+                                 "choose another")
         value = new_token()
         row = TokenRow(name=name, role=role, created_at=time.time(), revoked_at=None, max_campaigns=max_campaigns,
                        max_evaluations=max_evaluations, max_cost_usd=max_cost_usd)
-        with self._writing("creating the token") as conn:
-            if conn.execute(select(api_tokens.c.name).where(api_tokens.c.name == name)).first() is not None:
-                raise TokenNameError(f"a token named '{name}' exists (or existed: names of revoked tokens stay taken); "
-                                 "choose another name")
-            conn.execute(insert(api_tokens).values(digest=digest(value), name=name, role=role, created_at=row.created_at,
-                                                   max_campaigns=max_campaigns, max_evaluations=max_evaluations,
-                                                   max_cost_usd=max_cost_usd))
+        taken = f"a token named '{name}' exists (or existed: names of revoked tokens stay taken); choose another name"
+        try:
+            with self._writing("creating the token") as conn:
+                if conn.execute(select(api_tokens.c.name).where(api_tokens.c.name == name)).first() is not None:
+                    raise TokenNameError(taken)
+                conn.execute(insert(api_tokens).values(
+                    digest=digest(value), name=name, role=role, created_at=row.created_at, max_campaigns=max_campaigns,
+                    max_evaluations=max_evaluations, max_cost_usd=max_cost_usd))
+        except TokenNameError:
+            raise
+        except StoreError as exc:
+            if isinstance(exc.__cause__, IntegrityError):  # another request took the name meanwhile (PostgreSQL)
+                raise TokenNameError(taken) from exc
+            raise
         return value, row
 
     def token_for(self, value: str) -> TokenRow | None:
@@ -126,6 +141,11 @@ class Access:
         with self._reading("checking the token") as conn:
             row = conn.execute(select(*_TOKEN_COLUMNS).where(api_tokens.c.digest == digest(value),
                                                              api_tokens.c.revoked_at.is_(None))).first()
+        return None if row is None else TokenRow(**row._mapping)
+
+    def token_named(self, name: str) -> TokenRow | None:
+        with self._reading("reading the token") as conn:
+            row = conn.execute(select(*_TOKEN_COLUMNS).where(api_tokens.c.name == name)).first()
         return None if row is None else TokenRow(**row._mapping)
 
     def list_tokens(self) -> list[TokenRow]:
@@ -160,14 +180,16 @@ class Access:
                                               target=None if target is None else target[:100], outcome=outcome[:16],
                                               detail=None if detail is None else detail[:_DETAIL_CHARS]))
 
-    def audit_trail(self, *, after_id: int = 0, limit: int = 200, actor: str | None = None) -> list[AuditEntry]:
-        """Audit events after ``after_id``, oldest first."""
+    def audit_trail(self, *, after_id: int = 0, limit: int = 200, actor: str | None = None,
+                    newest: bool = False) -> list[AuditEntry]:
+        """Audit events after ``after_id``, oldest first: the first ``limit`` of them, or with ``newest`` the last."""
         query = select(audit).where(audit.c.id > after_id)
         if actor is not None:
             query = query.where(audit.c.actor == actor)
         with self._reading("reading the audit trail") as conn:
-            rows = conn.execute(query.order_by(audit.c.id).limit(limit)).all()
-        return [AuditEntry(**r._mapping) for r in rows]
+            rows = conn.execute(query.order_by(audit.c.id.desc() if newest else audit.c.id).limit(limit)).all()
+        entries = [AuditEntry(**r._mapping) for r in rows]
+        return entries[::-1] if newest else entries
 
     # --------------------------------------------------------------- creators
     def set_creator(self, *, campaign_id: str | None = None, problem_id: str | None = None, creator: str) -> None:

@@ -18,7 +18,7 @@ from evolve.problem import load_problem, resolve_problem
 from evolve.sandbox.bwrap import bwrap_problem
 from evolve.values import EvalResult, EvalStatus
 from tests.conftest import QUADRATIC_YAML, write_problem
-from tests.hostile import PROBES, hostile_evaluator, reached
+from tests.hostile import PROBES, hostile_evaluator, outside_address, reached
 from tests.sandbox.helpers import unavailable
 
 
@@ -29,13 +29,15 @@ def _bwrap() -> None:
 
 
 SECRET = "sk-planted-0123456789abcdef"
+OUTSIDE = outside_address()  # this host's own address beyond loopback, where the listener answers too
 YAML = QUADRATIC_YAML.replace("timeout_s: 10", "timeout_s: 60")
 
 
 @pytest.fixture
 def listener() -> Iterator[int]:
-    """A server on this host's loopback that a walled-in evaluator must not reach."""
-    with socket.create_server(("127.0.0.1", 0)) as server:
+    """A server on every address of this host (loopback and its outside address) that a walled-in evaluator must not
+    reach."""
+    with socket.create_server(("0.0.0.0", 0)) as server:
         yield server.getsockname()[1]
 
 
@@ -50,7 +52,8 @@ def targets(tmp_path: Path, listener: int, monkeypatch: pytest.MonkeyPatch) -> I
     other = write_problem(tmp_path / "other")
     monkeypatch.setenv("EVOLVE_PLANTED_KEY", SECRET)  # in this (the controller's) environment
     yield {"store": str(store), "secret_name": "EVOLVE_PLANTED_KEY", "secret": SECRET,
-            "other_problem": str(other / "evaluator.py"), "server_source": evolve.server.app.__file__, "port": listener}
+            "other_problem": str(other / "evaluator.py"), "server_source": evolve.server.app.__file__, "port": listener,
+           "outside_host": OUTSIDE or "10.255.255.1"}
     db.close()
 
 
@@ -93,7 +96,7 @@ def test_the_same_probes_reach_the_host_from_a_trusted_evaluator(tmp_path: Path,
     # (not the environment: /proc shows a process's starting environment, and this test planted its key later;
     # tests/server/test_submitted.py plants it in a server's starting environment)
     for probe in ("store", "store_wal", "other_problem", "server_source", "server_import", "loopback", "host_processes",
-                  "disk_tmp", "fork_bomb"):
+                  "disk_tmp", "fork_bomb", *(["network"] if OUTSIDE else [])):
         assert probe in got, (probe, result.artifacts[probe])
 
 

@@ -15,6 +15,8 @@ from evolve.server import ServerSettings, create_app
 from tests.conftest import QUADRATIC_EVALUATOR, QUADRATIC_PROGRAM, QUADRATIC_YAML
 
 TOKEN = "test-token-0123456789abcdef"
+#: where in-process clients send requests: a loopback name, as a local browser or script does
+BASE_URL = "http://127.0.0.1"
 
 
 def quadratic_payload(**changes: Any) -> dict[str, Any]:
@@ -35,7 +37,7 @@ def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
 
     def make(**changes: Any) -> TestClient:
         (tmp_path / "work").mkdir(exist_ok=True)
-        client = TestClient(create_app(settings_for(tmp_path, **changes)), raise_server_exceptions=False)
+        client = TestClient(create_app(settings_for(tmp_path, **changes)), raise_server_exceptions=False, base_url=BASE_URL)
         client.__enter__()
         clients.append(client)
         return client
@@ -63,7 +65,7 @@ def wait_for(client: TestClient, campaign_id: str, *, until: Callable[[dict[str,
 def finished_campaign(tmp: Path, problem: str = "circle_packing", iterations: int = 30) -> Iterator[tuple[TestClient, str]]:
     """A client of an application in ``tmp`` holding one finished ``mutator`` campaign; yields the client and its id."""
     (tmp / "work").mkdir(exist_ok=True)
-    with TestClient(create_app(settings_for(tmp)), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings_for(tmp)), raise_server_exceptions=False, base_url=BASE_URL) as client:
         cid = start_campaign(client, problem, iterations=iterations)["id"]
         assert wait_for(client, cid, until=lambda b: b["status"] != "running")["status"] == "finished"
         yield client, cid

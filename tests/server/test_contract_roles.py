@@ -58,16 +58,21 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         yield base, tokens
 
 
-@pytest.mark.parametrize("role", ["read", "run"])
+@pytest.mark.parametrize("role", ["anonymous", "read", "run"])
 @schema.parametrize()
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_operation_answers_a_role_it_refuses_and_none_fails(case: Any, role: str,
                                                               served: tuple[str, dict[str, str]]) -> None:
+    """anonymous: no token, on loopback (where reads need none); read and run: a token of that role."""
     base, tokens = served
-    response = case.call(base_url=base, headers={"Authorization": f"Bearer {tokens[role]}"})
+    headers = {} if role == "anonymous" else {"Authorization": f"Bearer {tokens[role]}"}
+    response = case.call(base_url=base, headers=headers)
     needed = needs(case.method.upper(), case.path)
     published = case.method.lower() in OPENAPI["paths"][case.path]  # else a method the path lacks: 405 for anyone
-    if published and needed is not None and ROLES.index(role) < ROLES.index(needed):
-        assert response.status_code == 403, (case.method, case.path, response.status_code, response.text)
-        assert f"has role {role}" in response.json()["detail"]
+    has = "read" if role == "anonymous" else role
+    if published and needed is not None and ROLES.index(has) < ROLES.index(needed):
+        expected = 401 if role == "anonymous" else 403
+        assert response.status_code == expected, (case.method, case.path, response.status_code, response.text)
+        if role != "anonymous":
+            assert f"has role {role}" in response.json()["detail"]
     case.validate_response(response, excluded_checks=[positive_data_acceptance])

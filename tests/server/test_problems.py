@@ -92,3 +92,12 @@ def test_invalid_problems_are_refused_with_the_field_and_the_reason(client: Test
 def test_unknown_problem_is_404(client: TestClient) -> None:
     response = client.get("/problems/nope")
     assert response.status_code == 404 and "GET /problems" in response.json()["detail"]
+
+
+def test_a_submitted_problem_may_not_ask_for_more_than_the_server_gives(client: TestClient) -> None:
+    payload = quadratic_payload()
+    payload["config"]["limits"] = {"timeout_s": 10, "memory_mb": 65536}
+    response = client.post("/problems", json=payload)
+    assert response.status_code == 422
+    assert response.json()["field"] == "config"
+    assert "limits.memory_mb" in response.json()["detail"] and "EVOLVE_MAX_PROBLEM_MEMORY_MB" in response.json()["detail"]

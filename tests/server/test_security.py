@@ -91,7 +91,7 @@ def test_settings_come_from_the_environment_and_bad_ones_name_the_variable(monke
 def test_without_a_token_cross_site_writes_are_refused(client: TestClient) -> None:
     evil = client.post("/problems", json=quadratic_payload(), headers={"Origin": "http://evil.example"})
     assert evil.status_code == 403 and "EVOLVE_CORS_ORIGINS" in evil.json()["detail"]
-    same = client.post("/problems", json=quadratic_payload(), headers={"Origin": "http://testserver"})
+    same = client.post("/problems", json=quadratic_payload(), headers={"Origin": "http://127.0.0.1"})
     assert same.status_code == 201
 
 
@@ -150,3 +150,29 @@ def test_a_method_a_path_lacks_is_answered_405_naming_the_ones_it_has(client: Te
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, POST"
     assert response.json()["detail"] == "PUT is not allowed here; use GET or POST"
+
+
+def test_a_server_without_tokens_answers_only_requests_addressed_to_loopback(client: TestClient) -> None:
+    """A page whose DNS name was rebound to 127.0.0.1 sends its own name as Host: it gets nothing, writes least of all."""
+    rebound = {"Host": "attacker.example:8000", "Origin": "http://attacker.example:8000"}
+    assert client.get("/campaigns", headers={"Host": "attacker.example"}).status_code == 403
+    refused = client.post("/tokens", json={"name": "mine", "role": "admin"}, headers=rebound)
+    assert refused.status_code == 403 and "localhost or 127.0.0.1" in refused.json()["detail"]
+    for host in ("127.0.0.1:8000", "localhost", "[::1]:8000"):
+        assert client.get("/campaigns", headers={"Host": host}).status_code == 200, host
+
+
+def test_revoking_the_last_token_of_a_server_beyond_loopback_leaves_it_closed(tmp_path: Path) -> None:
+    """Beyond loopback a server with no token left admits nobody: not the loopback admin of a single user's machine."""
+    store = Store.open(str(tmp_path / "api.db"))
+    try:
+        store.create_token("only", "admin")
+    finally:
+        store.close()
+    (tmp_path / "work").mkdir()
+    settings = load_settings(host="0.0.0.0", db=str(tmp_path / "api.db"), workdir=str(tmp_path / "work"))
+    with TestClient(create_app(settings), raise_server_exceptions=False, base_url="http://127.0.0.1") as client:
+        client.app.state.store.revoke_token("only")  # type: ignore[attr-defined]
+        for method, path in (("GET", "/campaigns"), ("POST", "/tokens"), ("GET", "/whoami")):
+            response = client.request(method, path, json={"name": "x", "role": "admin"} if method == "POST" else None)
+            assert response.status_code == 401, (path, response.text)

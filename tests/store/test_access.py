@@ -82,3 +82,15 @@ def test_no_token_value_is_in_the_database_file(tmp_path: Path) -> None:
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("t.db*"))
     assert all(v.encode() not in raw for v in values)
     assert all(digest(v).encode() in raw for v in values)  # what is there instead
+
+
+def test_the_newest_audit_events_come_last_like_the_rest(store: Store) -> None:
+    for i in range(5):
+        store.add_audit("alice", f"a{i}")
+    assert [e.action for e in store.audit_trail(limit=2, newest=True)] == ["a3", "a4"]
+
+
+@pytest.mark.parametrize("name", ["loopback", "EVOLVE_API_TOKEN", "Anonymous", "cli", "unknown"])
+def test_names_the_server_acts_under_are_refused(store: Store, name: str) -> None:
+    with pytest.raises(TokenNameError, match="uses itself"):
+        store.create_token(name, "run")

@@ -4,7 +4,7 @@ import {api} from "./api.js";
 import {fmt, h, section, table} from "./dom.js";
 
 export async function auditPage(app) {
-  const entries = await api("/audit?limit=1000");
+  const entries = await api("/audit?newest=true&limit=1000");
   app.replaceChildren(
     h("h1", {}, "Audit trail"),
     section("Writes and refused attempts", table([
