@@ -112,7 +112,8 @@ async def _principal(request: Request, role: str) -> Principal:
     """
     settings, store = _settings(request), _store(request)
     given = _bearer(request)
-    if given is not None:
+    open_server = settings.loopback and settings.api_token is None and not await asyncio.to_thread(store.has_tokens)
+    if given is not None and not open_server:  # a server with no token at all ignores one, as it always did
         if settings.api_token is not None and hmac.compare_digest(given.encode(errors="surrogatepass"),
                                                                   settings.api_token.get_secret_value().encode()):
             return Principal(ENV_TOKEN, "admin")
@@ -120,7 +121,7 @@ async def _principal(request: Request, role: str) -> Principal:
         if row is None:
             raise _unauthorized(f"unknown or revoked token: {_UNAUTHORIZED}")
         principal = Principal(row.name, row.role, row)
-    elif settings.loopback and settings.api_token is None and not await asyncio.to_thread(store.has_tokens):
+    elif open_server:
         # no token exists (possible only on loopback: beyond it, the last token revoked leaves nobody admitted)
         if not _loopback_host(request):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "this server has no token, so it answers only requests "

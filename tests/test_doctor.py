@@ -54,7 +54,7 @@ def test_doctor_names_a_model_it_cannot_reach_and_exits_1(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(("revision", "ok", "fragment"), [
     (None, True, "the latest"),
-    ("0007", True, "behind the latest 0008: the next evolve command that opens it migrates it"),
+    ("0007", True, "behind the latest 0009: the next evolve command that opens it migrates it"),
     ("9999", False, "newer than this evolve"),
     ("junk", False, "cannot open database"),
 ])
