@@ -152,17 +152,26 @@ def die_with(controller: int) -> None:
         os._exit(1)
 
 
+def _request_sandbox(request: dict[str, Any]) -> Sandbox | bytes:
+    """The request's candidate backend, or the answer that says it could not be built (no candidate ran yet: whatever
+    broke is the backend's, an engine gone mid-setup)."""
+    try:
+        return get_sandbox(request["sandbox"])
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, EvolveError) else f"{type(exc).__name__}: {exc}"
+        return encode_answer({"outcome": StageOutcome.SANDBOX_ERROR, "message": message})
+
+
 def answer_bytes(request: dict[str, Any], sandbox: Sandbox | None, module: Any) -> bytes:
     """Bound this process, run the cascade and encode its answer (``sandbox`` None: the request's backend, built here)."""
     bound_self(request["evaluator"])
     sys.stdout = sys.stderr  # an evaluator's print() must never reach a channel we read
     try:
         if sandbox is None:
-            try:
-                sandbox = get_sandbox(request["sandbox"])
-            except Exception as exc:  # no candidate ran yet: whatever broke is the backend's (an engine gone mid-setup)
-                message = str(exc) if isinstance(exc, EvolveError) else f"{type(exc).__name__}: {exc}"
-                return encode_answer({"outcome": StageOutcome.SANDBOX_ERROR, "message": message})
+            built = _request_sandbox(request)
+            if isinstance(built, bytes):
+                return built
+            sandbox = built
         return encode_answer(run_cascade(request, sandbox, module))
     except MemoryError:  # outside a stage (serializing the answer): what held the memory is unwound by now
         return json.dumps({"stages": [{"outcome": StageOutcome.EVALUATOR_ERROR, "message": _out_of_memory(request["evaluator"])}]}).encode()
@@ -173,11 +182,10 @@ def confined_answer_here(request: dict[str, Any], sandbox: Sandbox | None, box: 
     from evolve.evaluators.confined import confined_answer
 
     if sandbox is None:
-        try:
-            sandbox = get_sandbox(request["sandbox"])
-        except Exception as exc:  # as in answer_bytes: no candidate ran yet, the backend broke
-            message = str(exc) if isinstance(exc, EvolveError) else f"{type(exc).__name__}: {exc}"
-            return encode_answer({"outcome": StageOutcome.SANDBOX_ERROR, "message": message})
+        built = _request_sandbox(request)
+        if isinstance(built, bytes):
+            return built
+        sandbox = built
     return confined_answer(request, sandbox, box)
 
 

@@ -63,12 +63,13 @@ def list_campaigns(request: Request) -> list[dict[str, Any]]:
     return [campaign_out(request, row) for row in _store(request).list_campaigns()]
 
 
-def confines(request: Request, row: CampaignRow) -> bool:
-    """Whether this server runs the campaign's evaluator sandboxed: a submitted problem's (or all, by its setting),
-    whatever the campaign's stored config says (one stored before submitted evaluators were sandboxed)."""
+def confines(request: Request, problem_id: str) -> bool:
+    """Whether this server runs the evaluator of the problem with this fingerprint sandboxed: a submitted problem's (or
+    all, by its setting), whatever a campaign's stored config says (one stored before submitted evaluators were
+    sandboxed)."""
     settings: ServerSettings = request.app.state.settings
     builtins: BuiltinProblems = request.app.state.builtins
-    return settings.sandbox_evaluators == "all" or row.problem_id not in builtins.fingerprints
+    return settings.sandbox_evaluators == "all" or problem_id not in builtins.fingerprints
 
 
 def _owned(principal: Principal, row: CampaignRow, doing: str) -> None:
@@ -87,10 +88,9 @@ async def create_campaign(request: Request, body: CampaignCreate,
     It belongs to the token that started it; the token's limits (campaigns at once, evaluations in flight, model
     spend) are checked first and answered 429 naming the limit."""
     fields = body.model_dump()
-    problem_id = fields.pop("problem")
-    problem = find_problem(request, problem_id)
+    problem = find_problem(request, fields.pop("problem"))
     settings: ServerSettings = request.app.state.settings
-    config = CampaignConfig.model_validate({**fields, "evaluator_sandbox": settings.confines(problem_id)})
+    config = CampaignConfig.model_validate({**fields, "evaluator_sandbox": confines(request, problem.fingerprint())})
     _check_endpoints(settings, config)
     if config.executor == "ray":  # the operator's cluster, never one a client names
         if settings.ray_address is None:
@@ -126,7 +126,8 @@ async def resume_campaign(request: Request, campaign_id: str,
     body = body or CampaignResume()
     budgets = {k: v for k, v in body.model_dump(exclude={"iterations"}).items() if k in body.model_fields_set}
     await _manager(request).resume(campaign_id, iterations=body.iterations, budgets=budgets,
-                                   quota=quota_for(request, principal, row.created_by), confine=confines(request, row))
+                                   quota=quota_for(request, principal, row.created_by),
+                                   confine=confines(request, row.problem_id))
     return campaign_out(request, campaign_row(request, campaign_id), detail=True)
 
 

@@ -131,7 +131,7 @@ async def best_program(
     if held_out:  # an evaluation like any other of this server's: under its cap, a submitted evaluator sandboxed
         async with request.app.state.manager.slots:
             found = await asyncio.to_thread(held_out_score, store, row, store.load_problem(row.problem_id), best,
-                                            confine=confines(request, row))
+                                            confine=confines(request, row.problem_id))
     else:
         found = recorded_held_out(store, campaign_id, best.id)
     report = found.to_json() if found else None

@@ -104,40 +104,46 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def _principal(request: Request, role: str) -> Principal:
-    """The request's principal, if it may act with ``role``.
+async def _authenticate(request: Request) -> Principal:
+    """Who the request acts as: its token's principal, the loopback admin of a server without any token, or the
+    anonymous reader.
 
     Raises:
-        HTTPException: 401 without a valid token where one is needed, 403 for a role too weak or a cross-site write.
+        HTTPException: 401 for an unknown or revoked token, 403 for a token-less server addressed by a DNS name.
     """
     settings, store = _settings(request), _store(request)
     given = _bearer(request)
     open_server = settings.loopback and settings.api_token is None and not await asyncio.to_thread(store.has_tokens)
-    if given is not None and not open_server:  # a server with no token at all ignores one, as it always did
-        if settings.api_token is not None and hmac.compare_digest(given.encode(errors="surrogatepass"),
-                                                                  settings.api_token.get_secret_value().encode()):
-            return Principal(ENV_TOKEN, "admin")
-        row = await asyncio.to_thread(store.token_for, given)
-        if row is None:
-            raise _unauthorized(f"unknown or revoked token: {_UNAUTHORIZED}")
-        principal = Principal(row.name, row.role, row)
-    elif open_server:
-        # no token exists (possible only on loopback: beyond it, the last token revoked leaves nobody admitted)
+    if open_server:  # no token exists (possible only on loopback: beyond it, the last token revoked admits nobody)
         if not _loopback_host(request):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "this server has no token, so it answers only requests "
                                                            "addressed to localhost or 127.0.0.1 (not a DNS name)")
+        return Principal(LOOPBACK, "admin")  # a bearer header is ignored here, as it always was
+    if given is None:
+        return Principal(ANONYMOUS, "read")
+    if settings.api_token is not None and hmac.compare_digest(given.encode(errors="surrogatepass"),
+                                                              settings.api_token.get_secret_value().encode()):
+        return Principal(ENV_TOKEN, "admin")
+    row = await asyncio.to_thread(store.token_for, given)
+    if row is None:
+        raise _unauthorized(f"unknown or revoked token: {_UNAUTHORIZED}")
+    return Principal(row.name, row.role, row)
+
+
+def _authorize(request: Request, principal: Principal, role: str) -> None:
+    """Raises: HTTPException 401 for an anonymous caller where a token is needed, 403 for a role too weak or a
+    cross-site write to a token-less server."""
+    settings = _settings(request)
+    if principal.name == ANONYMOUS and (role != "read" or settings.reads_need_token):
+        raise _unauthorized(f"missing token: {_UNAUTHORIZED}")
+    if principal.name == LOOPBACK and principal.token is None:
         if role != "read" and not _same_origin(request, settings):
             raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site writes are refused: add the page's origin to "
                                                            "EVOLVE_CORS_ORIGINS, or set EVOLVE_API_TOKEN")
-        return Principal(LOOPBACK, "admin")
-    elif role == "read" and not settings.reads_need_token:
-        return Principal(ANONYMOUS, "read")
-    else:
-        raise _unauthorized(f"missing token: {_UNAUTHORIZED}")
+        return
     if not principal.may(role):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"token '{principal.name}' has role {principal.role}; this needs "
                                                        f"{role} (an admin makes one: evolve token create NAME --role {role})")
-    return principal
 
 
 #: A caller without a valid token gets at most one refused event per action this often; the next one counts the rest.
@@ -197,24 +203,19 @@ def _target(request: Request) -> str | None:
 
 
 async def _admit(request: Request, role: str, action: str | None) -> Principal:
-    """The request's principal for ``role``, once per request; a refused write is an audit event."""
-    admitted: Principal | None = getattr(request.state, "principal", None)
-    if admitted is not None:
-        if not admitted.may(role):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"token '{admitted.name}' has role {admitted.role}; this "
-                                                           f"needs {role}")
-        return admitted
+    """The request's principal (found once per request) if it may act with ``role``; a refused write is an audit event."""
+    principal: Principal | None = getattr(request.state, "principal", None)
     try:
-        principal = await _principal(request, role)
+        if principal is None:
+            principal = await _authenticate(request)
+            request.state.principal = principal
+        _authorize(request, principal, role)
     except HTTPException as exc:
         if action is not None:
-            actor = ANONYMOUS if _bearer(request) is None else UNKNOWN_TOKEN
-            if exc.status_code == status.HTTP_403_FORBIDDEN and (given := _bearer(request)) is not None:
-                row = await asyncio.to_thread(_store(request).token_for, given)
-                actor = row.name if row is not None else actor
+            unknown = ANONYMOUS if _bearer(request) is None else UNKNOWN_TOKEN
+            actor = principal.name if principal is not None else unknown
             await record(request, actor, action, outcome="refused", target=_target(request), detail=str(exc.detail))
         raise
-    request.state.principal = principal
     return principal
 
 

@@ -78,12 +78,6 @@ class ServerSettings(BaseSettings):
         """Reads need a token beyond loopback (where a server always has one: see ``check_bind``)."""
         return not self.loopback
 
-    def confines(self, problem_id: str) -> bool:
-        """Whether the evaluator of problem ``problem_id`` (a built-in name, else a submitted problem) runs sandboxed."""
-        from evolve.problem import builtin_problem_names
-
-        return self.sandbox_evaluators == "all" or problem_id not in builtin_problem_names()
-
     def check_bind(self, *, has_tokens: bool = False) -> None:
         """Raises: ConfigError when the address is reachable from other machines and no token exists
         (neither EVOLVE_API_TOKEN nor one in the store, ``has_tokens``)."""

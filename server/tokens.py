@@ -65,7 +65,7 @@ async def revoke_token(request: Request, name: str,
     """Revoke a token: refused from the next request on. Idempotent."""
     del principal
     store = _store(request)
-    if not any(t.name == name for t in await asyncio.to_thread(store.list_tokens)):
+    if await asyncio.to_thread(store.token_named, name) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no token named '{name}': GET /tokens lists them")
     return (await asyncio.to_thread(store.revoke_token, name)).to_json()
 
