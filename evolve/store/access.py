@@ -154,9 +154,10 @@ class Access:
         return [TokenRow(**r._mapping) for r in rows]
 
     def has_tokens(self) -> bool:
-        """Whether any token is active (then a server needs one for writes, even on loopback)."""
+        """Whether tokens were ever made here (then a server needs one for writes, even on loopback). Revoked ones
+        count: revoking every token closes a server, it never reopens it to every local caller as its admin."""
         with self._reading("listing tokens") as conn:
-            return conn.execute(select(api_tokens.c.name).where(api_tokens.c.revoked_at.is_(None)).limit(1)).first() is not None
+            return conn.execute(select(api_tokens.c.name).limit(1)).first() is not None
 
     def revoke_token(self, name: str) -> TokenRow:
         """Revoke a token by name (idempotent); returns its row.

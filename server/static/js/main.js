@@ -94,7 +94,7 @@ async function render() {
 async function start() {
   onTokenNeeded(askToken);
   document.getElementById("token-button").addEventListener("click", async () => {
-    if (token()) { setToken(null); await changedToken(); return; }
+    if (token()) { setToken(null); showTokenButton(); await changedToken(); return; }
     await askToken("Writes (start, stop, resume) need a token with the run role (or admin).");
   });
   try { health = await api("/health"); } catch { /* the pages will say what fails */ }
