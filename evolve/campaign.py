@@ -134,8 +134,9 @@ class Campaign:
     # ------------------------------------------------------------ lifecycle
     @classmethod
     async def create(cls, store: Store, problem: Problem, config: CampaignConfig, *, workdir: Path,
-                     lease_s: float = LEASE_S) -> Campaign:
-        """Evaluate the initial program, then create the campaign in one transaction.
+                     lease_s: float = LEASE_S, created_by: str | None = None) -> Campaign:
+        """Evaluate the initial program, then create the campaign in one transaction (``created_by``: the API
+        token that starts it, recorded in that transaction).
 
         Raises:
             ProblemError: when the initial program does not evaluate OK.
@@ -172,7 +173,7 @@ class Campaign:
         )
         store.create_campaign(
             campaign_id=campaign_id, problem_id=problem_id, config=config,
-            initial=initial, islands=config.island_count,
+            initial=initial, islands=config.island_count, created_by=created_by,
         )
         row = store.claim_campaign(campaign_id, new_owner(), target=None, lease_s=lease_s)
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -16,7 +17,7 @@ from evolve.reports import campaign_summary
 from evolve.server.manager import CampaignManager
 from evolve.server.problems import BuiltinProblems, find_problem
 from evolve.server.schemas import CampaignCreate, CampaignOut, CampaignResume, errors
-from evolve.server.security import GuardedRoute, Principal, audited, quota_for, require_read
+from evolve.server.security import GuardedRoute, Principal, audited, quota_for, require_read, still_admitted
 from evolve.server.settings import ServerSettings
 from evolve.store import CampaignRow, Store
 from evolve.values import CampaignStatus
@@ -26,6 +27,7 @@ __all__ = ["campaign_out", "campaign_row", "confines", "router"]
 router = APIRouter(tags=["campaigns"], route_class=GuardedRoute)
 _EVENT_POLL_S = 0.25
 _KEEPALIVE_S = 15.0
+_RECHECK_S = 2.0  # how often a following stream checks that its caller's token is still valid
 
 
 def _store(request: Request) -> Store:
@@ -137,8 +139,13 @@ _TERMINAL = {CampaignStatus.STOPPED, CampaignStatus.INTERRUPTED, CampaignStatus.
 
 async def _event_stream(request: Request, campaign_id: str, after: int, follow: bool) -> AsyncIterator[bytes]:
     store, manager = _store(request), _manager(request)
-    idle = 0.0
+    idle, checked = 0.0, time.monotonic()
     while True:
+        if time.monotonic() - checked >= _RECHECK_S:
+            if not await still_admitted(request, "read"):
+                yield b'event: end\ndata: {"reason": "its token is no longer accepted (revoked)"}\n\n'
+                return
+            checked = time.monotonic()
         batch = await asyncio.to_thread(store.events, campaign_id, after_id=after, limit=500)
         for ev in batch:
             after = ev["id"]

@@ -181,9 +181,7 @@ class CampaignManager:
         try:
             scratch = Path(tempfile.mkdtemp(dir=self.workdir, prefix="new-"))
             async with self.slots:
-                campaign = await Campaign.create(self.store, problem, config, workdir=scratch)
-            if quota.creator is not None:
-                await asyncio.to_thread(self.store.set_creator, campaign_id=campaign.id, creator=quota.creator)
+                campaign = await Campaign.create(self.store, problem, config, workdir=scratch, created_by=quota.creator)
         except BaseException:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)

@@ -7,6 +7,7 @@ the answer is 422 naming the field and the reason.
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -120,8 +121,7 @@ async def _accept(request: Request, principal: Principal, *, config_text: str, i
     if checked.findings:
         raise ProblemError(checked.findings[0].message, field=checked.findings[0].part)
     store: Store = request.app.state.store
-    problem_id = store.save_problem(problem)
-    store.set_creator(problem_id=problem_id, creator=principal.name)
+    problem_id = await asyncio.to_thread(store.save_problem, problem, created_by=principal.name)
     request.state.audit_target = problem_id
     return _summary(problem_id, problem, builtin=False)
 

@@ -251,6 +251,16 @@ def audited(role: str, action: str) -> Callable[[Request], AsyncIterator[Princip
     return dependency
 
 
+async def still_admitted(request: Request, role: str) -> bool:
+    """Whether the request's caller, looked up afresh, may still act with ``role``: a long-lived answer (an event
+    stream) asks while it runs, so a token revoked meanwhile ends it rather than reading on for hours."""
+    try:
+        _authorize(request, await _authenticate(request), role)
+    except HTTPException:
+        return False
+    return True
+
+
 @_guard("read")
 async def require_read(request: Request) -> Principal:
     return await _admit(request, "read", None)

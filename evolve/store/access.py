@@ -20,7 +20,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from evolve.errors import StoreError
-from evolve.store.schema import api_tokens, audit, campaigns, problems
+from evolve.store.schema import api_tokens, audit, campaigns
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -193,15 +193,6 @@ class Access:
         return entries[::-1] if newest else entries
 
     # --------------------------------------------------------------- creators
-    def set_creator(self, *, campaign_id: str | None = None, problem_id: str | None = None, creator: str) -> None:
-        """Record which token created a campaign, or first submitted a problem (a problem keeps its first)."""
-        with self._writing("recording the creator") as conn:
-            if campaign_id is not None:
-                conn.execute(update(campaigns).where(campaigns.c.id == campaign_id).values(created_by=creator))
-            if problem_id is not None:
-                conn.execute(update(problems).where(problems.c.id == problem_id, problems.c.created_by.is_(None))
-                             .values(created_by=creator))
-
     def spent_by(self, creator: str) -> float:
         """Model spend over every campaign ``creator`` started, in USD."""
         with self._reading("summing spend") as conn:

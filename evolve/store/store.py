@@ -141,8 +141,11 @@ class Store(Leases, Queries, Aggregates, Access):
             raise StoreError(f"{what} failed: {_short(exc)}") from exc
 
     # --------------------------------------------------------------- problems
-    def save_problem(self, problem: Problem) -> str:
-        """Store a problem's files (idempotent: keyed by content); returns its id."""
+    def save_problem(self, problem: Problem, *, created_by: str | None = None) -> str:
+        """Store a problem's files (idempotent: keyed by content); returns its id.
+
+        ``created_by``: the API token submitting it; a problem keeps the first one recorded.
+        """
         pid = problem.fingerprint()
         with self._writing("saving the problem") as conn:
             if conn.execute(select(problems.c.id).where(problems.c.id == pid)).first() is None:
@@ -151,7 +154,11 @@ class Store(Leases, Queries, Aggregates, Access):
                     id=pid, name=problem.name, config_text=problem.config_text,
                     initial_program=problem.initial_program, evaluator_source=problem.evaluator_source,
                     extra_files=problem.extra_files_json(), source=problem.source, created_at=time.time(),
+                    created_by=created_by,
                 ).on_conflict_do_nothing(index_elements=[problems.c.id]))
+            elif created_by is not None:
+                conn.execute(update(problems).where(problems.c.id == pid, problems.c.created_by.is_(None))
+                             .values(created_by=created_by))
         return pid
 
     def load_problem(self, problem_id: str) -> Problem:
@@ -172,9 +179,13 @@ class Store(Leases, Queries, Aggregates, Access):
 
     # -------------------------------------------------------------- campaigns
     def create_campaign(
-        self, *, campaign_id: str, problem_id: str, config: CampaignConfig, initial: Program, islands: int
+        self, *, campaign_id: str, problem_id: str, config: CampaignConfig, initial: Program, islands: int,
+        created_by: str | None = None,
     ) -> None:
-        """Create a campaign with its initial program, elite of every island, in one transaction."""
+        """Create a campaign with its initial program, elite of every island, in one transaction.
+
+        ``created_by``: the name of the API token that started it (its owner for stop, resume and quotas).
+        """
         now = time.time()
         with self._writing("creating the campaign") as conn:
             conn.execute(insert(campaigns).values(
@@ -182,7 +193,7 @@ class Store(Leases, Queries, Aggregates, Access):
                 iterations_target=config.iterations, iterations_done=0, valid_done=0,
                 best_program_id=initial.id, best_fitness=initial.fitness, last_migration=0,
                 prompt_tokens=0, completion_tokens=0, cost_usd=0.0, owner=None, error=None,
-                created_at=now, updated_at=now,
+                created_at=now, updated_at=now, created_by=created_by,
             ))
             conn.execute(insert(programs).values(**_program_values(initial)))
             assert initial.cell is not None and initial.fitness is not None

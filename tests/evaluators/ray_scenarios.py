@@ -24,13 +24,15 @@ from typing import Any
 import ray
 from ray.cluster_utils import Cluster
 
+import evolve.evaluators.cluster
 from evolve.campaign import Campaign, Progress
 from evolve.config import CampaignConfig
 from evolve.errors import EvolveError
 from evolve.problem import load_problem
 from evolve.store import Store
-from evolve.values import CampaignStatus
+from evolve.values import CampaignStatus, EvalStatus
 from tests.conftest import QUADRATIC_YAML, write_problem
+from tests.hostile import PROBES, hostile_evaluator, reached
 from tests.postgres import PostgresServer
 
 WORKERS = 2
@@ -125,6 +127,35 @@ def no_sandbox_on_the_nodes(folder: Path) -> dict[str, Any]:
     return {"error": error, "campaigns": len(store.list_campaigns())}
 
 
+PLANTED = "sk-planted-cluster-key-0123456789"
+
+
+def hostile_on_the_nodes(folder: Path) -> dict[str, Any]:
+    """A hostile evaluator run with ``evaluator_sandbox`` on the nodes: walled in there as on one host (the head's
+    port, through which it could run anything on the cluster, included), and still scoring its candidates."""
+    os.environ["EVOLVE_PLANTED_KEY"] = PLANTED  # before the nodes start: in every raylet's and actor's environment
+    cluster = _cluster()
+    store = Store.open(str(folder / "hostile.db"))
+    source = hostile_evaluator(store=str(folder / "hostile.db"), secret_name="EVOLVE_PLANTED_KEY", secret=PLANTED,
+                               other_problem=str(write_problem(folder / "other") / "evaluator.py"),
+                               server_source=evolve.evaluators.cluster.__file__,
+                               port=int(cluster.address.rsplit(":", 1)[1]), host_words=("raylet", "gcs_server", "ray::"))
+    yaml = QUADRATIC_YAML.replace("timeout_s: 10", "timeout_s: 60")
+    problem = load_problem(write_problem(folder / "hostile", yaml=yaml, evaluator=source))
+    campaign = asyncio.run(Campaign.create(store, problem, _config(cluster, 8, evaluator_sandbox=True),
+                                           workdir=folder / "w"))
+    status = asyncio.run(campaign.run())
+    scored = [p for p in store.list_programs(campaign.id) if p.status is EvalStatus.OK]
+    found = {**_findings(store, campaign.id), "run": status.value,
+             "reached": [reached(p.artifacts) for p in scored],
+             "probed": [sorted(set(PROBES) & set(p.artifacts)) == sorted(PROBES) for p in scored],
+             "correct": [p.metrics["value"] == -(p.features["x"] - 3.0) ** 2 for p in scored],
+             "worker_nodes": sorted(n["NodeID"][:12] for n in ray.nodes() if n["Resources"].get("CPU"))}
+    ray.shutdown()
+    cluster.shutdown()
+    return found
+
+
 CONTROLLER = """
 import asyncio, sys
 from pathlib import Path
@@ -175,7 +206,7 @@ def _wait(condition: Callable[[], bool], timeout: float) -> None:
 
 SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "spread": spread, "node_lost": node_lost, "no_sandbox_on_the_nodes": no_sandbox_on_the_nodes,
-    "killed_controller": killed_controller,
+    "killed_controller": killed_controller, "hostile_on_the_nodes": hostile_on_the_nodes,
 }
 
 if __name__ == "__main__":

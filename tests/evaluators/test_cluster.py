@@ -57,6 +57,16 @@ def test_a_node_lost_mid_campaign_loses_no_program_and_the_campaign_finishes(tmp
     assert found["removed"][0] not in found["nodes_late"]  # the work went on elsewhere
 
 
+def test_a_hostile_evaluator_sandboxed_on_the_nodes_is_walled_in_and_still_scores(tmp_path: Path) -> None:
+    found = scenario("hostile_on_the_nodes", tmp_path)
+    assert found["run"] == found["status"] == "finished", found["error"]
+    assert found["iterations"] == list(range(9)) and len(found["reached"]) >= 1, found
+    assert found["reached"] == [{}] * len(found["reached"]), found["reached"]  # no wall gave, on any node
+    assert all(found["probed"]) and all(found["correct"]), found
+    nodes = {n.split("/")[1] for n in found["nodes"]}
+    assert nodes <= set(found["worker_nodes"]), found["nodes"]  # evaluated on the worker nodes, not beside the head
+
+
 def test_nodes_that_cannot_run_the_sandbox_refuse_and_nothing_runs_unsandboxed(tmp_path: Path) -> None:
     found = scenario("no_sandbox_on_the_nodes", tmp_path)
     assert found["error"].startswith("SandboxError: no Ray node can host an evaluator"), found["error"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,28 @@ def test_a_revoked_token_is_refused_at_once(api: Api) -> None:
     again = api.call("admin", "POST", "/tokens", json={"name": "alice", "role": "run"})
     assert again.status_code == 409  # the name stays the revoked token's, for the audit trail
     assert api.call("admin", "POST", "/tokens/nobody/revoke").status_code == 404
+
+
+def test_a_stream_opened_with_a_token_ends_soon_after_the_token_is_revoked(api: Api) -> None:
+    api.make("alice", "run")
+    api.make("watcher", "read")
+    cid = api.start("alice").json()["id"]
+    headers = {"Authorization": f"Bearer {api.tokens['watcher']}"}
+    seen: list[str] = []
+    with httpx.stream("GET", f"{api.base}/campaigns/{cid}/events", headers=headers, timeout=30) as stream:
+        lines = stream.iter_lines()
+        while "event: started" not in seen:  # the stream is live and following
+            seen.append(next(lines))
+        assert api.call("admin", "POST", "/tokens/watcher/revoke").json()["active"] is False
+        revoked = time.monotonic()
+        for line in lines:  # a running campaign's stream would go on for hours; this one must end by itself
+            seen.append(line)
+            if time.monotonic() - revoked > 60:  # bounded: keep-alives would hold a stream that never ends
+                break
+        waited = time.monotonic() - revoked
+    assert "event: end" in seen and "no longer accepted (revoked)" in seen[seen.index("event: end") + 1], seen[-3:]
+    assert waited < 15, waited  # the check runs every 2 s; the bound leaves room for a loaded machine
+    assert api.call("admin", "GET", f"/campaigns/{cid}").json()["status"] == "running"  # only the stream ended
 
 
 def _together(api: Api, who: str, count: int, **changes: Any) -> list[httpx.Response]:

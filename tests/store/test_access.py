@@ -11,9 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from evolve.config import CampaignConfig
 from evolve.errors import StoreError
-from evolve.store import Store
+from evolve.problem import Problem
+from evolve.store import LLMCallRecord, Store
 from evolve.store.access import TOKEN_NAME, TokenNameError, digest
+from evolve.values import Origin
+from tests.store.helpers import make_program
 
 
 def test_a_token_is_stored_as_its_digest_and_found_by_its_value(store: Store) -> None:
@@ -94,3 +98,17 @@ def test_the_newest_audit_events_come_last_like_the_rest(store: Store) -> None:
 def test_names_the_server_acts_under_are_refused(store: Store, name: str) -> None:
     with pytest.raises(TokenNameError, match="uses itself"):
         store.create_token(name, "run")
+
+
+def test_a_campaign_is_created_with_its_owner_and_counted_in_its_spend(store: Store, quadratic: Problem) -> None:
+    problem_id = store.save_problem(quadratic, created_by="alice")
+    assert store.save_problem(quadratic, created_by="bob") == problem_id  # the same files: one problem
+    for cid, creator in [("c-alice", "alice"), ("c-cli", None)]:
+        store.create_campaign(campaign_id=cid, problem_id=problem_id, config=CampaignConfig(islands=1, iterations=5),
+                              initial=make_program(cid, 0, fitness=0.0, origin=Origin.INITIAL), islands=1,
+                              created_by=creator)
+    # owned from the transaction that made it: no moment in which a run token's campaign is nobody's
+    assert [(c.id, c.created_by) for c in store.list_campaigns()] == [("c-alice", "alice"), ("c-cli", None)]
+    store.record_calls("c-alice", 1, [LLMCallRecord(model="paid", template=None, prompt_tokens=1, completion_tokens=1,
+                                                    cost_usd=0.5, latency_s=0.1, ok=True)])
+    assert store.spent_by("alice") == 0.5 and store.spent_by("bob") == 0.0
