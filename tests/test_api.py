@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -128,9 +129,12 @@ def test_builtin_problems_by_name_and_a_clear_error_for_an_unknown_one() -> None
 
 
 CTRL_C_SCRIPT = """\
+import faulthandler
 import signal
 import sys
 import evolve
+
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # a run that does not stop shows the test where it waits
 
 # what Python installs at start-up in a terminal; a suite started in the background (bash sets SIGINT to ignored for
 # background jobs, and a child inherits that) would leave it ignored, and no Ctrl-C could reach the run
@@ -155,8 +159,14 @@ def test_ctrl_c_stops_a_blocking_run_cleanly_and_returns_its_result(tmp_path: Pa
     assert child.stdout is not None
     try:
         assert child.stdout.readline().strip() == "two"
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=120)
+        child.send_signal(signal.SIGINT)  # the kernel may hand it to any of the run's threads: each must do
+        try:
+            out, err = child.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            child.kill()
+            pytest.fail(f"the run did not stop on Ctrl-C; its threads:\n{child.communicate()[1][-6000:]}")
     finally:
         child.kill()
     assert child.returncode == 0, err
