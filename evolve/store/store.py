@@ -622,8 +622,7 @@ def _make_engine(url: str) -> Engine:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout={_BUSY_S * 1000}")
-        if not memory:
+        if not memory:  # (the busy timeout is the driver's: sqlite3.connect(timeout=_BUSY_S) above)
             _enter_wal(cur)
             cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
